@@ -1,0 +1,60 @@
+# coda-memory — two commands: `make run` (local stack) and `make test`.
+# Everything lives in .venv at the repo root; the model is built once into layers/model/build
+# and rebuilt only when its build inputs change.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+MODEL  := layers/model/build/model/manifest.json
+MODEL_INPUTS := layers/model/build.py layers/model/requirements-build.txt
+
+.PHONY: help venv layer run test test-fast lint build bench bench-retrieval clean
+
+help:
+	@echo "make run    - set up and start the local stack (API on :3000, Lambda invoke on :3001)"
+	@echo "make test   - set up and run the whole test suite"
+	@echo "make layer  - build the int8 ONNX model (cached)"
+	@echo "make lint   - ruff + mypy on the core"
+	@echo "make build  - sam build (no container) into .aws-sam/build"
+	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo recall"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+$(MODEL): $(MODEL_INPUTS)
+	$(PYTHON) layers/model/build.py
+	@touch $(MODEL)
+
+layer: $(MODEL)
+
+run: venv layer
+	$(PY) -m local.run
+
+test: venv layer
+	$(PY) -m pytest
+
+test-fast: venv layer
+	$(PY) -m pytest -m "not slow"
+
+lint: venv
+	$(PY) -m ruff check src functions local tests bench layers/model
+	$(PY) -m mypy
+
+build: venv layer
+	$(PY) -m local.sam_build
+
+bench: venv layer
+	$(PY) -m bench.run
+
+bench-retrieval: venv layer
+	$(PY) -m bench.retrieval
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""Service configuration, read from the environment and validated once per process.
+
+Every name is documented in the README ("Configuration"). Defaults are safe for production
+(limits on, secrets never logged) and still let a person try the API by hand.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CONTENT_TYPES = ("conversation", "fact", "preference", "event")
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """All knobs of the service. Environment names are upper case (``MEMORY_*`` plus a few
+    conventional ones such as ``DATABASE_URL`` and ``REDIS_URL``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEMORY_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    # --- connections and secrets -------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        None, validation_alias=_env("DATABASE_URL", "MEMORY_DATABASE_URL")
+    )
+    database_url_secret: str | None = Field(
+        None,
+        validation_alias=_env("DATABASE_URL_SECRET", "MEMORY_DATABASE_URL_SECRET"),
+        description="Secrets Manager id whose value is the database URL (used when "
+        "DATABASE_URL is unset).",
+    )
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "MEMORY_REDIS_URL"))
+    api_key: SecretStr | None = Field(None, validation_alias=_env("MEMORY_API_KEY"))
+    api_key_secret: str | None = Field(
+        None,
+        validation_alias=_env("MEMORY_API_KEY_SECRET"),
+        description="Secrets Manager id holding service key(s): a string, or a JSON list.",
+    )
+    db_pool_max: int = Field(4, ge=1, le=64)
+    db_connect_timeout_s: float = Field(5.0, gt=0, le=60)
+    db_statement_timeout_ms: int = Field(10_000, ge=100, le=600_000)
+
+    # --- abuse limits ------------------------------------------------------------------
+    rate_limit_per_second: float = Field(50.0, ge=0)
+    rate_limit_burst: int = Field(100, ge=0)
+    default_max_memories: int = Field(50_000, ge=0)
+    default_max_daily_ingestions: int = Field(1_000, ge=0)
+
+    # --- input limits ------------------------------------------------------------------
+    max_body_bytes: int = Field(1_048_576, ge=1_024)
+    max_content_chars: int = Field(32_000, ge=1)
+    max_tags: int = Field(32, ge=0)
+    max_tag_chars: int = Field(64, ge=1)
+    max_metadata_bytes: int = Field(16_384, ge=2)
+    max_batch_items: int = Field(100, ge=1, le=1_000)
+    max_top_k: int = Field(100, ge=1)
+    max_context_tokens: int = Field(32_000, ge=1)
+    content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
+
+    # --- ranking -----------------------------------------------------------------------
+    weight_similarity: float = Field(0.6, ge=0)
+    weight_importance: float = Field(0.3, ge=0)
+    weight_recency: float = Field(0.1, ge=0)
+    recency_decay: float = Field(0.01, ge=0, description="per day: recency = 1/(1+age_days*decay)")
+    search_mode: Literal["vector", "hybrid"] = "hybrid"
+    rrf_k: int = Field(20, ge=1)
+    candidate_pool: int = Field(50, ge=1, le=1_000)
+    token_estimator: Literal["chars4", "words"] = "chars4"
+
+    # --- retention jobs ----------------------------------------------------------------
+    archive_after_days: int = Field(365, ge=1)
+    archive_max_access_count: int = Field(5, ge=0)
+    purge_after_days: int = Field(30, ge=0)
+    job_batch_size: int = Field(1_000, ge=1, le=100_000)
+
+    # --- model -------------------------------------------------------------------------
+    model_dir: Path | None = None
+    embed_threads: int = Field(1, ge=1, le=64)
+
+    @field_validator("content_types", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.content_types:
+            raise ValueError("MEMORY_CONTENT_TYPES must name at least one content type")
+        if self.weight_similarity + self.weight_importance + self.weight_recency <= 0:
+            raise ValueError("at least one ranking weight must be positive")
+        return self
+
+    @property
+    def rate_limit_enabled(self) -> bool:
+        return self.rate_limit_per_second > 0 and self.rate_limit_burst > 0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (validated on first use)."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Data access: connection pool, per-user transactions (RLS), migrations."""

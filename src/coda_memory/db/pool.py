@@ -1,0 +1,98 @@
+"""One connection pool per execution environment, and per-user transactions.
+
+Every query against per-user tables runs inside :meth:`Database.user_tx`, which sets
+``app.current_user_id`` for that transaction only; row-level security in PostgreSQL does the
+isolation, so a bug in Python cannot read another user's rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from ..errors import ServiceUnavailable
+
+
+class Database:
+    """A small psycopg pool. Lambda handles one request at a time per environment, so the
+    pool stays tiny there; the local runner and benchmarks call handlers from many threads."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_size: int = 4,
+        connect_timeout: float = 5.0,
+        statement_timeout_ms: int = 10_000,
+    ) -> None:
+        self._url = url
+        self._statement_timeout_ms = statement_timeout_ms
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"connect_timeout": max(1, int(connect_timeout)), "autocommit": False},
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            timeout=connect_timeout,
+            open=False,
+            name="coda-memory",
+        )
+        self._opened = False
+        self._lock = threading.Lock()
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        register_vector(conn)
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false), "
+            "set_config('hnsw.iterative_scan', 'relaxed_order', false)",
+            (str(self._statement_timeout_ms),),
+        )
+        conn.commit()
+
+    def _ensure_open(self) -> None:
+        if not self._opened:
+            with self._lock:
+                if not self._opened:
+                    self._pool.open(wait=False)
+                    self._opened = True
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection; database outages become :class:`ServiceUnavailable`."""
+        self._ensure_open()
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.errors.QueryCanceled) as exc:
+            raise ServiceUnavailable("database unavailable") from exc
+        except Exception as exc:
+            # psycopg_pool raises PoolTimeout (not an OperationalError) when no connection comes.
+            if type(exc).__name__ == "PoolTimeout":
+                raise ServiceUnavailable("database unavailable") from exc
+            raise
+
+    @contextmanager
+    def user_tx(self, user_id: str) -> Iterator[psycopg.Cursor]:
+        """A transaction scoped to one user: RLS sees only ``user_id``'s rows."""
+        with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            cur.execute("SELECT set_config('app.current_user_id', %s, true)", (user_id,))
+            yield cur
+
+    @contextmanager
+    def system_tx(self) -> Iterator[psycopg.Cursor]:
+        """A transaction with no user set: per-user tables read as empty (RLS); used for the
+        SECURITY DEFINER functions (key lookup, audit of anonymous requests, jobs)."""
+        with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            yield cur
+
+    def close(self) -> None:
+        if self._opened:
+            self._pool.close()
+            self._opened = False
