@@ -43,3 +43,81 @@ def app_conn(postgres: Postgres) -> Iterator[psycopg.Connection]:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HOME", str(Path.home()))
+
+
+# --- the API through its real Lambda handlers ------------------------------------------------
+
+from tests.apigw import SERVICE_KEY, Response, invoke  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def api_env(postgres: Postgres, redis_server: RedisServer) -> Iterator[dict[str, str]]:
+    """Environment of the functions under test; settings and resources are rebuilt from it."""
+    from coda_memory import runtime
+
+    env = {
+        "DATABASE_URL": postgres.app_url,
+        "REDIS_URL": redis_server.url,
+        "MEMORY_API_KEY": SERVICE_KEY,
+        "MEMORY_RATE_LIMIT_BURST": "0",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    runtime.reset()
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    runtime.reset()
+
+
+class Api:
+    """Calls routes through the ingest and retrieve functions' handlers."""
+
+    _ROUTES = {
+        ("POST", "/ingest"): "ingest", ("POST", "/ingest/batch"): "ingest",
+        ("GET", "/memory/{id}"): "ingest", ("DELETE", "/memory/{id}"): "ingest",
+        ("DELETE", "/users/{user_id}/memories"): "ingest", ("GET", "/health"): "ingest",
+        ("POST", "/search"): "retrieve", ("POST", "/context"): "retrieve",
+    }
+
+    def __init__(self) -> None:
+        from functions.ingest.app import handler as ingest_handler
+        from functions.retrieve.app import handler as retrieve_handler
+
+        self.handlers = {"ingest": ingest_handler, "retrieve": retrieve_handler}
+
+    def call(self, method: str, path: str, **kwargs: object) -> Response:
+        resource, params = path, None
+        parts = path.split("/")
+        if path.startswith("/memory/"):
+            resource, params = "/memory/{id}", {"id": parts[2]}
+        elif path.startswith("/users/"):
+            resource, params = "/users/{user_id}/memories", {"user_id": parts[2]}
+        handler = self.handlers[self._ROUTES.get((method, resource), "ingest")]
+        return invoke(handler, method, path, resource=resource, path_parameters=params, **kwargs)  # type: ignore[arg-type]
+
+    def ingest(self, **item: object) -> Response:
+        item.setdefault("content_type", "fact")
+        item.setdefault("source_type", "test")
+        return self.call("POST", "/ingest", body=item)
+
+    def search(self, **body: object) -> Response:
+        return self.call("POST", "/search", body=body)
+
+
+@pytest.fixture()
+def api(api_env: dict[str, str]) -> Api:
+    return Api()
+
+
+@pytest.fixture()
+def user_id() -> str:
+    import uuid
+
+    return f"user-{uuid.uuid4().hex[:12]}"

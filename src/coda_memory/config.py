@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     search_mode: Literal["vector", "hybrid"] = "hybrid"
     rrf_k: int = Field(20, ge=1)
     candidate_pool: int = Field(50, ge=1, le=1_000)
-    token_estimator: Literal["chars4", "words"] = "chars4"
+    token_estimator: Literal["chars4", "words"] = "chars4"  # noqa: S105 - not a secret
 
     # --- retention jobs ----------------------------------------------------------------
     archive_after_days: int = Field(365, ge=1)

@@ -65,7 +65,7 @@ def apply_migrations(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
                        checksum text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            done: dict[int, str] = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
             for migration in discover(directory):
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:

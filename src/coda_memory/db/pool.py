@@ -13,10 +13,12 @@ from contextlib import contextmanager
 
 import psycopg
 from pgvector.psycopg import register_vector
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from ..errors import ServiceUnavailable
+
+DictCursor = psycopg.Cursor[DictRow]
 
 
 class Database:
@@ -79,14 +81,14 @@ class Database:
             raise
 
     @contextmanager
-    def user_tx(self, user_id: str) -> Iterator[psycopg.Cursor]:
+    def user_tx(self, user_id: str) -> Iterator[DictCursor]:
         """A transaction scoped to one user: RLS sees only ``user_id``'s rows."""
         with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             cur.execute("SELECT set_config('app.current_user_id', %s, true)", (user_id,))
             yield cur
 
     @contextmanager
-    def system_tx(self) -> Iterator[psycopg.Cursor]:
+    def system_tx(self) -> Iterator[DictCursor]:
         """A transaction with no user set: per-user tables read as empty (RLS); used for the
         SECURITY DEFINER functions (key lookup, audit of anonymous requests, jobs)."""
         with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:

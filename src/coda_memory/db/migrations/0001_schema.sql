@@ -93,6 +93,16 @@ CREATE TABLE api_keys (
     revoked_at  timestamptz
 );
 
+-- OR of the query's English lexemes: websearch_to_tsquery/plainto_tsquery AND every word, so a
+-- natural-language question would match almost nothing. Quotes and backslashes are doubled
+-- as the tsquery input syntax requires. NULL when the text has no lexemes (only stop words).
+CREATE FUNCTION or_tsquery(q text) RETURNS tsquery
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+    SELECT string_agg(quote_lexeme, ' | ')::tsquery
+    FROM (SELECT '''' || replace(replace(l, '\', '\\'), '''', '''''') || '''' AS quote_lexeme
+          FROM unnest(tsvector_to_array(to_tsvector('english', q))) AS l) AS quoted
+$fn$;
+
 -- Row-level security: the app sets app.current_user_id inside each transaction
 -- (set_config(..., true)); outside one the setting reads '' — hence NULLIF.
 ALTER TABLE memories ENABLE ROW LEVEL SECURITY;
@@ -153,7 +163,9 @@ GRANT USAGE ON SCHEMA public TO coda_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON memories TO coda_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON user_quotas TO coda_app;
 GRANT SELECT, INSERT ON memory_audit_log TO coda_app;
+GRANT SELECT ON schema_migrations TO coda_app;
 REVOKE ALL ON FUNCTION resolve_api_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION write_audit(text, text, text, text, text, text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION resolve_api_key(text) TO coda_app;
+GRANT EXECUTE ON FUNCTION or_tsquery(text) TO coda_app;
 GRANT EXECUTE ON FUNCTION write_audit(text, text, text, text, text, text, text, jsonb) TO coda_app;

@@ -1,0 +1,29 @@
+"""Retrieve function: POST /search, POST /context, GET /health."""
+
+from fastapi import Depends, Request
+
+from coda_memory import service
+from coda_memory.api.app import caller, create_app, json_body
+from coda_memory.api.lambda_handler import make_handler
+from coda_memory.models import ContextRequest, SearchRequest
+from coda_memory.service import Caller
+
+app = create_app("coda-memory retrieve")
+
+
+@app.post("/search")
+async def search(request: Request, who: Caller = Depends(caller)) -> dict:
+    return service.search(who, service.parse_model(SearchRequest, await json_body(request)))
+
+
+@app.post("/context")
+async def context(request: Request, who: Caller = Depends(caller)) -> dict:
+    return service.build_context(who, service.parse_model(ContextRequest, await json_body(request)))
+
+
+@app.get("/health")
+async def health(who: Caller = Depends(caller)) -> dict:
+    return service.health()
+
+
+handler = make_handler(app)

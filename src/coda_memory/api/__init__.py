@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI app factory, request parsing, error mapping, the Lambda handler."""

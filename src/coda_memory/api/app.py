@@ -1,0 +1,154 @@
+"""The FastAPI application shared by the functions: body parsing, authentication, rate limits,
+error mapping (the one place where errors become HTTP) and per-request logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import runtime
+from ..auth import Principal, authenticate
+from ..config import get_settings
+from ..errors import (
+    BadRequest,
+    Forbidden,
+    MemoryServiceError,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
+from ..observability import logger, record_request
+from ..service import Caller
+
+log = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object: 413 past the size limit, 400 when it is not JSON
+    or not an object (NaN/Infinity are refused: PostgreSQL's jsonb cannot store them)."""
+    limit = get_settings().max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    if not body.strip():
+        raise BadRequest("request body is empty; a JSON object is expected")
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    return data
+
+
+def _client_ip(request: Request) -> str | None:
+    event = request.scope.get("aws.event") or {}
+    ip = ((event.get("requestContext") or {}).get("identity") or {}).get("sourceIp")
+    if ip:
+        return str(ip)
+    return request.client.host if request.client else None
+
+
+def _request_id(request: Request) -> str | None:
+    event = request.scope.get("aws.event") or {}
+    rid = (event.get("requestContext") or {}).get("requestId")
+    return str(rid) if rid else request.headers.get("x-request-id")
+
+
+async def caller(request: Request) -> Caller:
+    """FastAPI dependency: authenticate ``X-API-Key`` and apply the per-key rate limit."""
+    principal: Principal = authenticate(request.headers.get("x-api-key"))
+    request.state.principal = principal
+    runtime.rate_limiter().check(principal.key_id)
+    return Caller(principal, _client_ip(request), _request_id(request))
+
+
+def _audit_denied(request: Request, exc: MemoryServiceError) -> None:
+    principal = getattr(request.state, "principal", None)
+    user_id = exc.details.get("user_id") if isinstance(exc.details, dict) else None
+    try:
+        from .. import store
+
+        with runtime.database().system_tx() as cur:
+            store.audit_denied(
+                cur, user_id=user_id, actor=principal.key_id if principal else "anonymous",
+                action=f"{request.method} {_route(request)}", resource=request.url.path,
+                ip=_client_ip(request), result=f"denied:{exc.code}", request_id=_request_id(request),
+            )
+    except Exception as audit_exc:  # the denial itself must still be answered
+        log.warning("could not audit a denied request: %s", type(audit_exc).__name__)
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", request.url.path)
+
+
+def create_app(title: str) -> FastAPI:
+    """An app with the shared middleware and error mapping; functions add their routes."""
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(MemoryServiceError)
+    async def _service_error(request: Request, exc: MemoryServiceError) -> JSONResponse:
+        if isinstance(exc, (Unauthorized, Forbidden, RateLimited)):
+            _audit_denied(request, exc)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [
+            ".".join(str(p) for p in e.get("loc", ())) + ": " + str(e.get("msg", "invalid"))
+            for e in exc.errors()
+        ]
+        return error_response(422, ValidationFailed.code, "; ".join(parts[:10]) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        message = "no such route" if exc.status_code == 404 else str(exc.detail)
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return error_response(500, "internal_error", "internal error")
+
+    @app.middleware("http")
+    async def _log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        request_id = _request_id(request)
+        if request_id:
+            logger.set_correlation_id(request_id)
+        response = await call_next(request)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        record_request(request.method, _route(request), response.status_code, elapsed_ms)
+        return response
+
+    return app

@@ -1,0 +1,234 @@
+"""Request shapes of the API contract, validated with the configured limits.
+
+Validation errors become ``422 validation_error`` responses listing the offending fields
+(never echoing the input values, which may be large or sensitive).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from .config import get_settings
+from .text import sanitize, sanitize_json
+
+ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,255}$"
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _check_tags(tags: list[str]) -> list[str]:
+    settings = get_settings()
+    if len(tags) > settings.max_tags:
+        raise ValueError(f"at most {settings.max_tags} tags")
+    cleaned: list[str] = []
+    for tag in tags:
+        tag = sanitize(tag)
+        if not tag:
+            raise ValueError("tags must not be empty")
+        if len(tag) > settings.max_tag_chars:
+            raise ValueError(f"each tag has at most {settings.max_tag_chars} characters")
+        cleaned.append(tag)
+    return cleaned
+
+
+class IngestItem(_Strict):
+    """One memory to store (``POST /ingest`` body, or an item of ``/ingest/batch``)."""
+
+    content: str
+    content_type: str
+    source_type: Identifier
+    user_id: Identifier
+    context_id: Identifier | None = None
+    source_id: Identifier | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    importance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    confidence: float = Field(1.0, ge=0, le=1, allow_inf_nan=False)
+    created_at: datetime | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        limit = get_settings().max_content_chars
+        if len(value) > limit * 2:  # cheap early bound before normalising huge input
+            raise ValueError(f"content has at most {limit} characters")
+        value = sanitize(value)
+        if not value:
+            raise ValueError("content is empty after removing control characters and white space")
+        if len(value) > limit:
+            raise ValueError(f"content has at most {limit} characters")
+        return value
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, value: str) -> str:
+        allowed = get_settings().content_types
+        if value not in allowed:
+            raise ValueError(f"content_type must be one of: {', '.join(allowed)}")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return _check_tags(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        value = sanitize_json(value)
+        limit = get_settings().max_metadata_bytes
+        try:
+            size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode())
+        except ValueError as exc:
+            raise ValueError("metadata must be JSON without NaN or Infinity") from exc
+        if size > limit:
+            raise ValueError(f"metadata is at most {limit} bytes as JSON")
+        return value
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_at(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = _as_utc(value)
+        if value > datetime.now(UTC) + _CLOCK_SKEW:
+            raise ValueError("created_at must not be in the future")
+        if value.year < 1970:
+            raise ValueError("created_at must be after 1970")
+        return value
+
+
+class BatchRequest(_Strict):
+    items: list[Any]
+
+    @field_validator("items")
+    @classmethod
+    def _items(cls, value: list[Any]) -> list[Any]:
+        limit = get_settings().max_batch_items
+        if not value:
+            raise ValueError("items must not be empty")
+        if len(value) > limit:
+            raise ValueError(f"at most {limit} items per batch")
+        return value
+
+
+class SearchFilters(_Strict):
+    content_types: list[str] | None = None
+    tags: list[str] | None = None
+    min_importance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    context_id: Identifier | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    @field_validator("content_types")
+    @classmethod
+    def _types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        allowed = get_settings().content_types
+        unknown = [v for v in value if v not in allowed]
+        if unknown:
+            raise ValueError(f"content_types must be among: {', '.join(allowed)}")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_tags(value)
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+    @model_validator(mode="after")
+    def _range(self) -> SearchFilters:
+        if self.created_after and self.created_before and self.created_after > self.created_before:
+            raise ValueError("created_after must not be later than created_before")
+        return self
+
+
+def _query(value: str) -> str:
+    value = sanitize(value)
+    if not value:
+        raise ValueError("query must not be empty")
+    limit = get_settings().max_content_chars
+    if len(value) > limit:
+        raise ValueError(f"query has at most {limit} characters")
+    return value
+
+
+class SearchRequest(_Strict):
+    query: str
+    user_id: Identifier
+    top_k: int = Field(10, ge=1)
+    filters: SearchFilters = Field(default_factory=lambda: SearchFilters())
+
+    @field_validator("query")
+    @classmethod
+    def _q(cls, value: str) -> str:
+        return _query(value)
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, value: int) -> int:
+        limit = get_settings().max_top_k
+        if value > limit:
+            raise ValueError(f"top_k is at most {limit}")
+        return value
+
+
+class ContextRequest(_Strict):
+    query: str
+    user_id: Identifier
+    max_tokens: int = Field(2000, ge=1)
+    top_k: int = Field(20, ge=1)
+    filters: SearchFilters = Field(default_factory=lambda: SearchFilters())
+
+    @field_validator("query")
+    @classmethod
+    def _q(cls, value: str) -> str:
+        return _query(value)
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _max_tokens(cls, value: int) -> int:
+        limit = get_settings().max_context_tokens
+        if value > limit:
+            raise ValueError(f"max_tokens is at most {limit}")
+        return value
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, value: int) -> int:
+        limit = get_settings().max_top_k
+        if value > limit:
+            raise ValueError(f"top_k is at most {limit}")
+        return value
+
+
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def check_identifier(value: str | None, name: str) -> str:
+    """Validate an id taken from a path or query string (same rule as body ids)."""
+    from .errors import ValidationFailed
+
+    if value is None or value == "":
+        raise ValidationFailed(f"{name} is required")
+    if not _ID_RE.match(value):
+        raise ValidationFailed(f"{name} must match {ID_PATTERN}")
+    return value

@@ -1,0 +1,171 @@
+"""Search: candidates by meaning (pgvector HNSW) and by words (BM25 over the generated
+tsvector), fused by reciprocal rank, then ranked by the blended relevance score
+
+    relevance = w_sim * match + w_imp * importance + w_rec * 1 / (1 + age_days * decay)
+
+where ``match`` is the cosine similarity (``search_mode=vector``) or the normalised
+reciprocal-rank fusion of the vector and BM25 ranks (``search_mode=hybrid``, default).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from .config import Settings
+from .db.pool import DictCursor
+from .models import SearchFilters
+from .store import MEMORY_COLUMNS
+
+_BM25_K1 = 1.2
+_BM25_B = 0.75
+
+
+def _where(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
+    """WHERE clause over alias ``m`` (fixed fragments; every value is a bound parameter)."""
+    clauses = ["m.user_id = %(user_id)s", "NOT m.deleted", "NOT m.archived"]
+    params: dict[str, Any] = {}
+    if filters.content_types:
+        clauses.append("m.content_type = ANY(%(f_types)s)")
+        params["f_types"] = filters.content_types
+    if filters.tags:
+        clauses.append("m.tags && %(f_tags)s::text[]")
+        params["f_tags"] = filters.tags
+    if filters.min_importance is not None:
+        clauses.append("m.importance >= %(f_min_importance)s")
+        params["f_min_importance"] = filters.min_importance
+    if filters.context_id is not None:
+        clauses.append("m.context_id = %(f_context_id)s")
+        params["f_context_id"] = filters.context_id
+    if filters.created_after is not None:
+        clauses.append("m.created_at >= %(f_after)s")
+        params["f_after"] = filters.created_after
+    if filters.created_before is not None:
+        clauses.append("m.created_at <= %(f_before)s")
+        params["f_before"] = filters.created_before
+    return " AND ".join(clauses), params
+
+
+_VECTOR_CTE = """
+v AS (
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
+        SELECT m.id, m.embedding <=> %(q)s AS distance FROM memories m
+        WHERE {where} ORDER BY m.embedding <=> %(q)s LIMIT %(n)s
+    ) nearest
+)"""
+
+# BM25 over the stored tsvector: term frequency = positions of the lexeme in the document,
+# document length = its number of lexemes, IDF from the user's live memory count and the
+# document frequency among matching rows (rows that contain none of the terms do not count).
+_LEXICAL_CTE = """
+d AS MATERIALIZED (
+    SELECT m.id, u.lexeme, coalesce(cardinality(u.positions), 1)::float8 AS tf,
+           length(m.search_vector)::float8 AS dl
+    FROM memories m CROSS JOIN LATERAL unnest(m.search_vector) AS u
+    WHERE {where} AND m.search_vector @@ or_tsquery(%(query)s)
+      AND u.lexeme = ANY(tsvector_to_array(to_tsvector('english', %(query)s)))
+),
+df AS (SELECT lexeme, count(*)::float8 AS df FROM d GROUP BY lexeme),
+corpus AS (
+    SELECT greatest(
+               (SELECT count(DISTINCT id) FROM d),
+               coalesce((SELECT memory_count FROM user_quotas WHERE user_id = %(user_id)s), 0)
+           )::float8 AS n,
+           greatest((SELECT avg(dl) FROM (SELECT DISTINCT id, dl FROM d) x), 1) AS avgdl
+),
+t AS (
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM (
+        SELECT d.id, sum(
+                   ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5))
+                   * d.tf * (%(k1)s + 1)
+                   / (d.tf + %(k1)s * (1 - %(b)s + %(b)s * d.dl / corpus.avgdl))
+               ) AS score
+        FROM d JOIN df USING (lexeme) CROSS JOIN corpus
+        GROUP BY d.id ORDER BY score DESC LIMIT %(n)s
+    ) scored
+)"""
+
+# Composed from the fixed fragments above; values are always bound parameters.
+_HYBRID_SQL = (
+    "WITH" + _VECTOR_CTE + "," + _LEXICAL_CTE + """,
+c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank
+      FROM v FULL JOIN t ON v.id = t.id)
+SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, c.vrank, c.trank
+FROM c JOIN memories m ON m.user_id = %(user_id)s AND m.id = c.id"""
+)
+
+_VECTOR_SQL = (
+    "WITH" + _VECTOR_CTE + """
+SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, v.rank AS vrank, NULL::bigint AS trank
+FROM v JOIN memories m ON m.user_id = %(user_id)s AND m.id = v.id"""
+)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    w_sim: float
+    w_imp: float
+    w_rec: float
+    decay: float
+    mode: str
+    rrf_k: int
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Ranking:
+        return cls(s.weight_similarity, s.weight_importance, s.weight_recency, s.recency_decay,
+                   s.search_mode, s.rrf_k)
+
+    def score(self, row: dict[str, Any], now: datetime) -> float:
+        if self.mode == "hybrid":
+            fused = sum(1.0 / (self.rrf_k + r) for r in (row["vrank"], row["trank"]) if r is not None)
+            match = fused / (2.0 / (self.rrf_k + 1))
+        else:
+            match = max(0.0, float(row["similarity"]))
+        age_days = max(0.0, (now - row["created_at"]).total_seconds() / 86_400)
+        recency = 1.0 / (1.0 + age_days * self.decay)
+        return self.w_sim * match + self.w_imp * float(row["importance"]) + self.w_rec * recency
+
+
+def search(
+    cur: DictCursor,
+    user_id: str,
+    query: str,
+    query_vector: np.ndarray,
+    top_k: int,
+    filters: SearchFilters,
+    ranking: Ranking,
+    candidate_pool: int,
+) -> list[dict[str, Any]]:
+    """Top ``top_k`` memories of ``user_id`` by relevance (RLS scopes the cursor already)."""
+    where, params = _where(filters)
+    n = max(candidate_pool, top_k)
+    params.update(
+        user_id=user_id, q=query_vector, n=n, query=query, k1=_BM25_K1, b=_BM25_B,
+    )
+    template = _HYBRID_SQL if ranking.mode == "hybrid" else _VECTOR_SQL
+    sql = template.format(where=where, columns=_prefixed(MEMORY_COLUMNS))
+    cur.execute(sql, params)
+    rows = cur.fetchall()
+    if sum(1 for r in rows if r["vrank"] is not None) < n:
+        # HNSW with a selective filter may stop early (hnsw.max_scan_tuples); re-run exactly.
+        # For users with fewer than n matching memories this is the same, cheap, answer.
+        cur.execute("SET LOCAL enable_indexscan = off")
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+        cur.execute("SET LOCAL enable_indexscan = on")
+    now = datetime.now(UTC)
+    for row in rows:
+        row["relevance"] = ranking.score(row, now)
+        row["similarity"] = float(row["similarity"])
+        if math.isnan(row["similarity"]):  # zero vector; cannot happen with normalised input
+            row["similarity"] = 0.0
+    rows.sort(key=lambda r: (r["relevance"], r["similarity"]), reverse=True)
+    return rows[:top_k]
+
+
+def _prefixed(columns: str) -> str:
+    return ", ".join("m." + c.strip() for c in columns.split(","))
