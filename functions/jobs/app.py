@@ -1,0 +1,54 @@
+"""Scheduled retention jobs (EventBridge ``Schedule`` events in infra/template.yaml).
+
+Plain Lambda handlers, no web framework: each parses nothing, runs one job from
+:mod:`coda_memory.jobs` within the invocation's time budget, logs and returns a summary. An
+exception fails the invocation, so Lambda retries it and finally sends it to the jobs DLQ.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "coda-memory-jobs")
+
+from aws_lambda_powertools import Logger
+
+from coda_memory import jobs
+
+logger = Logger()
+_connections: jobs.JobConnections | None = None
+
+
+def _db() -> jobs.JobConnections:
+    global _connections
+    if _connections is None:
+        _connections = jobs.JobConnections(jobs.database_url())
+    return _connections
+
+
+def _run(job: str, event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    request_id = getattr(context, "aws_request_id", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    time_left = (lambda: remaining() / 1000.0) if callable(remaining) else None
+    source = (event or {}).get("source", "direct")
+    try:
+        result = jobs.run_job(job, _db(), request_id=request_id, time_left_s=time_left)
+    except Exception:
+        logger.exception("job failed", extra={"job": job, "trigger": source})
+        raise
+    summary = result.to_dict()
+    logger.info("job finished", extra={"trigger": source, **summary})
+    return summary
+
+
+def archival_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _run("archival", event, context)
+
+
+def quota_reset_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _run("quota_reset", event, context)
+
+
+def retention_purge_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _run("retention_purge", event, context)
