@@ -36,7 +36,7 @@ def _where(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
         clauses.append("m.tags && %(f_tags)s::text[]")
         params["f_tags"] = filters.tags
     if filters.min_importance is not None:
-        clauses.append("m.importance >= %(f_min_importance)s")
+        clauses.append("m.importance >= %(f_min_importance)s::real")  # column is real
         params["f_min_importance"] = filters.min_importance
     if filters.context_id is not None:
         clauses.append("m.context_id = %(f_context_id)s")
@@ -78,7 +78,7 @@ corpus AS (
            greatest((SELECT avg(dl) FROM (SELECT DISTINCT id, dl FROM d) x), 1) AS avgdl
 ),
 t AS (
-    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM (
+    SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM (
         SELECT d.id, sum(
                    ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5))
                    * d.tf * (%(k1)s + 1)
@@ -92,15 +92,16 @@ t AS (
 # Composed from the fixed fragments above; values are always bound parameters.
 _HYBRID_SQL = (
     "WITH" + _VECTOR_CTE + "," + _LEXICAL_CTE + """,
-c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank
+c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, t.score AS bm25
       FROM v FULL JOIN t ON v.id = t.id)
-SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, c.vrank, c.trank
+SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, c.vrank, c.trank, c.bm25
 FROM c JOIN memories m ON m.user_id = %(user_id)s AND m.id = c.id"""
 )
 
 _VECTOR_SQL = (
     "WITH" + _VECTOR_CTE + """
-SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, v.rank AS vrank, NULL::bigint AS trank
+SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, v.rank AS vrank, NULL::bigint AS trank,
+       NULL::float8 AS bm25
 FROM v JOIN memories m ON m.user_id = %(user_id)s AND m.id = v.id"""
 )
 
@@ -113,21 +114,39 @@ class Ranking:
     decay: float
     mode: str
     rrf_k: int
+    fusion: str = "rrf"
+    vector_weight: float = 0.5
 
     @classmethod
     def from_settings(cls, s: Settings) -> Ranking:
         return cls(s.weight_similarity, s.weight_importance, s.weight_recency, s.recency_decay,
-                   s.search_mode, s.rrf_k)
+                   s.search_mode, s.rrf_k, s.fusion, s.fusion_vector_weight)
 
-    def score(self, row: dict[str, Any], now: datetime) -> float:
-        if self.mode == "hybrid":
-            fused = sum(1.0 / (self.rrf_k + r) for r in (row["vrank"], row["trank"]) if r is not None)
-            match = fused / (2.0 / (self.rrf_k + 1))
-        else:
-            match = max(0.0, float(row["similarity"]))
-        age_days = max(0.0, (now - row["created_at"]).total_seconds() / 86_400)
+    def matches(self, rows: list[dict[str, Any]]) -> list[float]:
+        """The ``match`` term of every candidate, in [0, 1]."""
+        cos = [max(0.0, float(r["similarity"])) if not math.isnan(r["similarity"]) else 0.0 for r in rows]
+        if self.mode != "hybrid":
+            return cos
+        a = self.vector_weight
+        if self.fusion == "convex":
+            top_cos = max(cos, default=0.0) or 1.0
+            top_bm = max((float(r["bm25"]) for r in rows if r["bm25"] is not None), default=0.0) or 1.0
+            return [
+                a * c / top_cos + (1 - a) * (float(r["bm25"] or 0.0) / top_bm)
+                for c, r in zip(cos, rows, strict=True)
+            ]
+        k = self.rrf_k
+        best = 1.0 / (k + 1)
+        return [
+            (a * (1.0 / (k + r["vrank"]) if r["vrank"] is not None else 0.0)
+             + (1 - a) * (1.0 / (k + r["trank"]) if r["trank"] is not None else 0.0)) / best
+            for r in rows
+        ]
+
+    def score(self, match: float, importance: float, created_at: datetime, now: datetime) -> float:
+        age_days = max(0.0, (now - created_at).total_seconds() / 86_400)
         recency = 1.0 / (1.0 + age_days * self.decay)
-        return self.w_sim * match + self.w_imp * float(row["importance"]) + self.w_rec * recency
+        return self.w_sim * match + self.w_imp * importance + self.w_rec * recency
 
 
 def search(
@@ -158,8 +177,8 @@ def search(
         rows = cur.fetchall()
         cur.execute("SET LOCAL enable_indexscan = on")
     now = datetime.now(UTC)
-    for row in rows:
-        row["relevance"] = ranking.score(row, now)
+    for row, match in zip(rows, ranking.matches(rows), strict=True):
+        row["relevance"] = ranking.score(match, float(row["importance"]), row["created_at"], now)
         row["similarity"] = float(row["similarity"])
         if math.isnan(row["similarity"]):  # zero vector; cannot happen with normalised input
             row["similarity"] = 0.0

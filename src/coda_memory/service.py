@@ -20,7 +20,7 @@ from .access import record_access
 from .auth import Principal
 from .config import get_settings
 from .context import ESTIMATORS, AssembledContext, assemble
-from .errors import BadRequest, MemoryServiceError, NotFound, QuotaExceeded, ValidationFailed
+from .errors import BadRequest, Forbidden, MemoryServiceError, NotFound, QuotaExceeded, ValidationFailed
 from .events import event_to_item
 from .models import ContextRequest, IngestItem, SearchRequest, check_identifier
 from .retrieval import Ranking
@@ -119,6 +119,8 @@ def ingest(
         except MemoryServiceError as exc:
             if atomic_single:
                 raise
+            if isinstance(exc, Forbidden):
+                _audit_forbidden_item(caller, exc)
             results[i] = _rejected(exc, event_ids[i])
             continue
         p = _Pending(i, item, event_ids[i])
@@ -139,6 +141,15 @@ def ingest(
             for p, result in _store_user_items(caller, user_id, group, atomic_single):
                 results[p.index] = result
     return [r for r in results if r is not None]
+
+
+def _audit_forbidden_item(caller: Caller, exc: Forbidden) -> None:
+    target = exc.details.get("user_id") if isinstance(exc.details, dict) else None
+    with runtime.database().system_tx() as cur:
+        store.audit_denied(
+            cur, user_id=target, actor=caller.principal.key_id, action="ingest", resource=None,
+            ip=caller.ip, result="denied:forbidden", request_id=caller.request_id,
+        )
 
 
 def _store_user_items(

@@ -1,0 +1,199 @@
+"""Ingest, get, delete and erase through the real ingest handler, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from coda_memory.text import content_hash
+
+
+def test_ingest_stores_sanitised_content_with_hash_tags_and_importance(api, user_id, admin_conn):
+    r = api.ingest(user_id=user_id, content="  I love hiking\u0000 in the Alps #Outdoors \r\n", tags=["trip"])
+    assert r.status == 201 and r.body["status"] == "created"
+    got = api.call("GET", f"/memory/{r.body['memory_id']}", query={"user_id": user_id})
+    assert got.status == 200
+    memory = got.body
+    assert memory["content"] == "I love hiking in the Alps #Outdoors"
+    assert memory["content_hash"] == content_hash("I love hiking in the Alps #Outdoors")
+    assert memory["tags"][:2] == ["trip", "outdoors"] and "preference" in memory["tags"]
+    assert 0 < memory["importance"] <= 1
+    row = admin_conn.execute(
+        "SELECT vector_dims(embedding), round((embedding <#> embedding)::numeric, 3) FROM memories WHERE id = %s",
+        (r.body["memory_id"],),
+    ).fetchone()
+    assert row[0] == 384 and float(row[1]) == pytest.approx(-1.0, abs=0.01)  # unit vector
+
+
+def test_nfc_normalisation_makes_composed_and_decomposed_text_duplicates(api, user_id):
+    first = api.ingest(user_id=user_id, content="Caf\u00e9 au lait")
+    second = api.ingest(user_id=user_id, content="Cafe\u0301 au lait")
+    assert first.status == 201 and second.status == 200
+    assert second.body == {"status": "duplicate", "memory_id": first.body["memory_id"]}
+
+
+def test_caller_importance_wins_and_created_at_is_kept(api, user_id):
+    r = api.ingest(user_id=user_id, content="Quarterly report is due", importance=0.123,
+                   created_at="2021-03-04T05:06:07Z", context_id="ctx-1", source_id="msg:42",
+                   metadata={"channel": "slack", "nested": {"a": [1, 2]}})
+    memory = api.call("GET", f"/memory/{r.body['memory_id']}", query={"user_id": user_id}).body
+    assert memory["importance"] == pytest.approx(0.123, abs=1e-6)
+    assert memory["created_at"].startswith("2021-03-04T05:06:07")
+    assert memory["context_id"] == "ctx-1" and memory["source_id"] == "msg:42"
+    assert memory["metadata"] == {"channel": "slack", "nested": {"a": [1, 2]}}
+
+
+def test_same_content_for_another_user_is_not_a_duplicate(api, user_id):
+    a = api.ingest(user_id=user_id, content="shared sentence")
+    b = api.ingest(user_id=user_id + "-other", content="shared sentence")
+    assert a.status == b.status == 201 and a.body["memory_id"] != b.body["memory_id"]
+
+
+def test_concurrent_identical_ingests_store_one_row(api, user_id, admin_conn):
+    barrier = threading.Barrier(8)
+
+    def go(_: int):
+        barrier.wait()
+        return api.ingest(user_id=user_id, content="concurrent duplicate content")
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(go, range(8)))
+    assert sorted(r.status for r in responses) == [200] * 7 + [201]
+    assert len({r.body["memory_id"] for r in responses}) == 1
+    count = admin_conn.execute("SELECT count(*) FROM memories WHERE user_id = %s", (user_id,)).fetchone()[0]
+    assert count == 1
+    quota = admin_conn.execute("SELECT memory_count FROM user_quotas WHERE user_id = %s", (user_id,)).fetchone()
+    assert quota == (1,)
+
+
+def test_batch_results_in_order_with_rejections_and_duplicates(api, user_id, admin_conn):
+    items = [
+        {"content": "first fact", "content_type": "fact", "source_type": "t", "user_id": user_id},
+        {"content": "", "content_type": "fact", "source_type": "t", "user_id": user_id},
+        {"content": "first fact", "content_type": "fact", "source_type": "t", "user_id": user_id},
+        "not an object",
+        {"content": "second fact", "content_type": "nonsense", "source_type": "t", "user_id": user_id},
+        {"content": "third fact", "content_type": "event", "source_type": "t", "user_id": user_id},
+    ]
+    r = api.call("POST", "/ingest/batch", body={"items": items})
+    assert r.status == 200
+    statuses = [x["status"] for x in r.body["results"]]
+    assert statuses == ["created", "rejected", "duplicate", "rejected", "rejected", "created"]
+    assert r.body["results"][2]["memory_id"] == r.body["results"][0]["memory_id"]
+    assert "content" in r.body["results"][1]["error"]["message"]
+    assert "content_type" in r.body["results"][4]["error"]["message"]
+    count = admin_conn.execute("SELECT count(*) FROM memories WHERE user_id = %s", (user_id,)).fetchone()[0]
+    assert count == 2
+
+
+def test_batch_size_limit(api, user_id):
+    item = {"content": "x", "content_type": "fact", "source_type": "t", "user_id": user_id}
+    r = api.call("POST", "/ingest/batch", body={"items": [item] * 101})
+    assert r.status == 422 and "100" in r.body["error"]["message"]
+    assert api.call("POST", "/ingest/batch", body={"items": []}).status == 422
+
+
+def test_batch_embedding_matches_single_ingest(api, user_id, admin_conn):
+    api.ingest(user_id=user_id, content="The deployment runs on Fridays")
+    api.call("POST", "/ingest/batch", body={"items": [
+        {"content": "The deployment runs on Fridays!", "content_type": "fact", "source_type": "t", "user_id": user_id},
+        {"content": "Something much longer " * 20, "content_type": "fact", "source_type": "t", "user_id": user_id},
+    ]})
+    solo = api.ingest(user_id=user_id + "-b", content="The deployment runs on Fridays!")
+    rows = admin_conn.execute(
+        """SELECT a.embedding <=> b.embedding FROM memories a, memories b
+           WHERE a.user_id = %s AND a.content = 'The deployment runs on Fridays!'
+             AND b.id = %s""",
+        (user_id, solo.body["memory_id"]),
+    ).fetchone()
+    assert rows[0] < 1e-4  # same text, same vector whether alone or in a batch
+
+
+def test_get_unknown_and_malformed_ids(api, user_id):
+    assert api.call("GET", f"/memory/{uuid.uuid4()}", query={"user_id": user_id}).status == 404
+    bad = api.call("GET", "/memory/not-a-uuid", query={"user_id": user_id})
+    assert bad.status == 422 and bad.error_code == "validation_error"
+    missing_user = api.call("GET", f"/memory/{uuid.uuid4()}")
+    assert missing_user.status == 422 and "user_id" in missing_user.body["error"]["message"]
+
+
+def test_soft_delete_hides_and_allows_reingest_hard_delete_erases(api, user_id, admin_conn):
+    mid = api.ingest(user_id=user_id, content="ephemeral note").body["memory_id"]
+    assert api.call("DELETE", f"/memory/{mid}", query={"user_id": user_id}).body["status"] == "deleted"
+    assert api.call("GET", f"/memory/{mid}", query={"user_id": user_id}).status == 404
+    assert api.call("DELETE", f"/memory/{mid}", query={"user_id": user_id}).status == 404
+    assert admin_conn.execute("SELECT deleted FROM memories WHERE id = %s", (mid,)).fetchone() == (True,)
+    # Same content again after a soft delete is a new memory, not a duplicate of a deleted one.
+    again = api.ingest(user_id=user_id, content="ephemeral note")
+    assert again.status == 201 and again.body["memory_id"] != mid
+    hard = api.call("DELETE", f"/memory/{mid}", query={"user_id": user_id, "hard": "true"})
+    assert hard.status == 200 and hard.body["status"] == "erased"
+    assert admin_conn.execute("SELECT count(*) FROM memories WHERE id = %s", (mid,)).fetchone() == (0,)
+    quota = admin_conn.execute("SELECT memory_count FROM user_quotas WHERE user_id = %s", (user_id,)).fetchone()
+    assert quota == (1,)
+
+
+def test_erase_user_removes_everything_of_that_user_only(api, user_id, admin_conn):
+    other = user_id + "-keep"
+    for i in range(3):
+        api.ingest(user_id=user_id, content=f"forget me {i}")
+    kept = api.ingest(user_id=other, content="keep me").body["memory_id"]
+    r = api.call("DELETE", f"/users/{user_id}/memories")
+    assert r.status == 200 and r.body["erased"] == 3
+    assert admin_conn.execute("SELECT count(*) FROM memories WHERE user_id = %s", (user_id,)).fetchone() == (0,)
+    assert api.call("GET", f"/memory/{kept}", query={"user_id": other}).status == 200
+    actions = [r[0] for r in admin_conn.execute(
+        "SELECT action FROM memory_audit_log WHERE user_id = %s ORDER BY id", (user_id,))]
+    assert actions.count("ingest") == 3 and actions[-1] == "erase_user"
+
+
+def test_audit_log_records_writes_without_content_or_key(api, user_id, admin_conn):
+    secret_content = "my bank PIN is 4321"
+    mid = api.ingest(user_id=user_id, content=secret_content).body["memory_id"]
+    api.call("DELETE", f"/memory/{mid}", query={"user_id": user_id})
+    rows = admin_conn.execute(
+        "SELECT actor, action, resource, ip, result, details::text FROM memory_audit_log WHERE user_id = %s ORDER BY id",
+        (user_id,),
+    ).fetchall()
+    assert [(r[1], r[2], r[4]) for r in rows] == [("ingest", mid, "created"), ("delete", mid, "ok")]
+    assert all(r[3] == "203.0.113.7" and r[0].startswith("service:") for r in rows)
+    flat = " ".join(str(c) for r in rows for c in r)
+    assert "4321" not in flat and "test-service-key" not in flat
+
+
+def test_health_reports_model_and_database(api):
+    r = api.call("GET", "/health")
+    assert r.status == 200
+    assert r.body["status"] == "ok"
+    assert r.body["model"]["dimension"] == 384
+    assert "int8" in r.body["model"]["quantization"]
+    assert r.body["database"]["pgvector"] and r.body["database"]["schema_version"] >= 1
+    retrieve = api.handlers["retrieve"]
+    from tests.apigw import invoke
+
+    assert invoke(retrieve, "GET", "/health").status == 200
+
+
+def test_direct_invoke_ingest_events_is_idempotent_by_event_id(api, user_id, admin_conn):
+    from functions.ingest.app import handler
+    from tests.apigw import LambdaContext
+
+    payload = {"kind": "ingest_events", "events": [
+        {"event_id": "1700000000000-0", "data": {"event_type": "conversation", "content": "event one", "user_id": user_id}},
+        {"event_id": "1700000000000-1", "data": {"event_type": "preference", "content": "I prefer tea",
+                                                 "user_id": user_id, "metadata": {"k": "v"}}},
+        {"event_id": "1700000000000-2", "data": {"event_type": "conversation", "user_id": user_id}},
+        {"event_id": None, "data": "garbage"},
+    ]}
+    first = handler(payload, LambdaContext())["results"]
+    assert [r["status"] for r in first] == ["created", "created", "rejected", "rejected"]
+    again = handler(payload, LambdaContext())["results"]
+    assert [r["status"] for r in again[:2]] == ["duplicate", "duplicate"]
+    assert again[0]["memory_id"] == first[0]["memory_id"]
+    row = admin_conn.execute(
+        "SELECT content_type, source_type, metadata FROM memories WHERE id = %s", (first[1]["memory_id"],)
+    ).fetchone()
+    assert row == ("preference", "event", {"k": "v", "event_type": "preference"})
