@@ -1,0 +1,144 @@
+"""Local API Gateway (REST, v1 proxy events) on 127.0.0.1:3000.
+
+This is SAM CLI's own ``LocalApigwService`` -- the Flask app behind ``sam local start-api``,
+with the routes SAM's ``ApiProvider`` reads from ``infra/template.yaml`` -- driven by the
+in-process runner instead of Docker. So the event a handler gets is the one ``sam local
+start-api`` would build, unknown routes answer ``403 {"message": "Missing Authentication
+Token"}``, and Lambda errors ``502 {"message": "Internal server error"}``, like API Gateway.
+
+Added on top, because SAM CLI does not emulate them:
+
+* the API key: when the template's API has ``Auth.ApiKeyRequired``, a request without a valid
+  ``X-API-Key`` gets ``403 {"message": "Forbidden"}`` from the gateway, as with a usage plan.
+  Valid keys are the service key (``MEMORY_API_KEY``) and, like keys registered in the usage
+  plan, active keys stored (hashed) in the ``api_keys`` table;
+* ``requestContext.identity.apiKey`` / ``apiKeyId`` in the event, as API Gateway sets them;
+* one log line per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .lambda_invoke import InProcessRunner
+from .template import LocalTemplate
+
+log = logging.getLogger("local.gateway")
+
+FORBIDDEN = {"message": "Forbidden"}
+
+
+class ApiKeyCheck:
+    """Accepts the service key, and keys that ``resolve_api_key`` knows (cached briefly)."""
+
+    def __init__(self, service_key: str | None, database_url: str | None = None, ttl_s: float = 30.0):
+        self._service = hashlib.sha256(service_key.encode()).digest() if service_key else None
+        self._database_url = database_url
+        self._ttl = ttl_s
+        self._cache: dict[str, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str | None) -> bool:
+        if not key or len(key) > 512:
+            return False
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass"))
+        if self._service is not None and hmac.compare_digest(digest.digest(), self._service):
+            return True
+        return self._known_in_database(digest.hexdigest())
+
+    def _known_in_database(self, key_hash: str) -> bool:
+        if not self._database_url:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key_hash)
+            if hit and hit[1] > now:
+                return hit[0]
+        try:
+            import psycopg
+
+            with psycopg.connect(self._database_url, connect_timeout=3) as conn:
+                row = conn.execute("SELECT 1 FROM resolve_api_key(%s)", (key_hash,)).fetchone()
+            ok = row is not None
+        except Exception as exc:  # the gateway stays up when the database is not
+            log.warning("api key lookup failed: %s", type(exc).__name__)
+            return False
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key_hash] = (ok, now + self._ttl)
+        return ok
+
+
+def make_gateway_app(
+    template: LocalTemplate,
+    runner: InProcessRunner,
+    port: int,
+    host: str = "127.0.0.1",
+    api_key_check: Callable[[str | None], bool] | None = None,
+) -> Any:
+    """SAM CLI's local API Gateway Flask app for the template's routes, run by ``runner``."""
+    from flask import g, jsonify, make_response, request
+    from samcli.local.apigw.local_apigw_service import LocalApigwService
+
+    require_key = api_key_check is not None and template.api_key_required()
+
+    class Gateway(LocalApigwService):
+        def _generate_lambda_event(self, flask_request: Any, route: Any, method: str, endpoint: str) -> dict:
+            event = super()._generate_lambda_event(flask_request, route, method, endpoint)
+            context = event.get("requestContext")
+            if isinstance(context, dict):
+                # SAM CLI 1.170 computes its default request id once (a default argument), so
+                # every request would share it; API Gateway gives each request its own.
+                context["requestId"] = str(uuid.uuid4())
+                context["extendedRequestId"] = context["requestId"][:18]
+            key = flask_request.headers.get("X-API-Key")
+            identity = event.get("requestContext", {}).get("identity")
+            if require_key and key and isinstance(identity, dict):
+                identity["apiKey"] = key
+                identity["apiKeyId"] = hashlib.sha256(key.encode()).hexdigest()[:10]
+            return event
+
+    service = Gateway(api=template.api, lambda_runner=runner, port=port, host=host)
+    service.create()
+    app = service._app
+    route_of = {}
+    for route in template.api.routes:
+        for method in route.methods:
+            route_of[(method, route.path)] = route.function_name
+
+    @app.before_request
+    def _check_key() -> Any:
+        g.t0 = time.perf_counter()
+        if request.routing_exception is not None:
+            return None  # unknown route: API Gateway answers 403 Missing Authentication Token
+        if require_key and api_key_check is not None and not api_key_check(request.headers.get("X-API-Key")):
+            g.denied = True
+            return make_response(jsonify(FORBIDDEN), 403)
+        return None
+
+    @app.after_request
+    def _log(response: Any) -> Any:
+        ms = (time.perf_counter() - g.get("t0", time.perf_counter())) * 1000
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        fn = "-"
+        if rule is not None:
+            from samcli.local.apigw.path_converter import PathConverter
+
+            fn = route_of.get((request.method, PathConverter.convert_path_to_api_gateway(rule)), "-")
+        if g.get("denied"):
+            fn = "gateway: api key"
+        elif rule is None:
+            fn = "gateway: no route"
+        log.info('%s %s %s -> %s %.1f ms [%s]', request.remote_addr, request.method,
+                 request.full_path.rstrip("?"), response.status_code, ms, fn)
+        return response
+
+    return app
