@@ -1,0 +1,218 @@
+"""infra/template.yaml, checked from the template itself: the API contract's routes (read by
+SAM CLI's own providers, as `sam local start-api` and the local runner read them), schedules,
+layers, the subscriber, secrets, network, alarms; and the linters pass."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from local.scheduler import next_fire
+from local.template import DEFAULT_TEMPLATE, REPO_ROOT, load
+
+CONTRACT_ROUTES = {
+    ("POST", "/ingest"): "IngestFunction",
+    ("POST", "/ingest/batch"): "IngestFunction",
+    ("GET", "/memory/{id}"): "IngestFunction",
+    ("DELETE", "/memory/{id}"): "IngestFunction",
+    ("DELETE", "/users/{user_id}/memories"): "IngestFunction",
+    ("POST", "/search"): "RetrieveFunction",
+    ("POST", "/context"): "RetrieveFunction",
+    ("GET", "/health"): "RetrieveFunction",
+}
+JOB_FUNCTIONS = {
+    "ArchivalFunction": "app.archival_handler",
+    "QuotaResetFunction": "app.quota_reset_handler",
+    "RetentionPurgeFunction": "app.retention_purge_handler",
+}
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def tpl():
+    return load(DEFAULT_TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    from samcli.yamlhelper import yaml_parse
+
+    return yaml_parse(DEFAULT_TEMPLATE.read_text())
+
+
+def _resources(raw: dict, type_: str) -> dict:
+    return {k: v for k, v in raw["Resources"].items() if v["Type"] == type_}
+
+
+def test_every_contract_route_and_nothing_else(tpl):
+    routes = {(m, r.path): r.function_name for r in tpl.api.routes for m in r.methods}
+    assert routes == CONTRACT_ROUTES
+    assert all(r.event_type == "Api" for r in tpl.api.routes)  # REST (v1 proxy events)
+
+
+def test_api_requires_a_key_with_usage_plan_throttling_and_access_logs(raw, tpl):
+    assert tpl.api_key_required()
+    (api_id, api), = _resources(raw, "AWS::Serverless::Api").items()
+    props = api["Properties"]
+    assert props["Auth"]["ApiKeyRequired"] is True
+    assert props["AccessLogSetting"]["DestinationArn"]
+    assert "$context.requestId" in props["AccessLogSetting"]["Format"]
+    (setting,) = props["MethodSettings"]
+    assert {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(setting)
+    (plan,) = _resources(raw, "AWS::ApiGateway::UsagePlan").values()
+    assert plan["Properties"]["ApiStages"][0]["ApiId"] == {"Ref": api_id}
+    assert {"RateLimit", "BurstLimit"} <= set(plan["Properties"]["Throttle"])
+    assert plan["Properties"]["Quota"]["Period"] == "DAY"
+    (key,) = _resources(raw, "AWS::ApiGateway::ApiKey").values()
+    assert "resolve:secretsmanager" in str(key["Properties"]["Value"])  # the service key's value
+    assert _resources(raw, "AWS::ApiGateway::UsagePlanKey")
+
+
+def test_functions_runtime_handlers_and_code(tpl, raw):
+    assert raw["Globals"]["Function"]["Runtime"] == "python3.12"
+    expected = {"IngestFunction": "app.handler", "RetrieveFunction": "app.handler", **JOB_FUNCTIONS}
+    assert {k: v.handler for k, v in tpl.functions.items()} == expected
+    for spec in tpl.functions.values():
+        assert spec.sam_function.runtime == "python3.12"
+    for name in ("IngestFunction", "RetrieveFunction"):
+        spec = tpl.functions[name]
+        assert spec.timeout_s <= 29  # API Gateway's integration limit
+        assert spec.memory_mb >= 1024  # CPU share for the ONNX model
+        assert spec.dotted_module == f"functions.{name[:-8].lower()}.app"
+    for name in JOB_FUNCTIONS:
+        assert tpl.functions[name].module_file == REPO_ROOT / "functions" / "jobs" / "app.py"
+        assert tpl.functions[name].module_file.is_file()
+
+
+def test_concurrency_is_parameterised(raw):
+    params = raw["Parameters"]
+    for name in ("IngestReservedConcurrency", "RetrieveReservedConcurrency", "RetrieveProvisionedConcurrency"):
+        assert params[name]["Type"] == "Number"
+    fns = raw["Resources"]
+    assert "Fn::If" in fns["IngestFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    assert "Fn::If" in fns["RetrieveFunction"]["Properties"]["ProvisionedConcurrencyConfig"]
+
+
+def test_both_layers_on_every_function_and_buildable_with_make(raw):
+    layers = _resources(raw, "AWS::Serverless::LayerVersion")
+    assert set(layers) == {"SharedLayer", "ModelLayer"}
+    assert raw["Globals"]["Function"]["Layers"] == [{"Ref": "SharedLayer"}, {"Ref": "ModelLayer"}]
+    for logical_id, layer in layers.items():
+        assert layer["Metadata"]["BuildMethod"] == "makefile"
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+        content = (DEFAULT_TEMPLATE.parent / layer["Properties"]["ContentUri"]).resolve()
+        makefile = (content / "Makefile").read_text()
+        assert re.search(rf"^build-{logical_id}:", makefile, re.M), f"{content}/Makefile lacks build-{logical_id}"
+    model_make = (REPO_ROOT / "layers/model/sam/Makefile").read_text()
+    assert "build/model" in model_make and "LIMIT_MB" in model_make
+    assert "src/coda_memory" in (REPO_ROOT / "layers/shared/Makefile").read_text()
+
+
+def _requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.add(re.split(r"[\[<>=!~ ]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_layers_cover_every_runtime_dependency():
+    deps = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    wanted = {re.split(r"[\[<>=!~ ]", d, maxsplit=1)[0].lower().replace("_", "-") for d in deps}
+    provided = (_requirement_names(REPO_ROOT / "layers/shared/requirements.txt")
+                | _requirement_names(REPO_ROOT / "layers/model/sam/requirements.txt")
+                | {"boto3"})  # part of the Lambda python3.12 runtime
+    assert wanted <= provided, f"not in any layer: {sorted(wanted - provided)}"
+
+
+def test_three_daily_schedules_with_failure_destinations(tpl, raw):
+    schedules = {s.function: s for s in tpl.schedules}
+    assert set(schedules) == set(JOB_FUNCTIONS)
+    assert schedules["QuotaResetFunction"].expression == "cron(0 0 * * ? *)"  # UTC midnight
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    for s in schedules.values():
+        assert s.enabled
+        first = next_fire(s.expression, now, now)
+        second = next_fire(s.expression, first, now)
+        assert second - first == timedelta(days=1), s  # daily
+    queue = {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
+    for name in JOB_FUNCTIONS:
+        props = raw["Resources"][name]["Properties"]
+        assert props["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"] == queue
+        (event,) = props["Events"].values()
+        assert event["Type"] == "Schedule"
+        assert event["Properties"]["DeadLetterConfig"]["Arn"] == queue
+        assert props["ReservedConcurrentExecutions"] == 1  # never two runs at once
+    env = raw["Globals"]["Function"]["Environment"]["Variables"]
+    for var in ("MEMORY_ARCHIVE_AFTER_DAYS", "MEMORY_ARCHIVE_MAX_ACCESS_COUNT", "MEMORY_PURGE_AFTER_DAYS",
+                "MEMORY_JOB_BATCH_SIZE"):
+        assert var in env
+        from coda_memory.config import Settings
+
+        assert var.removeprefix("MEMORY_").lower() in Settings.model_fields
+
+
+def test_subscriber_runs_on_fargate_and_may_invoke_ingest(raw):
+    (task,) = _resources(raw, "AWS::ECS::TaskDefinition").values()
+    assert task["Properties"]["RequiresCompatibilities"] == ["FARGATE"]
+    assert task["Properties"]["NetworkMode"] == "awsvpc"
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["INGEST_FUNCTION_NAME"] == {"Ref": "IngestFunction.Alias"}
+    assert "REDIS_URL" in env
+    (service,) = _resources(raw, "AWS::ECS::Service").values()
+    assert service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
+    role = raw["Resources"][task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]]
+    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert any(s["Action"] == "lambda:InvokeFunction"
+               and {"Fn::GetAtt": ["IngestFunction", "Arn"]} in s["Resource"] for s in statements)
+
+
+def test_secrets_and_network(raw):
+    params = raw["Parameters"]
+    assert params["RedisUrl"]["Type"] == "AWS::SSM::Parameter::Value<String>"
+    assert params["PrivateSubnetIds"]["Type"] == "List<AWS::EC2::Subnet::Id>"
+    env = raw["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["DATABASE_URL_SECRET"] == {"Ref": "DatabaseUrlSecretArn"}
+    assert "MEMORY_API_KEY_SECRET" in env
+    assert env["DATABASE_URL"] == "" and env["MEMORY_API_KEY"] == ""  # set only locally (env.json)
+    assert raw["Globals"]["Function"]["VpcConfig"]["SubnetIds"] == {"Ref": "PrivateSubnetIds"}
+    for ingress in _resources(raw, "AWS::EC2::SecurityGroupIngress").values():
+        assert "CidrIp" not in ingress["Properties"]  # no public database or Redis port
+        assert ingress["Properties"]["SourceSecurityGroupId"] == {"Ref": "ServiceSecurityGroup"}
+
+
+def test_alarms_and_dashboard(raw):
+    alarms = _resources(raw, "AWS::CloudWatch::Alarm").values()
+    metrics = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms}
+    assert ("AWS/ApiGateway", "5XXError") in metrics
+    assert ("AWS/Lambda", "Throttles") in metrics
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics
+    assert any(a["Properties"].get("ExtendedStatistic") == "p95" for a in alarms)
+    assert _resources(raw, "AWS::CloudWatch::Dashboard")
+
+
+def test_cfn_lint_with_serverless_rules_passes():
+    # .cfnlintrc appends the cfn-lint-serverless rules (a dev dependency).
+    pytest.importorskip("cfn_lint_serverless", reason="pip install cfn-lint-serverless (dev extra)")
+    proc = subprocess.run([str(VENV_BIN / "cfn-lint")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cfn_lint_serverless.rules" in (REPO_ROOT / ".cfnlintrc").read_text()
+
+
+def test_sam_validate_lint_passes():
+    proc = subprocess.run(
+        [str(VENV_BIN / "sam"), "validate", "--lint", "--template-file", str(DEFAULT_TEMPLATE)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is a valid SAM Template" in proc.stdout + proc.stderr
