@@ -6,8 +6,10 @@ Log lines carry method, route, status, latency: never keys, content or queries.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "coda-memory")
@@ -15,7 +17,21 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CodaMemory")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+
+# X-Ray tracing costs ~0.5 s of cold start (aws_xray_sdk imports botocore), so the Tracer is
+# only built on Lambda with tracing on (the template's EnableTracing parameter).
+TRACING = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and os.environ.get(
+    "POWERTOOLS_TRACE_DISABLED", ""
+).lower() not in ("1", "true")
+
+
+def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a Lambda handler with Powertools Tracer when tracing is on."""
+    if not TRACING:
+        return handler
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service=SERVICE).capture_lambda_handler(handler, capture_response=False)
 
 _METRICS_ON = os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true")
 

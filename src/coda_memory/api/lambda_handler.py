@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from mangum import Mangum
 
-from ..observability import logger, tracer
+from ..observability import logger, traced
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
 
@@ -29,7 +29,7 @@ def make_handler(
     asgi = Mangum(app, lifespan="off")
     direct = direct or {}
 
-    @tracer.capture_lambda_handler(capture_response=False)
+    @traced
     def handler(event: dict[str, Any], context: Any) -> Any:
         _ensure_event_loop()
         if isinstance(event, dict) and "httpMethod" not in event and "kind" in event:
