@@ -39,7 +39,8 @@ def _field(expr: str, lo: int, hi: int, names: dict[str, int] | None = None) -> 
     """Values matched by one cron field, None for ``*``/``?`` (any)."""
     if expr in ("*", "?"):
         return None
-    if any(c in expr for c in "LW#"):
+    bare = re.sub("|".join((names or {}).keys()) or "^$", "", expr.upper())
+    if any(c in bare for c in "LW#"):
         raise ScheduleError(f"cron field {expr!r}: L, W and # are not supported locally")
     values: set[int] = set()
 

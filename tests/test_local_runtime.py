@@ -1,0 +1,352 @@
+"""The local runtime end to end: SAM CLI's local API Gateway and Lambda Invoke services over
+the in-process runner, against the real handlers, PostgreSQL and Redis; the scheduler; and
+`python -m local.run` as a process (banner, key, clean shutdown with nothing left running)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+from local.run import LocalRuntime, template_environment
+from local.scheduler import Cron, ScheduleError, Scheduler, next_fire, scheduled_event
+from local.services import REPO_ROOT, free_port
+from local.template import DEFAULT_TEMPLATE, Schedule, load
+from tests.apigw import SERVICE_KEY
+
+MODEL_DIR = REPO_ROOT / "layers" / "model" / "build" / "model"
+needs_api = pytest.mark.skipif(
+    not (REPO_ROOT / "functions/ingest/app.py").is_file() or not (MODEL_DIR / "model.onnx").is_file(),
+    reason="needs the API functions and the built model (make layer)",
+)
+
+
+@pytest.fixture(scope="module")
+def rt(postgres, redis_server):
+    from coda_memory import runtime
+
+    saved = dict(os.environ)
+    env = {
+        "DATABASE_URL": postgres.app_url,
+        "REDIS_URL": redis_server.url,
+        "MEMORY_API_KEY": SERVICE_KEY,
+        "MEMORY_MODEL_DIR": str(MODEL_DIR),
+        "MEMORY_RATE_LIMIT_BURST": "0",
+    }
+    local = LocalRuntime(env=env, api_port=free_port(), invoke_port=free_port(), scheduler=False,
+                         workers=16)
+    local.start()
+    yield local
+    local.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+    runtime.reset()
+
+
+@pytest.fixture()
+def http(rt):
+    with httpx.Client(base_url=rt.api_url, timeout=30, headers={"X-API-Key": SERVICE_KEY}) as client:
+        yield client
+
+
+@pytest.fixture()
+def lam(rt):
+    return boto3.client(
+        "lambda", endpoint_url=rt.invoke_url, region_name="us-east-1",
+        aws_access_key_id="local", aws_secret_access_key="local",
+        config=Config(retries={"max_attempts": 0}, read_timeout=60),
+    )
+
+
+def _user() -> str:
+    return f"rt-{uuid.uuid4().hex[:10]}"
+
+
+# --- gateway ---------------------------------------------------------------------------------
+
+
+@needs_api
+def test_every_route_of_the_template_reaches_its_function(http):
+    user = _user()
+    r = http.get("/health")
+    assert r.status_code == 200 and r.json()["model"]["dimension"] == 384
+    r = http.post("/ingest", json={"content": "I climb in Fontainebleau every spring",
+                                   "content_type": "preference", "source_type": "chat", "user_id": user})
+    assert r.status_code == 201, r.text
+    mid = r.json()["memory_id"]
+    r = http.post("/ingest/batch", json={"items": [
+        {"content": "Bouldering needs crash pads", "content_type": "fact", "source_type": "chat", "user_id": user}]})
+    assert r.status_code == 200 and r.json()["results"][0]["status"] == "created"
+    r = http.get(f"/memory/{mid}", params={"user_id": user})
+    assert r.status_code == 200 and r.json()["id"] == mid
+    r = http.post("/search", json={"query": "rock climbing", "user_id": user, "top_k": 5})
+    assert r.status_code == 200 and mid in [m["id"] for m in r.json()["results"]]
+    r = http.post("/context", json={"query": "climbing", "user_id": user, "max_tokens": 200})
+    assert r.status_code == 200 and mid in r.json()["memory_ids"]
+    r = http.delete(f"/memory/{mid}", params={"user_id": user})
+    assert r.status_code == 200
+    r = http.delete(f"/users/{user}/memories")
+    assert r.status_code == 200
+
+
+@needs_api
+def test_unknown_routes_get_api_gateways_403(http):
+    for method, path in [("GET", "/nope"), ("PUT", "/ingest"), ("GET", "/search"), ("POST", "/memory/x/y"),
+                         ("GET", "/")]:
+        r = http.request(method, path)
+        assert r.status_code == 403, (method, path)
+        assert r.json() == {"message": "Missing Authentication Token"}
+
+
+@needs_api
+def test_api_key_is_enforced_at_the_gateway(rt, admin_conn):
+    with httpx.Client(base_url=rt.api_url, timeout=30) as anon:
+        assert anon.get("/health").status_code == 403
+        assert anon.get("/health").json() == {"message": "Forbidden"}
+        assert anon.get("/health", headers={"X-API-Key": "wrong"}).json() == {"message": "Forbidden"}
+        assert anon.get("/health", headers={"X-API-Key": SERVICE_KEY}).status_code == 200
+        # a key registered for one user (stored hashed) passes the gateway like a usage-plan key;
+        # the handler then decides what it may do
+        user_key = f"user-key-{uuid.uuid4().hex}"
+        user = _user()
+        admin_conn.execute("INSERT INTO api_keys (key_hash, user_id, name) VALUES (%s, %s, 'rt')",
+                           (hashlib.sha256(user_key.encode()).hexdigest(), user))
+        r = anon.post("/search", headers={"X-API-Key": user_key},
+                      json={"query": "x", "user_id": user, "top_k": 1})
+        assert r.status_code == 200, r.text
+        r = anon.post("/search", headers={"X-API-Key": user_key},
+                      json={"query": "x", "user_id": "someone-else", "top_k": 1})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+
+def test_handler_gets_the_event_sam_local_start_api_would_build(rt):
+    """Same top-level shape as `sam local generate-event apigateway aws-proxy`, a fresh request
+    id per request, path parameters, and the API key identity API Gateway adds."""
+    captured = []
+
+    class Spy:
+        template = rt.template
+
+        def is_debugging(self):
+            return False
+
+        def invoke(self, name, event, stdout=None, **_):
+            captured.append((name, json.loads(event)))
+            stdout.write_str(json.dumps({"statusCode": 200, "headers": {}, "body": "{}"}))
+
+    from local.gateway import make_gateway_app
+
+    app = make_gateway_app(rt.template, Spy(), port=3000, api_key_check=lambda k: k == "k")
+    client = app.test_client()
+    assert client.get("/memory/abc?user_id=u1", headers={"X-API-Key": "k"}).status_code == 200
+    assert client.get("/memory/abc?user_id=u1", headers={"X-API-Key": "k"}).status_code == 200
+    (name1, e1), (_, e2) = captured
+    assert name1 == "IngestFunction"
+    sample = json.loads(subprocess.run(
+        [str(Path(sys.executable).parent / "sam"), "local", "generate-event", "apigateway", "aws-proxy"],
+        capture_output=True, text=True, check=True, env={**os.environ, "SAM_CLI_TELEMETRY": "0"}).stdout)
+    assert set(sample) <= set(e1) | {"body"}
+    assert e1["resource"] == "/memory/{id}" and e1["pathParameters"] == {"id": "abc"}
+    assert e1["httpMethod"] == "GET" and e1["queryStringParameters"] == {"user_id": "u1"}
+    assert e1["requestContext"]["identity"]["apiKey"] == "k"
+    assert e1["requestContext"]["requestId"] != e2["requestContext"]["requestId"]
+
+
+@needs_api
+def test_fifty_concurrent_clients(rt):
+    user = _user()
+    with httpx.Client(base_url=rt.api_url, headers={"X-API-Key": SERVICE_KEY}, timeout=60) as c:
+        assert c.post("/ingest", json={"content": "concurrency is fun", "content_type": "fact",
+                                       "source_type": "t", "user_id": user}).status_code == 201
+
+    def one(i: int) -> int:
+        with httpx.Client(base_url=rt.api_url, headers={"X-API-Key": SERVICE_KEY}, timeout=60) as c:
+            if i % 2:
+                return c.post("/search", json={"query": f"fun {i}", "user_id": user, "top_k": 3}).status_code
+            return c.get("/health").status_code
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(50) as pool:
+        codes = list(pool.map(one, range(200)))
+    assert codes.count(200) == 200, sorted(set(codes))
+    assert time.monotonic() - t0 < 60
+
+
+# --- Lambda Invoke endpoint (boto3) ----------------------------------------------------------
+
+
+@needs_api
+def test_boto3_invoke_of_the_ingest_function_direct_payload(lam, admin_conn):
+    user = _user()
+    payload = {"kind": "ingest_events", "events": [
+        {"event_id": f"ev-{uuid.uuid4()}", "data": {"event_type": "conversation", "content": "from redis",
+                                                    "user_id": user}}]}
+    for name in ("IngestFunction", "arn:aws:lambda:us-east-1:000000000000:function:IngestFunction"):
+        resp = lam.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        assert resp["StatusCode"] == 200 and "FunctionError" not in resp
+        body = json.loads(resp["Payload"].read())
+        assert body["results"][0]["status"] in ("created", "duplicate")
+    n = admin_conn.execute("SELECT count(*) FROM memories WHERE user_id=%s", (user,)).fetchone()[0]
+    assert n == 1  # same event id twice: stored once
+
+
+@needs_api
+def test_boto3_invoke_reports_handler_errors_like_lambda(lam):
+    resp = lam.invoke(FunctionName="IngestFunction", Payload=b'{"kind": "ingest_events", "events": []}')
+    assert resp["StatusCode"] == 200
+    assert resp["FunctionError"] == "Unhandled"
+    err = json.loads(resp["Payload"].read())
+    assert err["errorType"] and err["errorMessage"]
+
+
+def test_boto3_invoke_unknown_function(lam):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as info:
+        lam.invoke(FunctionName="NoSuchFunction", Payload=b"{}")
+    # SAM CLI's start-lambda service answers 404 "ResourceNotFound" (Lambda: ...Exception)
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert info.value.response["Error"]["Code"].startswith("ResourceNotFound")
+
+
+def test_boto3_invoke_of_a_scheduled_job(lam):
+    resp = lam.invoke(FunctionName="QuotaResetFunction", Payload=json.dumps(scheduled_event("t")).encode())
+    assert "FunctionError" not in resp, resp["Payload"].read()
+    out = json.loads(resp["Payload"].read())
+    assert out["job"] == "quota_reset" and out["complete"] is True
+
+
+# --- scheduler -------------------------------------------------------------------------------
+
+
+def test_cron_and_rate_expressions():
+    t = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)  # a Wednesday
+    assert next_fire("cron(0 0 * * ? *)", t) == datetime(2026, 3, 5, 0, 0, tzinfo=UTC)
+    assert next_fire("cron(15 3 * * ? *)", t) == datetime(2026, 3, 5, 3, 15, tzinfo=UTC)
+    assert next_fire("cron(0/20 * * * ? *)", t) == datetime(2026, 3, 4, 10, 40, tzinfo=UTC)
+    assert next_fire("cron(0 9 ? * MON-FRI *)", t) == datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
+    assert next_fire("cron(0 9 ? * 1 *)", t) == datetime(2026, 3, 8, 9, 0, tzinfo=UTC)  # 1 = Sunday
+    assert next_fire("cron(0 12 1 JAN,JUL ? *)", t) == datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    assert next_fire("rate(5 minutes)", t, t) == t + timedelta(minutes=5)
+    assert next_fire("rate(1 day)", t + timedelta(days=3, seconds=1), t) == t + timedelta(days=4)
+    for bad in ("cron(0 0 * * * *)", "cron(0 0 L * ? *)", "cron(61 0 * * ? *)", "rate(0 days)", "every day"):
+        with pytest.raises(ScheduleError):
+            next_fire(bad, t)
+    assert Cron.parse("0 0 * * ? 2030").next_after(t).year == 2030
+
+
+def test_scheduler_fires_the_templates_schedules_when_due():
+    template = load(DEFAULT_TEMPLATE)
+    start = datetime(2026, 3, 4, 23, 59, 30, tzinfo=UTC)
+    clock = iter([start, start + timedelta(minutes=1)])
+    last = [start]
+
+    def now():
+        last[0] = next(clock, last[0])
+        return last[0]
+
+    fired = []
+    sched = Scheduler(template.schedules, lambda s, e: fired.append((s.function, e)), now=now)
+    sched.start()
+    deadline = time.monotonic() + 5
+    while not fired and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sched.stop()
+    assert [f for f, _ in fired] == ["QuotaResetFunction"]  # midnight UTC came first
+    event = fired[0][1]
+    assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
+
+
+def test_disabled_and_unsupported_schedules_are_skipped():
+    s = [Schedule("A", "a", "rate(1 day)", enabled=False), Schedule("B", "b", "cron(0 0 L * ? *)", True)]
+    assert Scheduler(s, lambda *_: None).entries == []
+
+
+def test_template_environment_excludes_secrets_and_connections():
+    env = template_environment(load(DEFAULT_TEMPLATE))
+    assert env["POWERTOOLS_SERVICE_NAME"] == "coda-memory"
+    assert env["MEMORY_ARCHIVE_AFTER_DAYS"] == "365"
+    assert not {k for k in env if k.endswith("_SECRET")}
+    assert not {"DATABASE_URL", "REDIS_URL", "MEMORY_API_KEY", "MEMORY_MODEL_DIR", "HOME"} & set(env)
+
+
+# --- `python -m local.run` as a process ------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@needs_api
+def test_make_run_process_serves_then_stops_everything(tmp_path):
+    api_port, invoke_port = free_port(), free_port()
+    pg_dir = REPO_ROOT / ".local" / "pg-runtest"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MEMORY_API_KEY", "DATABASE_URL", "DATABASE_ADMIN_URL", "REDIS_URL")}
+    env.update({"LOCAL_API_PORT": str(api_port), "LOCAL_INVOKE_PORT": str(invoke_port),
+                "LOCAL_PG_DIR": str(pg_dir), "PYTHONUNBUFFERED": "1"})
+    log = tmp_path / "run.log"
+    t0 = time.monotonic()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=REPO_ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        text = ""
+        while time.monotonic() < deadline and "Ctrl-C stops everything" not in text:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+            text = log.read_text()
+        ready_s = time.monotonic() - t0
+        assert "Ctrl-C stops everything" in text, text
+        key = re.search(r"API key \(X-API-Key\)\s+(\S+)\s+\(generated", text).group(1)
+        sub = re.search(r"Subscriber\s+pid (\d+)", text)
+        redis_port = int(re.search(r"Redis\s+redis://127\.0\.0\.1:(\d+)/0", text).group(1))
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as c:
+            assert c.get("/health").status_code == 403
+            r = c.get("/health", headers={"X-API-Key": key})
+            assert r.status_code == 200, r.text
+        fired = subprocess.run([sys.executable, "-m", "local.run", "--invoke-port", str(invoke_port),
+                                "fire", "quota_reset"], cwd=REPO_ROOT, env=env, capture_output=True,
+                               text=True, timeout=120)
+        assert fired.returncode == 0, fired.stdout + fired.stderr
+        assert "via running runtime" in fired.stdout
+        assert re.search(r"GET /health -> 200 [\d.]+ ms \[RetrieveFunction\]", log.read_text())
+        print(f"make run ready in {ready_s:.1f}s")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0, log.read_text()
+    assert "stopped" in log.read_text()
+    if sub:
+        assert not _alive(int(sub.group(1)))
+    import socket
+
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", redis_port), timeout=1):
+        pass
+    for port in (api_port, invoke_port):
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+    pid_file = pg_dir / "postmaster.pid"
+    if pid_file.exists():  # a stopped server removes it; a stale one must not be running
+        assert not _alive(int(pid_file.read_text().split()[0]))
