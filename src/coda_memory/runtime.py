@@ -1,11 +1,11 @@
 """Process-wide resources, created once per execution environment and reused by every
-invocation: settings, the database pool, the ONNX embedder, the rate limiter."""
+invocation: the database pool, the ONNX embedder, the rate limiter."""
 
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .config import Settings, get_settings
 from .errors import ServiceUnavailable
@@ -15,7 +15,32 @@ if TYPE_CHECKING:
     from .embedder import Embedder
     from .ratelimit import RateLimiter
 
-_lock = threading.Lock()
+T = TypeVar("T")
+
+
+class _Once(Generic[T]):
+    """A lazily built singleton; concurrent first calls build it exactly once."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._factory()
+                value = self._value
+        return value
+
+    def peek(self) -> T | None:
+        return self._value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._value = None
 
 
 def _resolve_database_url(settings: Settings) -> str:
@@ -29,46 +54,46 @@ def _resolve_database_url(settings: Settings) -> str:
     raise ServiceUnavailable("database is not configured (set DATABASE_URL)")
 
 
-@lru_cache(maxsize=1)
-def database() -> Database:
+def _build_database() -> Database:
     from .db.pool import Database
 
     settings = get_settings()
-    with _lock:
-        return Database(
-            _resolve_database_url(settings),
-            max_size=settings.db_pool_max,
-            connect_timeout=settings.db_connect_timeout_s,
-            statement_timeout_ms=settings.db_statement_timeout_ms,
-        )
+    return Database(
+        _resolve_database_url(settings),
+        max_size=settings.db_pool_max,
+        connect_timeout=settings.db_connect_timeout_s,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
 
 
-@lru_cache(maxsize=1)
-def embedder() -> Embedder:
+def _build_embedder() -> Embedder:
     from .embedder import get_embedder
 
     settings = get_settings()
-    with _lock:
-        return get_embedder(settings.model_dir, settings.embed_threads)
+    return get_embedder(settings.model_dir, settings.embed_threads)
 
 
-@lru_cache(maxsize=1)
-def rate_limiter() -> RateLimiter:
+def _build_rate_limiter() -> RateLimiter:
     from .ratelimit import RateLimiter
 
     settings = get_settings()
     return RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.redis_url)
 
 
+database: _Once[Database] = _Once(_build_database)
+embedder: _Once[Embedder] = _Once(_build_embedder)
+rate_limiter: _Once[RateLimiter] = _Once(_build_rate_limiter)
+
+
 def reset() -> None:
     """Drop every cached resource (tests switch configuration between cases)."""
+    from . import auth
     from .config import reset_settings
 
-    if database.cache_info().currsize:
-        database().close()
-    for cached in (database, embedder, rate_limiter):
-        cached.cache_clear()
+    db = database.peek()
+    if db is not None:
+        db.close()
+    for once in (database, embedder, rate_limiter):
+        once.clear()
     reset_settings()
-    from . import auth
-
     auth.clear_cache()
