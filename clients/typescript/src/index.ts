@@ -329,13 +329,17 @@ export class MemoryClient {
       return parsed as T;
     }
     const apiError = (parsed as ApiErrorBody | undefined)?.error;
+    // API Gateway's own answers (missing key, throttling) are {"message": "..."}.
+    const gatewayMessage = (parsed as { message?: unknown } | undefined)?.message;
     throw new MemoryApiError({
       status: response.status,
       code: typeof apiError?.code === "string" ? apiError.code : `http_${response.status}`,
       message:
         typeof apiError?.message === "string"
           ? apiError.message
-          : (text.slice(0, 200) || response.statusText || "request failed"),
+          : typeof gatewayMessage === "string"
+            ? gatewayMessage
+            : (text.slice(0, 200) || response.statusText || "request failed"),
       method,
       path: pathOnly,
       retryAfter: parseRetryAfter(response.headers.get("retry-after")),
