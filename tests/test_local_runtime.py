@@ -350,3 +350,50 @@ def test_make_run_process_serves_then_stops_everything(tmp_path):
     pid_file = pg_dir / "postmaster.pid"
     if pid_file.exists():  # a stopped server removes it; a stale one must not be running
         assert not _alive(int(pid_file.read_text().split()[0]))
+
+
+# --- the Docker alternative: local/docker-compose.yml + local/env.json -----------------------
+
+
+def test_docker_compose_and_env_json_match_the_runner_and_template():
+    import inspect
+    from urllib.parse import urlparse
+
+    import yaml
+    from samcli.yamlhelper import yaml_parse
+
+    from coda_memory.embedder import LAMBDA_LAYER_MODEL_DIR
+    from local.services import APP_ROLE, start_postgres
+
+    compose = yaml.safe_load((REPO_ROOT / "local/docker-compose.yml").read_text())
+    env = json.loads((REPO_ROOT / "local/env.json").read_text())["Parameters"]
+    raw = yaml_parse(DEFAULT_TEMPLATE.read_text())
+    declared = raw["Globals"]["Function"]["Environment"]["Variables"]
+
+    # sam local only overrides variables the template declares
+    assert set(env) <= set(declared)
+    # the same settings the runner gives the functions
+    assert {"DATABASE_URL", "REDIS_URL", "MEMORY_API_KEY", "MEMORY_MODEL_DIR"} <= set(env)
+    # no AWS lookups locally: the secret ids are blanked
+    assert env["DATABASE_URL_SECRET"] == "" and env["MEMORY_API_KEY_SECRET"] == ""
+    assert env["MEMORY_MODEL_DIR"] == str(LAMBDA_LAYER_MODEL_DIR) == declared["MEMORY_MODEL_DIR"]
+
+    db = urlparse(env["DATABASE_URL"])
+    pg = compose["services"][db.hostname]
+    runner_db = inspect.signature(start_postgres).parameters["database"].default
+    assert db.username == APP_ROLE
+    assert db.path.lstrip("/") == runner_db == pg["environment"]["POSTGRES_DB"]
+    assert any(p.endswith(f":{db.port}") for p in pg["ports"])
+    assert all(p.startswith("127.0.0.1:") for s in compose["services"].values() for p in s["ports"])
+    assert f"PASSWORD '{db.password}'" in (REPO_ROOT / "local/docker-initdb.sql").read_text()
+    assert "vector" in pg["image"]
+
+    redis_url = urlparse(env["REDIS_URL"])
+    redis_svc = compose["services"][redis_url.hostname]
+    assert any(p.endswith(f":{redis_url.port}") for p in redis_svc["ports"])
+
+    # the network the functions' containers join, and parameters for the template's required ones
+    assert compose["networks"]["default"]["name"] == "coda-memory"
+    given = dict(kv.split("=", 1) for kv in (REPO_ROOT / "local/sam-local-parameters.txt").read_text().split())
+    required = {k for k, v in raw["Parameters"].items() if "Default" not in v}
+    assert required <= set(given)
