@@ -258,7 +258,9 @@ def main() -> int:
         overhead = measure_subscriber_only(redis_url, 20_000)
         result = {
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-            "path": "XADD -> subscriber (1 process, batch 100 / 100 ms) -> Lambda Invoke (local) "
+            "path": "XADD -> subscriber (1 process, batch 100 / "
+            + os.environ.get("SUBSCRIBER_BATCH_WINDOW_MS", "100")
+            + " ms) -> Lambda Invoke (local) "
             "-> ingest handler -> PostgreSQL",
             "latency": latency,
             "search_confirms": searchable,

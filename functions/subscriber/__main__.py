@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 
-def _health(path: str | None, max_age_s: float = 60.0) -> int:
+def _health(path: str | None, max_age_s: float) -> int:
     """Exit 0 when the loop touched the health file recently (Docker HEALTHCHECK)."""
     if not path:
         print("SUBSCRIBER_HEALTH_FILE is not set", file=sys.stderr)
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     health_file = os.environ.get("SUBSCRIBER_HEALTH_FILE") or None
     if "--health" in argv:
-        return _health(health_file)
+        return _health(health_file, float(os.environ.get("SUBSCRIBER_HEALTH_MAX_AGE_S", "300")))
 
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "memory-subscriber")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CodaMemory")
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from .consumer import Subscriber
     from .invoker import LambdaInvoker
 
-    logger = Logger(service="memory-subscriber")
+    logger = Logger()  # service from POWERTOOLS_SERVICE_NAME
     try:
         settings = SubscriberSettings()
     except Exception as exc:
@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         region=settings.region,
         timeout_s=settings.invoke_timeout_s,
     )
-    metrics = Metrics(
-        namespace=os.environ["POWERTOOLS_METRICS_NAMESPACE"], service="memory-subscriber"
-    )
+    metrics = Metrics()  # namespace and service from POWERTOOLS_METRICS_NAMESPACE / _SERVICE_NAME
     metrics.set_default_dimensions(consumer_group=settings.group)
     subscriber = Subscriber(
         settings,

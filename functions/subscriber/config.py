@@ -50,9 +50,7 @@ def _default_name() -> str:
 
 
 class SubscriberSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SUBSCRIBER_", extra="ignore", frozen=True, populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="SUBSCRIBER_", extra="ignore", frozen=True, populate_by_name=True)
 
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
@@ -65,9 +63,7 @@ class SubscriberSettings(BaseSettings):
         "IngestFunction",
         validation_alias=AliasChoices("INGEST_FUNCTION_NAME", "SUBSCRIBER_INGEST_FUNCTION_NAME"),
     )
-    region: str = Field(
-        "us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
-    )
+    region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     name: str = Field(default_factory=_default_name, min_length=1, max_length=200)
 
     stream: str = "memory.ingest.stream"

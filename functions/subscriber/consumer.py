@@ -114,11 +114,7 @@ def parse_entry(entry_id: str, fields: dict[bytes, bytes], attempts: int) -> Ent
         entry.problem = "missing field(s): " + ", ".join(missing)
         return entry
     wrong = [name for name in REQUIRED_FIELDS if not isinstance(event[name], str)]
-    if (
-        "metadata" in event
-        and event["metadata"] is not None
-        and not isinstance(event["metadata"], dict)
-    ):
+    if "metadata" in event and event["metadata"] is not None and not isinstance(event["metadata"], dict):
         wrong.append("metadata")
     if wrong:
         entry.problem = "wrong type for field(s): " + ", ".join(wrong)
@@ -257,9 +253,7 @@ class Subscriber:
     # ---------------------------------------------------------------- stream side
     def _ensure_group(self) -> None:
         try:
-            self.redis.xgroup_create(
-                self.settings.stream, self.settings.group, id="0", mkstream=True
-            )
+            self.redis.xgroup_create(self.settings.stream, self.settings.group, id="0", mkstream=True)
             self.log.info("consumer group created", extra={"group": self.settings.group})
         except redis.exceptions.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -271,10 +265,7 @@ class Subscriber:
             entries = self._read("0", block_ms=None)
             if not entries:
                 self._read_history = False
-        if (
-            not entries
-            and time.monotonic() - self._last_claim >= self.settings.claim_interval_ms / 1000
-        ):
+        if not entries and time.monotonic() - self._last_claim >= self.settings.claim_interval_ms / 1000:
             entries = self._autoclaim()
         if not entries:
             entries = self._read_new()
@@ -316,9 +307,7 @@ class Subscriber:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
                 break
-            more = self._read(
-                ">", block_ms=remaining_ms, count=self.settings.batch_size - len(entries)
-            )
+            more = self._read(">", block_ms=remaining_ms, count=self.settings.batch_size - len(entries))
             if not more:
                 break
             entries.extend(more)
@@ -435,6 +424,8 @@ class Subscriber:
                 return not self.stopping.is_set()
             if self._wait(min(step, remaining)):
                 return False
+            self._touch_health()
+            self._maybe_report()  # lag keeps being reported during an outage
             if remaining > step:
                 self.redis.xclaim(
                     self.settings.stream,
@@ -606,9 +597,7 @@ class Subscriber:
             self.metrics.add_metric(name=_metric_name(name), unit=MetricUnit.Count, value=delta)
         for name in ("lag", "pending"):
             if snapshot[name] is not None:
-                self.metrics.add_metric(
-                    name=_metric_name(name), unit=MetricUnit.Count, value=int(snapshot[name] or 0)
-                )
+                self.metrics.add_metric(name=_metric_name(name), unit=MetricUnit.Count, value=int(snapshot[name] or 0))
         self.metrics.flush_metrics()
 
     def _touch_health(self) -> None:

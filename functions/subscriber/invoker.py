@@ -178,8 +178,6 @@ class InProcessInvoker:
         try:
             response = self._handler(payload, _LambdaContext())
         except Exception as exc:
-            raise function_error(
-                json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
-            ) from exc
+            raise function_error(json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})) from exc
         body = response if isinstance(response, (str, bytes)) else json.dumps(response)
         return parse_results(body, len(events))
