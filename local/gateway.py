@@ -9,7 +9,8 @@ Token"}``, and Lambda errors ``502 {"message": "Internal server error"}``, like 
 Added on top, because SAM CLI does not emulate them:
 
 * the API key: when the template's API has ``Auth.ApiKeyRequired``, a request without a valid
-  ``X-API-Key`` gets ``403 {"message": "Forbidden"}`` from the gateway, as with a usage plan.
+  ``X-API-Key`` is refused by the gateway with the API contract's 401 error body -- the
+  template maps API Gateway's ``API_KEY`` response to the same 401, so both answer alike.
   Valid keys are the service key (``MEMORY_API_KEY``) and, like keys registered in the usage
   plan, active keys stored (hashed) in the ``api_keys`` table;
 * ``requestContext.identity.apiKey`` / ``apiKeyId`` in the event, as API Gateway sets them;
@@ -32,7 +33,8 @@ from .template import LocalTemplate
 
 log = logging.getLogger("local.gateway")
 
-FORBIDDEN = {"message": "Forbidden"}
+# Same status and body as the template's GatewayResponses.API_KEY and the functions' own 401.
+UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "missing or invalid X-API-Key"}}
 
 
 class ApiKeyCheck:
@@ -121,7 +123,7 @@ def make_gateway_app(
             return None  # unknown route: API Gateway answers 403 Missing Authentication Token
         if require_key and api_key_check is not None and not api_key_check(request.headers.get("X-API-Key")):
             g.denied = True
-            return make_response(jsonify(FORBIDDEN), 403)
+            return make_response(jsonify(UNAUTHORIZED), 401)
         return None
 
     @app.after_request

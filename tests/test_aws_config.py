@@ -116,8 +116,6 @@ def test_api_handlers_take_database_url_and_service_key_from_secrets(aws, clean_
     assert denied.status == 401
 
 
-@pytest.mark.xfail(reason="lead: treat an empty DATABASE_URL (the template's AWS value) as unset "
-                          "in coda_memory.runtime._resolve_database_url", strict=False)
 def test_api_handlers_ignore_the_templates_empty_database_url(aws, clean_settings, monkeypatch,
                                                               postgres, redis_server):
     from functions.retrieve.app import handler

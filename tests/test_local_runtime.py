@@ -113,11 +113,13 @@ def test_unknown_routes_get_api_gateways_403(http):
 
 
 @needs_api
-def test_api_key_is_enforced_at_the_gateway(rt, admin_conn):
+def test_api_key_is_enforced_at_the_gateway_with_the_contracts_401(rt, admin_conn):
     with httpx.Client(base_url=rt.api_url, timeout=30) as anon:
-        assert anon.get("/health").status_code == 403
-        assert anon.get("/health").json() == {"message": "Forbidden"}
-        assert anon.get("/health", headers={"X-API-Key": "wrong"}).json() == {"message": "Forbidden"}
+        unauthorized = {"error": {"code": "unauthorized", "message": "missing or invalid X-API-Key"}}
+        assert anon.get("/health").status_code == 401
+        assert anon.get("/health").json() == unauthorized
+        assert anon.get("/health", headers={"X-API-Key": "wrong"}).json() == unauthorized
+        assert anon.post("/search", json={"query": "x", "user_id": "u"}).status_code == 401
         assert anon.get("/health", headers={"X-API-Key": SERVICE_KEY}).status_code == 200
         # a key registered for one user (stored hashed) passes the gateway like a usage-plan key;
         # the handler then decides what it may do
@@ -323,7 +325,7 @@ def test_make_run_process_serves_then_stops_everything(tmp_path):
         sub = re.search(r"Subscriber\s+pid (\d+)", text)
         redis_port = int(re.search(r"Redis\s+redis://127\.0\.0\.1:(\d+)/0", text).group(1))
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as c:
-            assert c.get("/health").status_code == 403
+            assert c.get("/health").status_code == 401
             r = c.get("/health", headers={"X-API-Key": key})
             assert r.status_code == 200, r.text
         fired = subprocess.run([sys.executable, "-m", "local.run", "--invoke-port", str(invoke_port),

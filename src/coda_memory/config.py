@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     weight_recency: float = Field(0.1, ge=0)
     recency_decay: float = Field(0.01, ge=0, description="per day: recency = 1/(1+age_days*decay)")
     search_mode: Literal["vector", "hybrid"] = "hybrid"
+    fusion: Literal["rrf", "convex"] = "rrf"
+    fusion_vector_weight: float = Field(0.5, ge=0, le=1)
     rrf_k: int = Field(20, ge=1)
     candidate_pool: int = Field(50, ge=1, le=1_000)
     token_estimator: Literal["chars4", "words"] = "chars4"  # noqa: S105 - not a secret
@@ -85,6 +87,15 @@ class Settings(BaseSettings):
     # --- model -------------------------------------------------------------------------
     model_dir: Path | None = None
     embed_threads: int = Field(1, ge=1, le=64)
+
+    @field_validator(
+        "database_url", "database_url_secret", "redis_url", "api_key", "api_key_secret", "model_dir",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # The SAM template sets some of these to "" so local/env.json can override them.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("content_types", mode="before")
     @classmethod
