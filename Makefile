@@ -43,8 +43,19 @@ test: venv layer
 	$(MAKE) test-ts
 
 # TypeScript client: node's test runner against a local stack the test script starts.
+# Needs Node.js >= 18 and npm; without them the TS tests are skipped with a warning.
+TS_DEPS := clients/typescript/node_modules/.installed
+
+$(TS_DEPS): clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund
+	@touch $(TS_DEPS)
+
 test-ts: venv layer
-	cd clients/typescript && npm ci --no-audit --no-fund && npm test
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(TS_DEPS) && cd clients/typescript && npm test; \
+	else \
+		echo "WARNING: node/npm not found: skipping the TypeScript client tests"; \
+	fi
 
 test-fast: venv layer
 	$(PY) -m pytest -m "not slow"
