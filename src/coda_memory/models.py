@@ -172,6 +172,8 @@ def _query(value: str) -> str:
 
 
 class SearchRequest(_Strict):
+    """``POST /search`` body (and the shared part of ``POST /context``)."""
+
     query: str
     user_id: Identifier
     top_k: int = Field(10, ge=1)
@@ -191,17 +193,11 @@ class SearchRequest(_Strict):
         return value
 
 
-class ContextRequest(_Strict):
-    query: str
-    user_id: Identifier
+class ContextRequest(SearchRequest):
+    """``POST /context`` body: a search plus a token budget."""
+
     max_tokens: int = Field(2000, ge=1)
     top_k: int = Field(20, ge=1)
-    filters: SearchFilters = Field(default_factory=lambda: SearchFilters())
-
-    @field_validator("query")
-    @classmethod
-    def _q(cls, value: str) -> str:
-        return _query(value)
 
     @field_validator("max_tokens")
     @classmethod
@@ -209,14 +205,6 @@ class ContextRequest(_Strict):
         limit = get_settings().max_context_tokens
         if value > limit:
             raise ValueError(f"max_tokens is at most {limit}")
-        return value
-
-    @field_validator("top_k")
-    @classmethod
-    def _top_k(cls, value: int) -> int:
-        limit = get_settings().max_top_k
-        if value > limit:
-            raise ValueError(f"top_k is at most {limit}")
         return value
 
 
