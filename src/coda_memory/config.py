@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     weight_recency: float = Field(0.1, ge=0)
     recency_decay: float = Field(0.01, ge=0, description="per day: recency = 1/(1+age_days*decay)")
     search_mode: Literal["vector", "hybrid"] = "hybrid"
-    fusion: Literal["rrf", "convex"] = "rrf"
+    # hybrid: match = a*cos/max_cos + (1-a)*bm25/max_bm25 (convex) or weighted RRF; see retrieval.py
+    fusion: Literal["convex", "rrf"] = "convex"
     fusion_vector_weight: float = Field(0.5, ge=0, le=1)
     rrf_k: int = Field(20, ge=1)
     candidate_pool: int = Field(50, ge=1, le=1_000)

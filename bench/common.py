@@ -1,0 +1,178 @@
+"""Shared benchmark plumbing: backing services, environment, in-process handler calls,
+percentiles and a description of the machine.
+
+Benchmarks run against their own embedded PostgreSQL data dir (``.local/pg-bench``) so they
+never disturb the test or local-run databases.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+BENCH_PG_DIR = REPO / ".local" / "pg-bench"
+BENCH_KEY = "bench-service-key-0123456789abcdef"
+
+
+def bench_env(app_url: str) -> dict[str, str]:
+    """Environment of the functions under benchmark (quotas and rate limit out of the way)."""
+    return {
+        "DATABASE_URL": app_url,
+        "MEMORY_API_KEY": BENCH_KEY,
+        "MEMORY_RATE_LIMIT_BURST": "0",
+        "MEMORY_DEFAULT_MAX_MEMORIES": "1000000",
+        "MEMORY_DEFAULT_MAX_DAILY_INGESTIONS": "1000000",
+        "MEMORY_DB_POOL_MAX": "8",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def apply_env(env: Mapping[str, str]) -> None:
+    os.environ.update(env)
+    from coda_memory import runtime
+
+    runtime.reset()
+
+
+@contextmanager
+def settings_override(**values: Any) -> Iterator[None]:
+    """Temporarily set ``MEMORY_<NAME>`` settings; the DB pool and model stay loaded."""
+    from coda_memory.config import reset_settings
+
+    names = {f"MEMORY_{k.upper()}": str(v) for k, v in values.items()}
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(names)
+    reset_settings()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        reset_settings()
+
+
+class _Context:
+    function_name = "bench"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def apigw_event(method: str, path: str, body: Any = None, key: str = BENCH_KEY) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event, as API Gateway sends it to the function."""
+    headers = {"Content-Type": "application/json", "X-API-Key": key, "Host": "bench.local"}
+    return {
+        "body": json.dumps(body) if body is not None else None,
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "isBase64Encoded": False,
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "requestContext": {
+            "accountId": "123456789012", "resourceId": "bench", "stage": "prod",
+            "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(time.time() * 1000),
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "bench", "apiKey": key},
+            "path": f"/prod{path}", "resourcePath": path, "httpMethod": method,
+            "apiId": "bench", "protocol": "HTTP/1.1",
+        },
+    }
+
+
+class Handlers:
+    """The ingest and retrieve functions' real ``handler(event, context)``."""
+
+    def __init__(self) -> None:
+        from functions.ingest.app import handler as ingest_handler
+        from functions.retrieve.app import handler as retrieve_handler
+
+        self._ingest = ingest_handler
+        self._retrieve = retrieve_handler
+        self._ctx = _Context()
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        handler = self._retrieve if path in ("/search", "/context") else self._ingest
+        result = handler(apigw_event(method, path, body), self._ctx)
+        raw = result.get("body") or ""
+        return int(result["statusCode"]), json.loads(raw) if raw else None
+
+    def ingest_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        status, body = self.call("POST", "/ingest/batch", {"items": items})
+        if status != 200:
+            raise RuntimeError(f"/ingest/batch answered {status}: {body}")
+        results: list[dict[str, Any]] = body["results"]
+        return results
+
+    def search(self, query: str, user_id: str, top_k: int = 10) -> list[dict[str, Any]]:
+        status, body = self.call("POST", "/search", {"query": query, "user_id": user_id, "top_k": top_k})
+        if status != 200:
+            raise RuntimeError(f"/search answered {status}: {body}")
+        results: list[dict[str, Any]] = body["results"]
+        return results
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    if not samples_ms:
+        return {"n": 0}
+    s = sorted(samples_ms)
+
+    def pick(q: float) -> float:
+        # nearest-rank percentile
+        return round(s[max(0, min(len(s), math.ceil(q * len(s))) - 1)], 2)
+
+    return {"n": len(s), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99),
+            "mean": round(statistics.fmean(s), 2), "max": round(s[-1], 2)}
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "mem_gb": mem_gb, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def write_json(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"{name}-{stamp}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    (RESULTS / f"{name}-latest.json").write_text(json.dumps(payload, indent=2, default=str))
+    return path
