@@ -99,6 +99,10 @@ def _process_env(names: Names, redis_url: str, endpoint: LambdaEndpoint, **extra
         "SUBSCRIBER_BACKOFF_BASE_MS": "50",
         "SUBSCRIBER_BACKOFF_MAX_MS": "500",
         "SUBSCRIBER_STATS_INTERVAL_S": "1",
+        # The tests read the subscriber's INFO lines and EMF metrics; the API fixtures turn both
+        # down for this test process, and subprocesses would inherit that.
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "POWERTOOLS_METRICS_DISABLED": "false",
         **names.env(),
         **extra,
     }
