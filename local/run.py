@@ -59,6 +59,7 @@ LOCAL_DEFAULTS = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "MEMORY_DB_POOL_MAX": "8",
+    "MEMORY_PREWARM": "1",  # model and pool load while the runner starts: the first request is fast
 }
 
 
@@ -314,7 +315,7 @@ def _banner(rt: LocalRuntime, backing: Backing, key: str, generated: bool,
     for name, error in rt.load_errors.items():
         lines.append(f"  NOT LOADED           {name}: {error}")
     lines += [
-        "  Try:   curl -s -H 'X-API-Key: $KEY' " + rt.api_url + "/health",
+        f"  Try:   curl -s -H 'X-API-Key: {key}' {rt.api_url}/health",
         "  Fire a job now:  python -m local.run fire archival   (quota_reset, retention_purge)",
         "  Ctrl-C stops everything.",
         "",

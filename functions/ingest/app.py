@@ -1,14 +1,18 @@
 """Ingest function: POST /ingest, POST /ingest/batch, GET|DELETE /memory/{id},
 DELETE /users/{user_id}/memories, GET /health; plus direct invokes from the subscriber."""
 
-from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
+from coda_memory import runtime
 
-from coda_memory import service
-from coda_memory.api.app import caller, create_app, json_body
-from coda_memory.api.lambda_handler import make_handler
-from coda_memory.models import BatchRequest
-from coda_memory.service import Caller
+runtime.prewarm()  # start loading the model while FastAPI and the rest import (Lambda init)
+
+from fastapi import Depends, Request  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+
+from coda_memory import service  # noqa: E402
+from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
+from coda_memory.api.lambda_handler import make_handler  # noqa: E402
+from coda_memory.models import BatchRequest  # noqa: E402
+from coda_memory.service import Caller  # noqa: E402
 
 app = create_app("coda-memory ingest")
 

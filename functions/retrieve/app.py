@@ -1,12 +1,16 @@
 """Retrieve function: POST /search, POST /context, GET /health."""
 
-from fastapi import Depends, Request
+from coda_memory import runtime
 
-from coda_memory import service
-from coda_memory.api.app import caller, create_app, json_body
-from coda_memory.api.lambda_handler import make_handler
-from coda_memory.models import ContextRequest, SearchRequest
-from coda_memory.service import Caller
+runtime.prewarm()  # start loading the model while FastAPI and the rest import (Lambda init)
+
+from fastapi import Depends, Request  # noqa: E402
+
+from coda_memory import service  # noqa: E402
+from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
+from coda_memory.api.lambda_handler import make_handler  # noqa: E402
+from coda_memory.models import ContextRequest, SearchRequest  # noqa: E402
+from coda_memory.service import Caller  # noqa: E402
 
 app = create_app("coda-memory retrieve")
 

@@ -85,6 +85,27 @@ embedder: _Once[Embedder] = _Once(_build_embedder)
 rate_limiter: _Once[RateLimiter] = _Once(_build_rate_limiter)
 
 
+def prewarm() -> None:
+    """Build the embedder and the database pool in a background thread, so that loading the
+    model overlaps the rest of the cold start (Lambda init, local runner start-up). On by
+    default on Lambda, else with ``MEMORY_PREWARM=1``; failures are left for the first
+    request to report."""
+    import os
+
+    wanted = os.environ.get("MEMORY_PREWARM", "1" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "0")
+    if wanted.lower() not in ("1", "true", "yes"):
+        return
+
+    def work() -> None:
+        for once in (embedder, database):
+            try:
+                once()
+            except Exception:  # noqa: S112 - reported by the request that needs it
+                continue
+
+    threading.Thread(target=work, name="coda-prewarm", daemon=True).start()
+
+
 def reset() -> None:
     """Drop every cached resource (tests switch configuration between cases)."""
     from . import auth
