@@ -68,36 +68,33 @@ v AS (
     ) nearest
 )"""
 
-# BM25 over the stored tsvector: term frequency = positions of the lexeme in the document,
-# document length = its number of lexemes, IDF from the user's live memory count and the
-# document frequency among matching rows (rows that contain none of the terms do not count).
+# BM25 candidates come from the SECURITY DEFINER function bm25_candidates (migration 0003): under
+# row-level security `search_vector @@ tsquery` (not LEAKPROOF) cannot use the GIN index, so the
+# lexical step read every row of the user; the function is scoped to the transaction's
+# app.current_user_id by itself (no user argument) and goes through the index. Same BM25 as
+# before: tf = positions of the lexeme, dl = number of lexemes, IDF from the user's live memory
+# count and the document frequency among matching rows.
 _LEXICAL_CTE = """
-d AS MATERIALIZED (
-    SELECT m.id, u.lexeme, coalesce(cardinality(u.positions), 1)::float8 AS tf,
-           length(m.search_vector)::float8 AS dl
-    FROM memories m CROSS JOIN LATERAL unnest(m.search_vector) AS u
-    WHERE {where} AND m.search_vector @@ or_tsquery(%(query)s)
-      AND u.lexeme = ANY(tsvector_to_array(to_tsvector('english', %(query)s)))
-),
-df AS (SELECT lexeme, count(*)::float8 AS df FROM d GROUP BY lexeme),
-corpus AS (
-    SELECT greatest(
-               (SELECT count(DISTINCT id) FROM d),
-               coalesce((SELECT memory_count FROM user_quotas WHERE user_id = %(user_id)s), 0)
-           )::float8 AS n,
-           greatest((SELECT avg(dl) FROM (SELECT DISTINCT id, dl FROM d) x), 1) AS avgdl
-),
 t AS (
-    SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM (
-        SELECT d.id, sum(
-                   ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5))
-                   * d.tf * (%(k1)s + 1)
-                   / (d.tf + %(k1)s * (1 - %(b)s + %(b)s * d.dl / corpus.avgdl))
-               ) AS score
-        FROM d JOIN df USING (lexeme) CROSS JOIN corpus
-        GROUP BY d.id ORDER BY score DESC LIMIT %(n)s
-    ) scored
+    SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank
+    FROM bm25_candidates(%(query)s::text, %(n)s::integer, %(l_types)s::text[], %(l_tags)s::text[],
+                         %(l_min_importance)s::real, %(l_context_id)s::text,
+                         %(l_after)s::timestamptz, %(l_before)s::timestamptz,
+                         %(k1)s::float8, %(b)s::float8)
 )"""
+
+
+def _lexical_params(filters: SearchFilters) -> dict[str, Any]:
+    """The filters as bm25_candidates' typed arguments (NULL = no filter)."""
+    return {
+        "l_types": filters.content_types or None,
+        "l_tags": filters.tags or None,
+        "l_min_importance": filters.min_importance,
+        "l_context_id": filters.context_id,
+        "l_after": filters.created_after,
+        "l_before": filters.created_before,
+    }
+
 
 # Composed from the fixed fragments above; values are always bound parameters.
 _HYBRID_SQL = (
@@ -176,9 +173,9 @@ def search(
     """Top ``top_k`` memories of ``user_id`` by relevance (RLS scopes the cursor already)."""
     where, params = _where(filters)
     n = max(candidate_pool, top_k)
-    params.update(
-        user_id=user_id, q=query_vector, n=n, query=query, k1=_BM25_K1, b=_BM25_B,
-    )
+    params.update(user_id=user_id, q=query_vector, n=n)
+    if ranking.mode == "hybrid":
+        params.update(_lexical_params(filters), query=query, k1=_BM25_K1, b=_BM25_B)
     template = _HYBRID_SQL if ranking.mode == "hybrid" else _VECTOR_SQL
     sql = template.format(where=where, columns=_prefixed(MEMORY_COLUMNS))
     cur.execute(sql, params)

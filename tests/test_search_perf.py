@@ -1,0 +1,133 @@
+"""bm25_candidates (migration 0003): the SECURITY DEFINER BM25 step of search.
+
+It runs as the schema owner, so RLS does not restrict it: these tests pin that it scopes itself
+to the transaction's ``app.current_user_id`` and offers no way to name another user.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import psycopg
+import pytest
+
+from coda_memory.retrieval import _HYBRID_SQL, _lexical_params, _where
+
+VEC = "[" + ",".join(["0.1"] * 384) + "]"
+
+
+def _insert(conn: psycopg.Connection, user: str, content: str) -> uuid.UUID:
+    row = conn.execute(
+        """INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash)
+           VALUES (%s, %s, 'fact', %s::vector, 'test', md5(%s)) RETURNING id""",
+        (user, content, VEC, content),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+@pytest.fixture()
+def users(admin_conn):
+    a, b = f"bm25-a-{uuid.uuid4().hex[:8]}", f"bm25-b-{uuid.uuid4().hex[:8]}"
+    ids_a = [_insert(admin_conn, a, t) for t in ("zebra migration notes", "zebra zebra stripes",
+                                                   "unrelated grocery list")]
+    ids_b = [_insert(admin_conn, b, t) for t in ("zebra secret of bravo", "bravo zebra plans")]
+    return a, b, ids_a, ids_b
+
+
+def _candidates(conn: psycopg.Connection, query: str, *args: object) -> list[tuple[uuid.UUID, float]]:
+    casts = ["text[]", "text[]", "real", "text", "timestamptz", "timestamptz"]
+    marks = "".join(f", %s::{casts[i]}" for i in range(len(args)))
+    return [(r[0], r[1]) for r in conn.execute(f"SELECT id, score FROM bm25_candidates(%s, 50{marks})",
+                                               (query, *args))]
+
+
+def test_returns_only_the_current_users_rows(app_conn, users):
+    a, b, ids_a, ids_b = users
+    with app_conn.transaction():
+        app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (a,))
+        got = _candidates(app_conn, "zebra")
+    assert {i for i, _ in got} == set(ids_a[:2])
+    assert all(s > 0 and math.isfinite(s) for _, s in got)
+    assert got[0][0] == ids_a[1]  # tf 2 ranks first
+    with app_conn.transaction():
+        app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (b,))
+        assert {i for i, _ in _candidates(app_conn, "zebra bravo secret")} == set(ids_b)
+
+
+def test_nothing_without_a_user_or_with_an_empty_one(app_conn, admin_conn, users):
+    _insert(admin_conn, "", "zebra row with empty user")
+    with app_conn.transaction():
+        assert _candidates(app_conn, "zebra") == []
+    with app_conn.transaction():  # after a transaction the setting reads '' (not NULL)
+        app_conn.execute("SELECT set_config('app.current_user_id', '', true)")
+        assert _candidates(app_conn, "zebra") == []
+    with app_conn.transaction():
+        app_conn.execute("SELECT set_config('app.current_user_id', 'nobody-' || gen_random_uuid(), true)")
+        assert _candidates(app_conn, "zebra") == []
+
+
+def test_no_argument_can_name_a_user(app_conn, admin_conn, users):
+    a, b, _, ids_b = users
+    args = admin_conn.execute(
+        """SELECT p.proargnames, p.proargtypes::regtype[]::text[], p.prosecdef, p.proconfig
+           FROM pg_proc p WHERE p.proname = 'bm25_candidates'"""
+    ).fetchall()
+    assert len(args) == 1  # no overload with a user argument
+    names, types, secdef, config = args[0]
+    assert secdef and "search_path=pg_catalog, public" in config
+    assert not any("user" in n for n in names)
+    assert types == ["text", "integer", "text[]", "text[]", "real", "text",
+                     "timestamp with time zone", "timestamp with time zone",
+                     "double precision", "double precision"]
+    # Every text argument is a query or a filter: passing B's id anywhere finds none of B's rows.
+    with app_conn.transaction():
+        app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (a,))
+        assert _candidates(app_conn, b) == []
+        assert _candidates(app_conn, "zebra", None, None, None, b) == []  # as context_id
+        assert not {i for i, _ in _candidates(app_conn, "zebra bravo")} & set(ids_b)
+    # Setting the user is the only way in, and it is the caller's own transaction's setting:
+    # what coda_app can do anyway under RLS (the API sets it from the authenticated key).
+    with app_conn.transaction():
+        app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (b,))
+        assert {i for i, _ in _candidates(app_conn, "zebra")} == set(ids_b)
+
+
+def test_execute_granted_to_the_app_role_only(admin_conn):
+    grants = admin_conn.execute(
+        """SELECT coalesce(r.rolname, 'PUBLIC') FROM pg_proc p, aclexplode(p.proacl) x
+           LEFT JOIN pg_roles r ON r.oid = x.grantee
+           WHERE p.proname = 'bm25_candidates' AND x.privilege_type = 'EXECUTE'"""
+    ).fetchall()
+    owner = admin_conn.execute(
+        "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'bm25_candidates'"
+    ).fetchone()
+    assert owner is not None
+    assert {g[0] for g in grants} == {"coda_app", owner[0]}
+
+
+def test_filters_deleted_and_archived(app_conn, admin_conn, users):
+    a, _, ids_a, _ = users
+    admin_conn.execute("UPDATE memories SET archived = true WHERE id = %s", (ids_a[1],))
+    admin_conn.execute("UPDATE memories SET importance = 0.9, tags = '{t1}' WHERE id = %s", (ids_a[0],))
+    with app_conn.transaction():
+        app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (a,))
+        assert [i for i, _ in _candidates(app_conn, "zebra")] == [ids_a[0]]
+        assert _candidates(app_conn, "zebra", None, None, 0.95) == []
+        assert [i for i, _ in _candidates(app_conn, "zebra", None, ["t1"])] == [ids_a[0]]
+        assert _candidates(app_conn, "zebra", ["preference"]) == []
+        assert _candidates(app_conn, "the of and") == []  # only stop words: no tsquery
+    admin_conn.execute("UPDATE memories SET deleted = true, deleted_at = now() WHERE id = %s", (ids_a[0],))
+    with app_conn.transaction():
+        app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (a,))
+        assert _candidates(app_conn, "zebra") == []
+
+
+def test_hybrid_sql_uses_the_definer_function():
+    from coda_memory.models import SearchFilters
+
+    assert "bm25_candidates(" in _HYBRID_SQL and "@@" not in _HYBRID_SQL
+    params = _lexical_params(SearchFilters(tags=[], content_types=None))
+    assert params["l_tags"] is None and params["l_types"] is None
+    assert "m.user_id" in _where(SearchFilters())[0]
