@@ -8,18 +8,7 @@ import psycopg
 import pytest
 
 from coda_memory.db.migrate import apply_migrations, discover
-
-VEC = "[" + ",".join(["0.1"] * 384) + "]"
-
-
-def _insert(conn: psycopg.Connection, user: str, content: str) -> uuid.UUID:
-    row = conn.execute(
-        """INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash)
-           VALUES (%s, %s, 'fact', %s::vector, 'test', md5(%s)) RETURNING id""",
-        (user, content, VEC, content),
-    ).fetchone()
-    assert row is not None
-    return row[0]
+from tests.dbrows import insert_memory as _insert
 
 
 def _as_user(conn: psycopg.Connection, user: str | None) -> None:
