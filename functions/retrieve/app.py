@@ -6,28 +6,28 @@ runtime.prewarm()  # start loading the model while FastAPI and the rest import (
 
 from fastapi import Depends, Request  # noqa: E402
 
-from coda_memory import service  # noqa: E402
+from coda_memory import health, search  # noqa: E402
 from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
-from coda_memory.models import ContextRequest, SearchRequest  # noqa: E402
-from coda_memory.service import Caller  # noqa: E402
+from coda_memory.auth import Caller  # noqa: E402
+from coda_memory.models import ContextRequest, SearchRequest, parse_model  # noqa: E402
 
 app = create_app("coda-memory retrieve")
 
 
 @app.post("/search")
-async def search(request: Request, who: Caller = Depends(caller)) -> dict:
-    return service.search(who, service.parse_model(SearchRequest, await json_body(request)))
+async def search_memories(request: Request, who: Caller = Depends(caller)) -> dict:
+    return search.search(who, parse_model(SearchRequest, await json_body(request)))
 
 
 @app.post("/context")
 async def context(request: Request, who: Caller = Depends(caller)) -> dict:
-    return service.build_context(who, service.parse_model(ContextRequest, await json_body(request)))
+    return search.build_context(who, parse_model(ContextRequest, await json_body(request)))
 
 
 @app.get("/health")
-async def health(who: Caller = Depends(caller)) -> dict:
-    return service.health()
+async def get_health(who: Caller = Depends(caller)) -> dict:
+    return health.health()
 
 
 handler = make_handler(app)

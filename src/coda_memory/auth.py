@@ -42,6 +42,15 @@ class Principal:
             )
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who asked, for authorisation and the audit log (never the key itself)."""
+
+    principal: Principal
+    ip: str | None = None
+    request_id: str | None = None
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 

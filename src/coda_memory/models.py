@@ -9,11 +9,20 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .config import get_settings
+from .errors import ValidationFailed
 from .text import sanitize, sanitize_json
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,255}$"
@@ -213,10 +222,29 @@ _ID_RE = re.compile(ID_PATTERN)
 
 def check_identifier(value: str | None, name: str) -> str:
     """Validate an id taken from a path or query string (same rule as body ids)."""
-    from .errors import ValidationFailed
-
     if value is None or value == "":
         raise ValidationFailed(f"{name} is required")
     if not _ID_RE.match(value):
         raise ValidationFailed(f"{name} must match {ID_PATTERN}")
     return value
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A readable one-line summary of pydantic errors, without echoing input values."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts[:10])
+
+
+def parse_model(model: type[M], raw: Any) -> M:
+    """Validate ``raw`` into ``model`` or raise 422 with a readable message."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ValidationFailed(validation_message(exc)) from None

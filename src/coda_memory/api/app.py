@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import runtime
-from ..auth import Principal, authenticate
+from ..auth import Caller, Principal, authenticate
 from ..config import get_settings
 from ..errors import (
     BadRequest,
@@ -27,7 +27,6 @@ from ..errors import (
     ValidationFailed,
 )
 from ..observability import logger, record_request
-from ..service import Caller
 
 log = logging.getLogger(__name__)
 

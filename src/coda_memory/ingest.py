@@ -1,43 +1,23 @@
-"""The memory service: every operation of the API contract, shared by the HTTP handlers, the
-subscriber's direct invokes and the jobs. Handlers parse and map errors; this module decides.
-"""
+"""The ingest path, shared by ``POST /ingest``, ``POST /ingest/batch`` and the subscriber's
+direct invokes: validate, sanitise, tag, score importance, hash, embed, then store with dedup,
+quotas and audit in one transaction per user."""
 
 from __future__ import annotations
 
 import json
-import logging
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Any
 
 from . import runtime, store
-from .access import record_access
-from .auth import Principal
+from .auth import Caller, Principal
 from .config import get_settings
-from .context import ESTIMATORS, AssembledContext, assemble
-from .errors import BadRequest, Forbidden, MemoryServiceError, NotFound, QuotaExceeded, ValidationFailed
+from .errors import BadRequest, Forbidden, MemoryServiceError, QuotaExceeded, ValidationFailed
 from .events import event_to_item
-from .models import ContextRequest, IngestItem, SearchRequest, check_identifier
-from .retrieval import Ranking
-from .retrieval import search as run_search
+from .models import IngestItem, check_identifier, parse_model
 from .text import content_hash, extract_tags, merge_tags, score_importance
-
-log = logging.getLogger(__name__)
-M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asked, for authorisation and the audit log (never the key itself)."""
-
-    principal: Principal
-    ip: str | None = None
-    request_id: str | None = None
 
 
 @dataclass
@@ -66,24 +46,6 @@ class _Pending:
     hash: str = ""
     tags: list[str] = field(default_factory=list)
     importance: float = 0.5
-
-
-def validation_message(exc: ValidationError) -> str:
-    """A readable one-line summary of pydantic errors, without echoing input values."""
-    parts = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts[:10])
-
-
-def parse_model(model: type[M], raw: Any) -> M:
-    """Validate ``raw`` into ``model`` or raise 422 with a readable message."""
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise ValidationFailed(validation_message(exc)) from None
 
 
 def parse_item(raw: Any) -> IngestItem:
@@ -234,143 +196,3 @@ def ingest_events(payload: dict[str, Any]) -> dict[str, Any]:
         event_ids.append(str(event_id) if event_id not in (None, "") else None)
     results = ingest(SUBSCRIBER, items, event_ids)
     return {"results": [r.as_dict() for r in results]}
-
-
-# --- reads and deletes ------------------------------------------------------------------------
-
-
-def _memory_uuid(memory_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(memory_id)
-    except ValueError:
-        raise ValidationFailed("memory id must be a UUID") from None
-
-
-def get_memory(caller: Caller, memory_id: str, user_id: str | None) -> dict[str, Any]:
-    user_id = check_identifier(user_id, "user_id")
-    caller.principal.authorize(user_id)
-    mid = _memory_uuid(memory_id)
-    with runtime.database().user_tx(user_id) as cur:
-        row = store.get_memory(cur, user_id, mid)
-    if row is None:
-        raise NotFound("memory not found")
-    return memory_json(row)
-
-
-def delete_memory(caller: Caller, memory_id: str, user_id: str | None, hard: bool) -> dict[str, Any]:
-    user_id = check_identifier(user_id, "user_id")
-    caller.principal.authorize(user_id)
-    mid = _memory_uuid(memory_id)
-    with runtime.database().user_tx(user_id) as cur:
-        if hard:
-            found, was_live = store.hard_delete(cur, user_id, mid)
-        else:
-            found = was_live = store.soft_delete(cur, user_id, mid)
-        if found:
-            store.release_quota(cur, user_id, int(was_live))
-            store.audit(
-                cur, [("erase" if hard else "delete", str(mid), "ok", "{}")],
-                user_id=user_id, actor=caller.principal.key_id, ip=caller.ip,
-                request_id=caller.request_id,
-            )
-    if not found:
-        raise NotFound("memory not found")
-    return {"memory_id": str(mid), "status": "erased" if hard else "deleted"}
-
-
-def erase_user(caller: Caller, user_id: str) -> dict[str, Any]:
-    user_id = check_identifier(user_id, "user_id")
-    caller.principal.authorize(user_id)
-    with runtime.database().user_tx(user_id) as cur:
-        erased = store.erase_user(cur, user_id)
-        store.audit(
-            cur, [("erase_user", user_id, "ok", json.dumps({"erased": erased}))],
-            user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
-        )
-    return {"user_id": user_id, "erased": erased, "status": "erased"}
-
-
-# --- search and context -----------------------------------------------------------------------
-
-_RESULT_FIELDS = (
-    "id", "content", "content_type", "source_type", "source_id", "context_id", "tags",
-    "importance", "created_at", "similarity", "relevance", "metadata",
-)
-
-
-def memory_json(row: dict[str, Any], fields: Sequence[str] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in fields or row.keys():
-        value = row.get(key)
-        if isinstance(value, uuid.UUID):
-            value = str(value)
-        elif isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, float):
-            value = round(value, 6)
-        out[key] = value
-    return out
-
-
-def _search_rows(user_id: str, query: str, top_k: int, filters: Any) -> list[dict[str, Any]]:
-    settings = get_settings()
-    vector = runtime.embedder().embed_one(query)
-    with runtime.database().user_tx(user_id) as cur:
-        rows = run_search(
-            cur, user_id, query, vector, top_k, filters, Ranking.from_settings(settings),
-            settings.candidate_pool,
-        )
-    record_access(user_id, [r["id"] for r in rows])
-    return rows
-
-
-def search(caller: Caller, request: SearchRequest) -> dict[str, Any]:
-    caller.principal.authorize(request.user_id)
-    started = time.perf_counter()
-    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters)
-    return {
-        "results": [memory_json(r, _RESULT_FIELDS) for r in rows],
-        "took_ms": round((time.perf_counter() - started) * 1000, 2),
-    }
-
-
-def build_context(caller: Caller, request: ContextRequest) -> dict[str, Any]:
-    caller.principal.authorize(request.user_id)
-    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters)
-    assembled: AssembledContext = assemble(
-        rows, request.max_tokens, ESTIMATORS[get_settings().token_estimator]
-    )
-    return {
-        "context": assembled.context,
-        "token_count": assembled.token_count,
-        "memory_ids": assembled.memory_ids,
-        "truncated": assembled.truncated,
-    }
-
-
-def health() -> dict[str, Any]:
-    """Liveness plus what the agent may want to know about the model and the database."""
-    from . import __version__
-    from .embedder import DIMENSION, MODEL_NAME
-
-    out: dict[str, Any] = {"status": "ok", "version": __version__}
-    try:
-        emb = runtime.embedder()
-        out["model"] = {"name": emb.model_name, "quantization": emb.quantization,
-                        "dimension": emb.dimension}
-    except Exception as exc:
-        out["status"] = "degraded"
-        out["model"] = {"name": MODEL_NAME, "dimension": DIMENSION, "error": type(exc).__name__}
-    try:
-        with runtime.database().system_tx() as cur:
-            cur.execute(
-                """SELECT current_setting('server_version') AS server_version,
-                          (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector,
-                          (SELECT max(version) FROM schema_migrations) AS schema_version"""
-            )
-            row = cur.fetchone() or {}
-        out["database"] = {"status": "ok", **row}
-    except Exception as exc:
-        out["status"] = "degraded"
-        out["database"] = {"status": "unavailable", "error": type(exc).__name__}
-    return out
