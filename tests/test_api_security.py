@@ -172,3 +172,23 @@ def test_database_down_is_503_not_500(api, user_id, settings_env):
     r = api.search(query="x", user_id=user_id)
     assert r.status == 503 and r.error_code == "service_unavailable" and "retry-after" in r.headers
     assert "nowhere" not in str(r.body)
+
+
+def test_keys_cli_creates_user_keys_that_work_and_revokes_them(api, user_id, postgres, capsys):
+    from coda_memory import auth
+    from coda_memory.keys import main
+
+    assert main(["--database-url", postgres.admin_url, "create", "--user", user_id, "--name", "cli"]) == 0
+    out = capsys.readouterr().out
+    key = out.split("key    ")[1].split()[0]
+    key_id = out.split("key_id ")[1].split()[0]
+    body = {"query": "x", "user_id": user_id}
+    assert api.call("POST", "/search", api_key=key, body=body).status == 200
+    assert api.call("POST", "/search", api_key=key, body={**body, "user_id": user_id + "-x"}).status == 403
+    assert main(["--database-url", postgres.admin_url, "list", "--user", user_id]) == 0
+    listing = capsys.readouterr().out
+    assert key_id in listing and key not in listing
+    assert main(["--database-url", postgres.admin_url, "revoke", key_id]) == 0
+    auth.clear_cache()  # positive lookups are cached for 60 s per process
+    assert api.call("POST", "/search", api_key=key, body=body).status == 401
+    assert main(["--database-url", postgres.admin_url, "revoke", key_id]) == 1
