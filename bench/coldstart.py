@@ -52,6 +52,7 @@ def main() -> None:
     kind, user, query = sys.argv[1], sys.argv[2], sys.argv[3]
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     from bench.common import apigw_event
+    from local.apigw import LambdaContext
 
     t_import0 = time.time()
     from functions.retrieve.app import handler
@@ -63,21 +64,11 @@ def main() -> None:
         runtime.embedder = lambda: emb  # type: ignore[assignment,misc,return-value]
     t_import1 = time.time()
 
-    class Ctx:
-        function_name = "coldstart"
-        function_version = "$LATEST"
-        memory_limit_in_mb = 1024
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:coldstart"
-        aws_request_id = "cold"
-
-        def get_remaining_time_in_millis(self) -> int:
-            return 30_000
-
     event = apigw_event("POST", "/search", {"query": query, "user_id": user, "top_k": 10})
     import os
 
     event["headers"]["X-API-Key"] = os.environ["MEMORY_API_KEY"]
-    result = handler(event, Ctx())
+    result = handler(event, LambdaContext())
     t_done = time.time()
     body = json.loads(result.get("body") or "{}")
     print(json.dumps({

@@ -13,11 +13,12 @@ import os
 import platform
 import statistics
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from local.apigw import LambdaContext, make_event
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -68,40 +69,9 @@ def settings_override(**values: Any) -> Iterator[None]:
         reset_settings()
 
 
-class _Context:
-    function_name = "bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 def apigw_event(method: str, path: str, body: Any = None, key: str = BENCH_KEY) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy event, as API Gateway sends it to the function."""
-    headers = {"Content-Type": "application/json", "X-API-Key": key, "Host": "bench.local"}
-    return {
-        "body": json.dumps(body) if body is not None else None,
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "isBase64Encoded": False,
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "requestContext": {
-            "accountId": "123456789012", "resourceId": "bench", "stage": "prod",
-            "requestId": str(uuid.uuid4()), "requestTimeEpoch": int(time.time() * 1000),
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": "bench", "apiKey": key},
-            "path": f"/prod{path}", "resourcePath": path, "httpMethod": method,
-            "apiId": "bench", "protocol": "HTTP/1.1",
-        },
-    }
+    return make_event(method, path, body=body, api_key=key, source_ip="127.0.0.1")
 
 
 class Handlers:
@@ -113,7 +83,7 @@ class Handlers:
 
         self._ingest = ingest_handler
         self._retrieve = retrieve_handler
-        self._ctx = _Context()
+        self._ctx = LambdaContext()
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         handler = self._retrieve if path in ("/search", "/context") else self._ingest
