@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))
 
+from bench.common import machine as machine_info  # noqa: E402
 from coda_memory.embedder import Embedder, default_model_dir  # noqa: E402
 
 FP32_DIR = REPO / ".cache" / "model-fp32"
@@ -42,17 +43,10 @@ LONG = (
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info = machine_info()
     return (
-        f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, "
-        f"Python {platform.python_version()}"
+        f"{info['nproc']} CPUs (nproc {len(os.sched_getaffinity(0))}), {info['cpu']}, "
+        f"Python {info['python']}"
     )
 
 
