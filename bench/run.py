@@ -141,8 +141,9 @@ def server_memory(pg: Any) -> dict[str, Any]:
         prewarmed = False
         if not wanted:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            # memories is partitioned (migration 0007): warm every partition and partition index
             for rel in ("memories", "memories_pkey", "memories_user_fts", "memories_embedding_hnsw"):
-                conn.execute("SELECT pg_prewarm(%s)", (rel,))
+                conn.execute("SELECT pg_prewarm(relid) FROM pg_partition_tree(%s::regclass) WHERE isleaf", (rel,))
             prewarmed = True
     return {"shared_buffers": current, "prewarmed": prewarmed}
 

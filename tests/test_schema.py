@@ -7,7 +7,7 @@ import uuid
 import psycopg
 import pytest
 
-from coda_memory.db.migrate import apply_migrations, discover
+from coda_memory.db.migrate import MIGRATIONS_DIR, apply_migrations, discover
 from tests.dbrows import insert_memory as _insert
 
 
@@ -127,3 +127,87 @@ class TestRowLevelSecurity:
                 app_conn.execute("SELECT * FROM api_keys")
         with app_conn.transaction():
             assert app_conn.execute("SELECT user_id FROM resolve_api_key(%s)", ("f" * 64,)).fetchone() == ("someone",)
+
+
+class TestPartitions:
+    """memories is hash-partitioned by user_id (0007): one HNSW graph per partition, so a
+    search walks one partition's graph instead of every user's."""
+
+    def test_memories_is_hash_partitioned_by_user_and_every_partition_is_locked(self, admin_conn):
+        strategy, key = admin_conn.execute(
+            """SELECT p.partstrat, a.attname FROM pg_partitioned_table p
+               JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0]
+               WHERE p.partrelid = 'memories'::regclass"""
+        ).fetchone()
+        assert (strategy, key) == ("h", "user_id")
+        parts = admin_conn.execute(
+            """SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
+                      has_table_privilege('coda_app', c.oid, 'SELECT')
+               FROM pg_partition_tree('memories') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"""
+        ).fetchall()
+        assert len(parts) == 32
+        assert all(rls and forced and not readable for _, rls, forced, readable in parts)
+        hnsw_leaves = admin_conn.execute(
+            """SELECT count(*) FROM pg_partition_tree('memories_embedding_hnsw') t
+               JOIN pg_class c ON c.oid = t.relid JOIN pg_am am ON am.oid = c.relam
+               WHERE t.isleaf AND am.amname = 'hnsw'"""
+        ).fetchone()
+        assert hnsw_leaves == (32,)
+
+    def test_service_role_cannot_read_a_partition_directly(self, app_conn, admin_conn):
+        user = f"part-{uuid.uuid4().hex[:8]}"
+        _insert(admin_conn, user, "kept behind the parent's policy")
+        partition = admin_conn.execute(
+            "SELECT tableoid::regclass::text FROM memories WHERE user_id = %s", (user,)
+        ).fetchone()[0]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), app_conn.transaction():
+            _as_user(app_conn, user)
+            app_conn.execute(f'SELECT * FROM "{partition}"')
+
+    def test_a_users_vector_search_reads_one_partition(self, app_conn, admin_conn):
+        user = f"part-{uuid.uuid4().hex[:8]}"
+        _insert(admin_conn, user, "one row")
+        with app_conn.transaction():
+            _as_user(app_conn, user)
+            plan = "\n".join(r[0] for r in app_conn.execute(
+                """EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+                   SELECT id FROM memories WHERE user_id = %s AND NOT deleted
+                   ORDER BY embedding <=> %s::vector LIMIT 5""",
+                (user, "[" + ",".join(["0.1"] * 384) + "]"),
+            ))
+        scanned = {line.split(" on ")[1].split()[0] for line in plan.splitlines() if " on memories_p" in line}
+        assert len(scanned) == 1, plan
+
+
+def test_partitioning_migration_keeps_every_row(postgres, tmp_path):
+    """0007 copies the unpartitioned table: rows, generated tsvector, flags and policies survive."""
+    database = f"coda_migrate_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    url = psycopg.conninfo.make_conninfo(postgres.admin_url, dbname=database)
+    try:
+        before = tmp_path / "before"
+        before.mkdir()
+        for path in MIGRATIONS_DIR.glob("*.sql"):
+            if int(path.name.split("_", 1)[0]) < 7:
+                (before / path.name).write_text(path.read_text())
+        assert apply_migrations(url, before) == [1, 2, 3, 4, 5, 6]
+        with psycopg.connect(url, autocommit=True) as conn:
+            ids = {_insert(conn, f"user-{i % 7}", f"memory number {i} about tea") for i in range(60)}
+            conn.execute("UPDATE memories SET deleted = true, deleted_at = now() WHERE content LIKE '%%number 1%%'")
+            snapshot = conn.execute(
+                "SELECT id, user_id, content, deleted, search_vector::text FROM memories ORDER BY id"
+            ).fetchall()
+        applied = apply_migrations(url)
+        assert applied[0] == 7
+        with psycopg.connect(url, autocommit=True) as conn:
+            after = conn.execute(
+                "SELECT id, user_id, content, deleted, search_vector::text FROM memories ORDER BY id"
+            ).fetchall()
+            assert after == snapshot and {r[0] for r in after} == ids
+            assert conn.execute("SELECT to_regclass('memories_unpartitioned')").fetchone() == (None,)
+            policies = {r[0] for r in conn.execute("SELECT policyname FROM pg_policies WHERE tablename = 'memories'")}
+            assert policies == {"memories_by_user", "memories_owner"}
+    finally:
+        with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
