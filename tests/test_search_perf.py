@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from coda_memory.retrieval import _HYBRID_SQL, _lexical_params, _where
+from coda_memory.retrieval import _CANDIDATES_SQL, _LEXICAL_SQL, _lexical_params, _where
 from tests.dbrows import insert_memory as _insert
 
 
@@ -113,10 +113,11 @@ def test_filters_deleted_and_archived(app_conn, admin_conn, users):
         assert _candidates(app_conn, "zebra") == []
 
 
-def test_hybrid_sql_uses_the_definer_function():
+def test_search_sql_uses_the_definer_function():
     from coda_memory.models import SearchFilters
 
-    assert "bm25_candidates(" in _HYBRID_SQL and "@@" not in _HYBRID_SQL
+    assert "bm25_candidates(" in _LEXICAL_SQL
+    assert "@@" not in _LEXICAL_SQL and "@@" not in _CANDIDATES_SQL
     params = _lexical_params(SearchFilters(tags=[], content_types=None))
     assert params["l_tags"] is None and params["l_types"] is None
     assert "m.user_id" in _where(SearchFilters())[0]

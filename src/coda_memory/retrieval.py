@@ -19,7 +19,12 @@ tsvector), fused, then ranked by the blended relevance score of the seed
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,28 +65,17 @@ def _where(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
     return " AND ".join(clauses), params
 
 
-_VECTOR_CTE = """
-v AS (
-    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
-        SELECT m.id, m.embedding <=> %(q)s AS distance FROM memories m
-        WHERE {where} ORDER BY m.embedding <=> %(q)s LIMIT %(n)s
-    ) nearest
-)"""
-
-# BM25 candidates come from the SECURITY DEFINER function bm25_candidates (migration 0003): under
-# row-level security `search_vector @@ tsquery` (not LEAKPROOF) cannot use the GIN index, so the
-# lexical step read every row of the user; the function is scoped to the transaction's
-# app.current_user_id by itself (no user argument) and goes through the index. Same BM25 as
-# before: tf = positions of the lexeme, dl = number of lexemes, IDF from the user's live memory
-# count and the document frequency among matching rows.
-_LEXICAL_CTE = """
-t AS (
-    SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank
-    FROM bm25_candidates(%(query)s::text, %(n)s::integer, %(l_types)s::text[], %(l_tags)s::text[],
-                         %(l_min_importance)s::real, %(l_context_id)s::text,
-                         %(l_after)s::timestamptz, %(l_before)s::timestamptz,
-                         %(k1)s::float8, %(b)s::float8)
-)"""
+# Lexical candidates: the SECURITY DEFINER function bm25_candidates (migrations 0003/0004/0008).
+# Under row-level security `search_vector @@ tsquery` (not LEAKPROOF) cannot use the GIN index,
+# so the lexical step read every row of the user; the function is scoped to the transaction's
+# app.current_user_id by itself (no user argument) and goes through the index. BM25: tf =
+# positions of the lexeme, dl = number of lexemes, IDF from the user's live memory count and the
+# document frequency among matching rows.
+_LEXICAL_SQL = """
+SELECT id, score
+FROM bm25_candidates(%(query)s::text, %(n)s::integer, %(l_types)s::text[], %(l_tags)s::text[],
+                     %(l_min_importance)s::real, %(l_context_id)s::text,
+                     %(l_after)s::timestamptz, %(l_before)s::timestamptz, %(k1)s::float8, %(b)s::float8)"""
 
 
 def _lexical_params(filters: SearchFilters) -> dict[str, Any]:
@@ -96,25 +90,43 @@ def _lexical_params(filters: SearchFilters) -> dict[str, Any]:
     }
 
 
-# Composed from the fixed fragments above; values are always bound parameters.
-_HYBRID_SQL = (
-    "WITH" + _VECTOR_CTE + "," + _LEXICAL_CTE + """,
-c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, t.score AS bm25
-      FROM v FULL JOIN t ON v.id = t.id)
-SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, c.vrank, c.trank, c.bm25
+# The n nearest by cosine (HNSW of the user's partition, iterative scan), joined with the lexical
+# candidates' ids, fetched by primary key (a plain join on c was planned as a merge join that
+# read every row of the user: 6 ms at 10k memories). metadata comes as text and is decoded only
+# for the top_k that are returned (decoding every candidate's JSON cost ~0.8 ms per search).
+_CANDIDATES_SQL = """
+WITH v AS (
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
+        SELECT m.id, m.embedding <=> %(q)s AS distance FROM memories m
+        WHERE {where} ORDER BY m.embedding <=> %(q)s LIMIT %(n)s
+    ) nearest
+),
+c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank
+      FROM v FULL JOIN unnest(%(t_ids)s::uuid[]) AS t(id) ON v.id = t.id)
+SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, c.vrank
 FROM memories m JOIN c ON c.id = m.id
--- fetch the candidates by primary key: a plain join on c was planned as a merge join that read
--- every row of the user (6 ms at 10k memories)
 WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM c))"""
-)
 
-_VECTOR_SQL = (
-    "WITH" + _VECTOR_CTE + """
-SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, v.rank AS vrank, NULL::bigint AS trank,
-       NULL::float8 AS bm25
-FROM memories m JOIN v ON v.id = m.id
-WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM v))"""
-)
+# bm25_candidates runs on the request's connection in this pool while the calling thread embeds
+# the query (onnxruntime and psycopg's waits both release the GIL): the two ~2-3 ms steps overlap.
+_lexical_pool: ThreadPoolExecutor | None = None
+_lexical_pool_lock = threading.Lock()
+
+
+def _lexical_executor() -> ThreadPoolExecutor:
+    global _lexical_pool
+    if _lexical_pool is None:
+        with _lexical_pool_lock:
+            if _lexical_pool is None:
+                _lexical_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="coda-lexical")
+    return _lexical_pool
+
+
+def _lexical(cur: DictCursor, params: dict[str, Any]) -> dict[uuid.UUID, tuple[int, float]]:
+    """{id: (rank, bm25 score)} of the lexical candidates, on ``cur``'s connection and transaction."""
+    with cur.connection.cursor() as lex:
+        lex.execute(_LEXICAL_SQL, params)
+        return {row[0]: (rank, float(row[1])) for rank, row in enumerate(lex.fetchall(), start=1)}
 
 
 @dataclass(frozen=True)
@@ -164,20 +176,30 @@ def search(
     cur: DictCursor,
     user_id: str,
     query: str,
-    query_vector: np.ndarray,
+    embed: Callable[[str], np.ndarray],
     top_k: int,
     filters: SearchFilters,
     ranking: Ranking,
     candidate_pool: int,
 ) -> list[dict[str, Any]]:
-    """Top ``top_k`` memories of ``user_id`` by relevance (RLS scopes the cursor already)."""
+    """Top ``top_k`` memories of ``user_id`` by relevance (RLS scopes the cursor already).
+
+    ``embed`` turns the query into its vector; in hybrid mode it runs while the lexical
+    candidates are computed by the database."""
     where, params = _where(filters)
     n = max(candidate_pool, top_k)
-    params.update(user_id=user_id, q=query_vector, n=n)
+    params.update(user_id=user_id, n=n)
+    lexical: Future[dict[uuid.UUID, tuple[int, float]]] | None = None
     if ranking.mode == "hybrid":
-        params.update(_lexical_params(filters), query=query, k1=_BM25_K1, b=_BM25_B)
-    template = _HYBRID_SQL if ranking.mode == "hybrid" else _VECTOR_SQL
-    sql = template.format(where=where, columns=_prefixed(MEMORY_COLUMNS))
+        lexical_params = dict(_lexical_params(filters), query=query, n=n, k1=_BM25_K1, b=_BM25_B)
+        lexical = _lexical_executor().submit(_lexical, cur, lexical_params)
+    try:
+        params["q"] = embed(query)
+    finally:
+        # never leave the lexical query running on a connection that goes back to the pool
+        lexed = lexical.result() if lexical is not None else {}
+    params["t_ids"] = list(lexed)
+    sql = _CANDIDATES_SQL.format(where=where, columns=_COLUMNS)
     cur.execute(sql, params)
     rows = cur.fetchall()
     found = sum(1 for r in rows if r["vrank"] is not None)
@@ -189,6 +211,8 @@ def search(
         cur.execute(sql, params)
         rows = cur.fetchall()
         cur.execute("SET LOCAL enable_indexscan = on")
+    for row in rows:
+        row["trank"], row["bm25"] = lexed.get(row["id"], (None, None))
     now = datetime.now(UTC)
     for row, match in zip(rows, ranking.matches(rows), strict=True):
         row["relevance"] = ranking.score(match, float(row["importance"]), row["created_at"], now)
@@ -196,7 +220,10 @@ def search(
         if math.isnan(row["similarity"]):  # zero vector; cannot happen with normalised input
             row["similarity"] = 0.0
     rows.sort(key=lambda r: (r["relevance"], r["similarity"]), reverse=True)
-    return rows[:top_k]
+    top = rows[:top_k]
+    for row in top:
+        row["metadata"] = json.loads(row["metadata"])
+    return top
 
 
 def _count(cur: DictCursor, where: str, params: dict[str, Any]) -> int:
@@ -207,3 +234,6 @@ def _count(cur: DictCursor, where: str, params: dict[str, Any]) -> int:
 
 def _prefixed(columns: str) -> str:
     return ", ".join("m." + c.strip() for c in columns.split(","))
+
+
+_COLUMNS = _prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS metadata")

@@ -24,11 +24,10 @@ _RESULT_FIELDS = (
 
 def _search_rows(user_id: str, query: str, top_k: int, filters: Any) -> list[dict[str, Any]]:
     settings = get_settings()
-    vector = runtime.embedder().embed_one(query)
     with runtime.database().user_tx(user_id) as cur:
         rows = run_search(
-            cur, user_id, query, vector, top_k, filters, Ranking.from_settings(settings),
-            settings.candidate_pool,
+            cur, user_id, query, runtime.embedder().embed_one, top_k, filters,
+            Ranking.from_settings(settings), settings.candidate_pool,
         )
     record_access(user_id, [r["id"] for r in rows])
     return rows

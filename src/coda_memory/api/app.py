@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import runtime
 from ..auth import Caller, Principal, authenticate
@@ -139,15 +139,38 @@ def create_app(title: str) -> FastAPI:
         logger.exception("unhandled error", extra={"path": request.url.path})
         return error_response(500, "internal_error", "internal error")
 
-    @app.middleware("http")
-    async def _log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    app.add_middleware(_RequestLog)
+    return app
+
+
+class _RequestLog:
+    """Correlation id from the API Gateway request id, and one metric/log record per request.
+
+    A plain ASGI middleware: ``@app.middleware("http")`` (BaseHTTPMiddleware) runs every
+    request through an extra task group and memory streams (~0.5 ms per request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
+        request = Request(scope)
         request_id = _request_id(request)
         if request_id:
             logger.set_correlation_id(request_id)
-        response = await call_next(request)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        record_request(request.method, _route(request), response.status_code, elapsed_ms)
-        return response
+        status = 500
 
-    return app
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            # the router put the matched route into this same scope
+            record_request(scope["method"], _route(request), status, (time.perf_counter() - started) * 1000)
