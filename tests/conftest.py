@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -114,6 +114,27 @@ class Api:
 @pytest.fixture()
 def api(api_env: dict[str, str]) -> Api:
     return Api()
+
+
+@pytest.fixture()
+def settings_env(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Change settings for one test; resources are rebuilt before and after."""
+    import redis
+
+    from coda_memory import runtime
+
+    def apply(**env: str) -> None:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        runtime.reset()
+        # Buckets live in Redis and outlive a test; start every test with full ones.
+        client = redis.Redis.from_url(api_env["REDIS_URL"])
+        for key in client.scan_iter("coda:rl:*"):
+            client.delete(key)
+
+    yield apply
+    monkeypatch.undo()
+    runtime.reset()
 
 
 @pytest.fixture()

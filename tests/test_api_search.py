@@ -138,3 +138,35 @@ def test_context_for_user_without_memories_is_empty(api, user_id):
 def test_search_with_only_stop_words_still_works(api, user_id, corpus):
     r = api.search(query="the of and", user_id=user_id, top_k=3)
     assert r.status == 200 and len(r.body["results"]) == 3
+
+
+@pytest.mark.parametrize("mode, fusion", [("vector", "convex"), ("hybrid", "convex"), ("hybrid", "rrf")])
+def test_relevance_is_the_documented_blend(api, user_id, settings_env, mode, fusion):
+    """relevance = 0.6 * match + 0.3 * importance + 0.1 / (1 + age_days * decay), match in
+    [0, 1]; a memory that is the best by meaning and by words has match 1 in every mode."""
+    settings_env(MEMORY_SEARCH_MODE=mode, MEMORY_FUSION=fusion)
+    from coda_memory.config import get_settings
+
+    decay = get_settings().recency_decay
+    now = datetime.now(UTC)
+    exact = "zebra crossing safety rules"
+    for i, (content, days) in enumerate([
+        (exact, 3), ("pedestrian crossings need care", 40), ("zebras live in Africa", 400),
+        ("the weekly grocery list", 10),
+    ]):
+        api.ingest(user_id=user_id, content=content, importance=0.1 + 0.2 * i,
+                   created_at=(now - timedelta(days=days)).isoformat())
+    results = api.search(query=exact, user_id=user_id, top_k=10).body["results"]
+    assert len(results) == 4
+    best = next(r for r in results if r["content"] == exact)
+
+    def rest(r: dict) -> float:
+        age = (datetime.now(UTC) - datetime.fromisoformat(r["created_at"])).total_seconds() / 86_400
+        return 0.3 * r["importance"] + 0.1 / (1 + age * decay)
+
+    assert best["relevance"] == pytest.approx(0.6 + rest(best), abs=1e-4)
+    for r in results:
+        match = (r["relevance"] - rest(r)) / 0.6
+        assert -1e-6 <= match <= 1 + 1e-6
+        if mode == "vector":
+            assert match == pytest.approx(max(r["similarity"], 0.0), abs=1e-4)

@@ -7,9 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 
-from coda_memory import runtime
 from coda_memory.auth import generate_key, hash_key
 
 
@@ -103,23 +101,6 @@ def test_memories_are_invisible_across_users_on_every_read_route(api, user_id):
     assert "swordfish" not in ctx.body["context"] and secret not in ctx.body["memory_ids"]
     api.call("DELETE", f"/users/{user_id}/memories")
     assert api.call("GET", f"/memory/{secret}", query={"user_id": other}).status == 200
-
-
-@pytest.fixture()
-def settings_env(api_env, monkeypatch):
-    """Change settings for one test; resources are rebuilt before and after."""
-    def apply(**env: str) -> None:
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        runtime.reset()
-        # Buckets live in Redis and outlive a test; start every test with full ones.
-        client = redis.Redis.from_url(api_env["REDIS_URL"])
-        for key in client.scan_iter("coda:rl:*"):
-            client.delete(key)
-
-    yield apply
-    monkeypatch.undo()
-    runtime.reset()
 
 
 def test_rate_limit_returns_429_with_retry_after(api, user_id, settings_env):

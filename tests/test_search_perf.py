@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from coda_memory.retrieval import _CANDIDATES_SQL, _LEXICAL_SQL, _lexical_params, _where
+from coda_memory.retrieval import _LEXICAL_SQL, _SEARCH_SQL, _lexical_params, _where
 from tests.dbrows import insert_memory as _insert
 
 
@@ -117,7 +117,7 @@ def test_search_sql_uses_the_definer_function():
     from coda_memory.models import SearchFilters
 
     assert "bm25_candidates(" in _LEXICAL_SQL
-    assert "@@" not in _LEXICAL_SQL and "@@" not in _CANDIDATES_SQL
+    assert "@@" not in _LEXICAL_SQL and "@@" not in _SEARCH_SQL
     params = _lexical_params(SearchFilters(tags=[], content_types=None))
     assert params["l_tags"] is None and params["l_types"] is None
     assert "m.user_id" in _where(SearchFilters())[0]

@@ -20,13 +20,11 @@ tsvector), fused, then ranked by the blended relevance score of the seed
 from __future__ import annotations
 
 import json
-import math
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -90,22 +88,61 @@ def _lexical_params(filters: SearchFilters) -> dict[str, Any]:
     }
 
 
-# The n nearest by cosine (HNSW of the user's partition, iterative scan), joined with the lexical
-# candidates' ids, fetched by primary key (a plain join on c was planned as a merge join that
-# read every row of the user: 6 ms at 10k memories). metadata comes as text and is decoded only
-# for the top_k that are returned (decoding every candidate's JSON cost ~0.8 ms per search).
-_CANDIDATES_SQL = """
+# One statement ranks the candidates and returns only the top_k rows:
+# v = the n nearest by cosine (HNSW of the user's partition, iterative scan); t = the lexical
+# candidates (ids and BM25 scores, in rank order); c = their union, fetched by primary key (a
+# plain join on c was planned as a merge join that read every row of the user: 6 ms at 10k
+# memories); the relevance formula (module docstring) is {match} plus fixed terms; only the
+# top_k winners are joined back for their full rows. Python never sees the other candidates
+# (building and scoring ~80 candidate rows in Python was ~1/6 of the handler's CPU), and
+# metadata comes as text and is decoded for the returned rows only.
+_SEARCH_SQL = """
 WITH v AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
         SELECT m.id, m.embedding <=> %(q)s AS distance FROM memories m
         WHERE {where} ORDER BY m.embedding <=> %(q)s LIMIT %(n)s
     ) nearest
 ),
-c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank
-      FROM v FULL JOIN unnest(%(t_ids)s::uuid[]) AS t(id) ON v.id = t.id)
-SELECT {columns}, 1 - (m.embedding <=> %(q)s) AS similarity, c.vrank
-FROM memories m JOIN c ON c.id = m.id
-WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM c))"""
+t AS (SELECT id, bm25, rank
+      FROM unnest(%(t_ids)s::uuid[], %(t_scores)s::float8[]) WITH ORDINALITY AS t(id, bm25, rank)),
+c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, t.bm25
+      FROM v FULL JOIN t ON v.id = t.id),
+scored AS (
+    SELECT m.id, m.importance::float8 AS importance, m.created_at, c.vrank, c.trank, c.bm25,
+           -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
+           coalesce(nullif(1 - (m.embedding <=> %(q)s), 'NaN'::float8), 0) AS similarity
+    FROM memories m JOIN c ON c.id = m.id
+    WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM c))
+),
+normed AS (
+    SELECT s.*, greatest(s.similarity, 0) AS cos,
+           max(greatest(s.similarity, 0)) OVER () AS top_cos, max(s.bm25) OVER () AS top_bm25
+    FROM scored s
+),
+ranked AS (
+    SELECT id, similarity,
+           %(w_sim)s::float8 * ({match}) + %(w_imp)s::float8 * importance
+           + %(w_rec)s::float8 / (1 + greatest(0, extract(epoch FROM now() - created_at)::float8 / 86400)
+                                      * %(decay)s::float8) AS relevance
+    FROM normed
+    ORDER BY relevance DESC, similarity DESC, id
+    LIMIT %(top_k)s
+)
+SELECT {columns}, r.similarity, r.relevance, (SELECT count(*) FROM v) AS vector_found
+FROM ranked r JOIN memories m ON m.id = r.id
+WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM ranked))
+ORDER BY r.relevance DESC, r.similarity DESC, r.id"""
+
+# The match term per mode/fusion (fixed fragments over normed's columns; values are parameters).
+_MATCH_SQL = {
+    "vector": "cos",
+    "convex": "%(a)s::float8 * cos / coalesce(nullif(top_cos, 0), 1)"
+              " + (1 - %(a)s::float8) * coalesce(bm25, 0) / coalesce(nullif(top_bm25, 0), 1)",
+    # divided by the best possible value 1/(k + 1)
+    "rrf": "(%(a)s::float8 * coalesce(1.0::float8 / (%(rrf_k)s::int + vrank), 0)"
+           " + (1 - %(a)s::float8) * coalesce(1.0::float8 / (%(rrf_k)s::int + trank), 0))"
+           " * (%(rrf_k)s::int + 1)",
+}
 
 # bm25_candidates runs on the request's connection in this pool while the calling thread embeds
 # the query (onnxruntime and psycopg's waits both release the GIL): the two ~2-3 ms steps overlap.
@@ -122,11 +159,12 @@ def _lexical_executor() -> ThreadPoolExecutor:
     return _lexical_pool
 
 
-def _lexical(cur: DictCursor, params: dict[str, Any]) -> dict[uuid.UUID, tuple[int, float]]:
-    """{id: (rank, bm25 score)} of the lexical candidates, on ``cur``'s connection and transaction."""
+def _lexical(cur: DictCursor, params: dict[str, Any]) -> dict[uuid.UUID, float]:
+    """{id: bm25 score} of the lexical candidates, best first, on ``cur``'s connection and
+    transaction."""
     with cur.connection.cursor() as lex:
         lex.execute(_LEXICAL_SQL, params)
-        return {row[0]: (rank, float(row[1])) for rank, row in enumerate(lex.fetchall(), start=1)}
+        return {row[0]: float(row[1]) for row in lex.fetchall()}
 
 
 @dataclass(frozen=True)
@@ -145,31 +183,13 @@ class Ranking:
         return cls(s.weight_similarity, s.weight_importance, s.weight_recency, s.recency_decay,
                    s.search_mode, s.rrf_k, s.fusion, s.fusion_vector_weight)
 
-    def matches(self, rows: list[dict[str, Any]]) -> list[float]:
-        """The ``match`` term of every candidate, in [0, 1]."""
-        cos = [max(0.0, float(r["similarity"])) if not math.isnan(r["similarity"]) else 0.0 for r in rows]
-        if self.mode != "hybrid":
-            return cos
-        a = self.vector_weight
-        if self.fusion == "convex":
-            top_cos = max(cos, default=0.0) or 1.0
-            top_bm = max((float(r["bm25"]) for r in rows if r["bm25"] is not None), default=0.0) or 1.0
-            return [
-                a * c / top_cos + (1 - a) * (float(r["bm25"] or 0.0) / top_bm)
-                for c, r in zip(cos, rows, strict=True)
-            ]
-        k = self.rrf_k
-        best = 1.0 / (k + 1)
-        return [
-            (a * (1.0 / (k + r["vrank"]) if r["vrank"] is not None else 0.0)
-             + (1 - a) * (1.0 / (k + r["trank"]) if r["trank"] is not None else 0.0)) / best
-            for r in rows
-        ]
+    @property
+    def match_key(self) -> str:
+        return self.fusion if self.mode == "hybrid" else "vector"
 
-    def score(self, match: float, importance: float, created_at: datetime, now: datetime) -> float:
-        age_days = max(0.0, (now - created_at).total_seconds() / 86_400)
-        recency = 1.0 / (1.0 + age_days * self.decay)
-        return self.w_sim * match + self.w_imp * importance + self.w_rec * recency
+    def params(self) -> dict[str, Any]:
+        return {"w_sim": self.w_sim, "w_imp": self.w_imp, "w_rec": self.w_rec, "decay": self.decay,
+                "a": self.vector_weight, "rrf_k": self.rrf_k}
 
 
 def search(
@@ -189,7 +209,7 @@ def search(
     where, params = _where(filters)
     n = max(candidate_pool, top_k)
     params.update(user_id=user_id, n=n)
-    lexical: Future[dict[uuid.UUID, tuple[int, float]]] | None = None
+    lexical: Future[dict[uuid.UUID, float]] | None = None
     if ranking.mode == "hybrid":
         lexical_params = dict(_lexical_params(filters), query=query, n=n, k1=_BM25_K1, b=_BM25_B)
         lexical = _lexical_executor().submit(_lexical, cur, lexical_params)
@@ -198,11 +218,11 @@ def search(
     finally:
         # never leave the lexical query running on a connection that goes back to the pool
         lexed = lexical.result() if lexical is not None else {}
-    params["t_ids"] = list(lexed)
-    sql = _CANDIDATES_SQL.format(where=where, columns=_COLUMNS)
+    params.update(ranking.params(), top_k=top_k, t_ids=list(lexed), t_scores=list(lexed.values()))
+    sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, match=_MATCH_SQL[ranking.match_key])
     cur.execute(sql, params)
     rows = cur.fetchall()
-    found = sum(1 for r in rows if r["vrank"] is not None)
+    found = int(rows[0]["vector_found"]) if rows else 0
     if found < n and _count(cur, where, params) > found:
         # HNSW with a selective filter may stop early (hnsw.max_scan_tuples); re-run exactly.
         # (Users with fewer than n matching memories, the common case of a short count, already
@@ -212,18 +232,10 @@ def search(
         rows = cur.fetchall()
         cur.execute("SET LOCAL enable_indexscan = on")
     for row in rows:
-        row["trank"], row["bm25"] = lexed.get(row["id"], (None, None))
-    now = datetime.now(UTC)
-    for row, match in zip(rows, ranking.matches(rows), strict=True):
-        row["relevance"] = ranking.score(match, float(row["importance"]), row["created_at"], now)
-        row["similarity"] = float(row["similarity"])
-        if math.isnan(row["similarity"]):  # zero vector; cannot happen with normalised input
-            row["similarity"] = 0.0
-    rows.sort(key=lambda r: (r["relevance"], r["similarity"]), reverse=True)
-    top = rows[:top_k]
-    for row in top:
         row["metadata"] = json.loads(row["metadata"])
-    return top
+        row["similarity"] = float(row["similarity"])
+        row["relevance"] = float(row["relevance"])
+    return rows
 
 
 def _count(cur: DictCursor, where: str, params: dict[str, Any]) -> int:
