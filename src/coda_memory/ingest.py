@@ -119,12 +119,11 @@ def _store_user_items(
 ) -> list[tuple[_Pending, ItemResult]]:
     settings = get_settings()
     out: list[tuple[_Pending, ItemResult]] = []
-    with runtime.database().user_tx(user_id) as cur:
-        quota = store.lock_quota(
-            cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions
-        )
-        by_hash, by_event = store.find_existing(
-            cur, user_id, [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id]
+    # pipeline: lock + lookup are one round trip, the writes and the commit another
+    with runtime.database().user_tx(user_id, pipeline=True) as cur:
+        quota, by_hash, by_event = store.lock_quota_and_find_existing(
+            cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions,
+            [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id],
         )
         rows: list[store.NewMemory] = []
         remaining = quota.remaining

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from .db.pool import DictCursor
@@ -58,25 +59,48 @@ class Quota:
         )
 
 
-def lock_quota(cur: DictCursor, user_id: str, default_max: int, default_daily: int) -> Quota:
+def lock_quota_and_find_existing(
+    cur: DictCursor, user_id: str, default_max: int, default_daily: int,
+    hashes: Sequence[str], event_ids: Sequence[str],
+) -> tuple[Quota, dict[str, uuid.UUID], dict[str, uuid.UUID]]:
     """Lock the user's quota row for this transaction (creating it with the defaults), so
-    concurrent ingests of one user are serialised and quota checks are exact. The daily
-    counter rolls over at UTC midnight even before the reset job runs."""
-    cur.execute(
-        """INSERT INTO user_quotas (user_id, max_memories, max_daily_ingestions)
-           VALUES (%s, %s, %s) ON CONFLICT (user_id) DO NOTHING""",
-        (user_id, default_max, default_daily),
-    )
-    cur.execute(
-        """SELECT max_memories, max_daily_ingestions, memory_count,
-                  CASE WHEN quota_day = (now() AT TIME ZONE 'UTC')::date THEN daily_ingestions ELSE 0 END
-                      AS daily_ingestions
-           FROM user_quotas WHERE user_id = %s FOR UPDATE""",
-        (user_id,),
-    )
-    row = cur.fetchone()
+    concurrent ingests of one user are serialised and quota checks are exact -- the daily
+    counter rolls over at UTC midnight even before the reset job runs -- and find the live
+    memories with one of ``hashes`` and any memory with one of ``event_ids``.
+
+    The three statements are all sent before the first result is read: in pipeline mode
+    (``user_tx(..., pipeline=True)``) that is one round trip. The lookup runs after the lock
+    is granted (same connection, in order), so it sees every row a concurrent ingest of this
+    user committed before releasing it."""
+    with cur.connection.cursor(row_factory=dict_row) as found:
+        cur.execute(
+            """INSERT INTO user_quotas (user_id, max_memories, max_daily_ingestions)
+               VALUES (%s, %s, %s) ON CONFLICT (user_id) DO NOTHING""",
+            (user_id, default_max, default_daily),
+        )
+        cur.execute(
+            """SELECT max_memories, max_daily_ingestions, memory_count,
+                      CASE WHEN quota_day = (now() AT TIME ZONE 'UTC')::date THEN daily_ingestions ELSE 0 END
+                          AS daily_ingestions
+               FROM user_quotas WHERE user_id = %s FOR UPDATE""",
+            (user_id,),
+        )
+        found.execute(
+            """SELECT id, content_hash, event_id, deleted FROM memories
+               WHERE user_id = %s AND ((content_hash = ANY(%s) AND NOT deleted) OR event_id = ANY(%s))""",
+            (user_id, list(hashes), list(event_ids)),
+        )
+        row = cur.fetchone()
+        existing = found.fetchall()
     assert row is not None
-    return Quota(**row)
+    by_hash: dict[str, uuid.UUID] = {}
+    by_event: dict[str, uuid.UUID] = {}
+    for r in existing:
+        if not r["deleted"]:
+            by_hash[r["content_hash"]] = r["id"]
+        if r["event_id"] is not None:
+            by_event[r["event_id"]] = r["id"]
+    return Quota(**row), by_hash, by_event
 
 
 def add_to_quota(cur: DictCursor, user_id: str, created: int) -> None:
@@ -102,25 +126,6 @@ def release_quota(cur: DictCursor, user_id: str, removed: int) -> None:
 
 
 # --- writes -----------------------------------------------------------------------------------
-
-
-def find_existing(
-    cur: DictCursor, user_id: str, hashes: Sequence[str], event_ids: Sequence[str]
-) -> tuple[dict[str, uuid.UUID], dict[str, uuid.UUID]]:
-    """Live memories with one of ``hashes``, and any memory with one of ``event_ids``."""
-    cur.execute(
-        """SELECT id, content_hash, event_id, deleted FROM memories
-           WHERE user_id = %s AND ((content_hash = ANY(%s) AND NOT deleted) OR event_id = ANY(%s))""",
-        (user_id, list(hashes), list(event_ids)),
-    )
-    by_hash: dict[str, uuid.UUID] = {}
-    by_event: dict[str, uuid.UUID] = {}
-    for row in cur.fetchall():
-        if not row["deleted"]:
-            by_hash[row["content_hash"]] = row["id"]
-        if row["event_id"] is not None:
-            by_event[row["event_id"]] = row["id"]
-    return by_hash, by_event
 
 
 def insert_memories(cur: DictCursor, rows: Sequence[NewMemory]) -> None:

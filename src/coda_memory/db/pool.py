@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -81,9 +81,15 @@ class Database:
             raise
 
     @contextmanager
-    def user_tx(self, user_id: str) -> Iterator[DictCursor]:
-        """A transaction scoped to one user: RLS sees only ``user_id``'s rows."""
-        with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+    def user_tx(self, user_id: str, *, pipeline: bool = False) -> Iterator[DictCursor]:
+        """A transaction scoped to one user: RLS sees only ``user_id``'s rows.
+
+        With ``pipeline`` the connection is in pipeline mode: statements are sent without
+        waiting for each answer, and the client waits only where it reads a result and at
+        commit (errors surface there too). BEGIN and the user setting then ride along with
+        the first real query instead of costing round trips of their own."""
+        with self.connection() as conn, (conn.pipeline() if pipeline else nullcontext()), \
+                conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             cur.execute("SELECT set_config('app.current_user_id', %s, true)", (user_id,))
             yield cur
 
