@@ -92,10 +92,9 @@ def _lexical_params(filters: SearchFilters) -> dict[str, Any]:
 # v = the n nearest by cosine (HNSW of the user's partition, iterative scan); t = the lexical
 # candidates (ids and BM25 scores, in rank order); c = their union, fetched by primary key (a
 # plain join on c was planned as a merge join that read every row of the user: 6 ms at 10k
-# memories); the relevance formula (module docstring) is {match} plus fixed terms; only the
-# top_k winners are joined back for their full rows. Python never sees the other candidates
-# (building and scoring ~80 candidate rows in Python was ~1/6 of the handler's CPU), and
-# metadata comes as text and is decoded for the returned rows only.
+# memories); the relevance formula (module docstring) is {match} plus fixed terms. Python never
+# sees the other candidates (building and scoring ~80 candidate rows in Python was ~1/6 of the
+# handler's CPU), and metadata comes as text and is decoded for the returned rows only.
 _SEARCH_SQL = """
 WITH v AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
@@ -108,7 +107,7 @@ t AS (SELECT id, bm25, rank
 c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, t.bm25
       FROM v FULL JOIN t ON v.id = t.id),
 scored AS (
-    SELECT m.id, m.importance::float8 AS importance, m.created_at, c.vrank, c.trank, c.bm25,
+    SELECT {columns}, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
            -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
            coalesce(nullif(1 - (m.embedding <=> %(q)s), 'NaN'::float8), 0) AS similarity
     FROM memories m JOIN c ON c.id = m.id
@@ -118,20 +117,15 @@ normed AS (
     SELECT s.*, greatest(s.similarity, 0) AS cos,
            max(greatest(s.similarity, 0)) OVER () AS top_cos, max(s.bm25) OVER () AS top_bm25
     FROM scored s
-),
-ranked AS (
-    SELECT id, similarity,
-           %(w_sim)s::float8 * ({match}) + %(w_imp)s::float8 * importance
-           + %(w_rec)s::float8 / (1 + greatest(0, extract(epoch FROM now() - created_at)::float8 / 86400)
-                                      * %(decay)s::float8) AS relevance
-    FROM normed
-    ORDER BY relevance DESC, similarity DESC, id
-    LIMIT %(top_k)s
 )
-SELECT {columns}, r.similarity, r.relevance, (SELECT count(*) FROM v) AS vector_found
-FROM ranked r JOIN memories m ON m.id = r.id
-WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM ranked))
-ORDER BY r.relevance DESC, r.similarity DESC, r.id"""
+SELECT {output}, similarity,
+       %(w_sim)s::float8 * ({match}) + %(w_imp)s::float8 * imp
+       + %(w_rec)s::float8 / (1 + greatest(0, extract(epoch FROM now() - created_at)::float8 / 86400)
+                                  * %(decay)s::float8) AS relevance,
+       (SELECT count(*) FROM v) AS vector_found
+FROM normed
+ORDER BY relevance DESC, similarity DESC, id
+LIMIT %(top_k)s"""
 
 # The match term per mode/fusion (fixed fragments over normed's columns; values are parameters).
 _MATCH_SQL = {
@@ -219,7 +213,8 @@ def search(
         # never leave the lexical query running on a connection that goes back to the pool
         lexed = lexical.result() if lexical is not None else {}
     params.update(ranking.params(), top_k=top_k, t_ids=list(lexed), t_scores=list(lexed.values()))
-    sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, match=_MATCH_SQL[ranking.match_key])
+    sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS,
+                             match=_MATCH_SQL[ranking.match_key])
     cur.execute(sql, params)
     rows = cur.fetchall()
     found = int(rows[0]["vector_found"]) if rows else 0

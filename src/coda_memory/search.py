@@ -24,7 +24,8 @@ _RESULT_FIELDS = (
 
 def _search_rows(user_id: str, query: str, top_k: int, filters: Any) -> list[dict[str, Any]]:
     settings = get_settings()
-    with runtime.database().user_tx(user_id) as cur:
+    # pipeline: BEGIN and the user setting travel with the lexical query
+    with runtime.database().user_tx(user_id, pipeline=True) as cur:
         rows = run_search(
             cur, user_id, query, runtime.embedder().embed_one, top_k, filters,
             Ranking.from_settings(settings), settings.candidate_pool,
