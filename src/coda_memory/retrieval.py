@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import Settings
+from .config import Settings, get_settings
 from .db.pool import DictCursor
 from .models import SearchFilters
 from .store import MEMORY_COLUMNS
@@ -140,6 +140,7 @@ _MATCH_SQL = {
 
 # bm25_candidates runs on the request's connection in this pool while the calling thread embeds
 # the query (onnxruntime and psycopg's waits both release the GIL): the two ~2-3 ms steps overlap.
+# One worker per pooled database connection: every search in flight holds one of those.
 _lexical_pool: ThreadPoolExecutor | None = None
 _lexical_pool_lock = threading.Lock()
 
@@ -149,7 +150,8 @@ def _lexical_executor() -> ThreadPoolExecutor:
     if _lexical_pool is None:
         with _lexical_pool_lock:
             if _lexical_pool is None:
-                _lexical_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="coda-lexical")
+                _lexical_pool = ThreadPoolExecutor(max_workers=get_settings().db_pool_max,
+                                                   thread_name_prefix="coda-lexical")
     return _lexical_pool
 
 
