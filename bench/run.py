@@ -174,9 +174,11 @@ def ensure_loaded(pg: Any, users: list[str], per_user: int, reload: bool) -> dic
     with _admin(pg) as conn:
         conn.execute("DELETE FROM bench_meta")
         conn.execute("TRUNCATE memories, memory_audit_log, user_quotas")
+        # The definition of a partitioned index reads "ON ONLY memories": replayed as is, it
+        # would create an empty parent index with no index on any partition.
         index_sql = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'memories_embedding_hnsw'"
-        ).fetchone()[0]
+        ).fetchone()[0].replace(" ON ONLY ", " ON ", 1)
         conn.execute("DROP INDEX memories_embedding_hnsw")
     api = Handlers()
     progress = Progress(len(users) * per_user, "load")
@@ -212,6 +214,13 @@ def ensure_loaded(pg: Any, users: list[str], per_user: int, reload: bool) -> dic
     with _admin(pg) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute(index_sql)
+        leaves = conn.execute(
+            """SELECT count(*) FROM pg_partition_tree('memories_embedding_hnsw') t
+               JOIN pg_index i ON i.indexrelid = t.relid WHERE t.isleaf AND i.indisvalid"""
+        ).fetchone()[0]
+        partitions = conn.execute("SELECT count(*) FROM pg_partition_tree('memories') WHERE isleaf").fetchone()[0]
+        if leaves != partitions:
+            raise RuntimeError(f"HNSW index rebuilt on {leaves} of {partitions} partitions")
         conn.execute("VACUUM ANALYZE memories")
         conn.execute("INSERT INTO bench_meta VALUES ('dataset', %s)", (fingerprint,))
     index_s = time.perf_counter() - t1
