@@ -89,6 +89,51 @@ def test_batch_results_in_order_with_rejections_and_duplicates(api, user_id, adm
     assert count == 2
 
 
+def test_batch_of_several_users_is_one_transaction_with_per_user_bookkeeping(api, user_id, admin_conn):
+    other = user_id + "-other"
+    items = [
+        {"content": f"note {i} for {u}", "content_type": "fact", "source_type": "t", "user_id": u}
+        for i in range(3) for u in (other, user_id)
+    ]
+    r = api.call("POST", "/ingest/batch", body={"items": items})
+    assert [x["status"] for x in r.body["results"]] == ["created"] * 6
+    rows = admin_conn.execute(
+        "SELECT user_id, content, xmin::text FROM memories WHERE user_id IN (%s, %s)", (user_id, other)
+    ).fetchall()
+    assert sorted((u, c) for u, c, _ in rows) == sorted((i["user_id"], i["content"]) for i in items)
+    assert len({xid for _, _, xid in rows}) == 1  # committed together
+    quotas = dict(admin_conn.execute(
+        "SELECT user_id, memory_count FROM user_quotas WHERE user_id IN (%s, %s)", (user_id, other)
+    ).fetchall())
+    assert quotas == {user_id: 3, other: 3}
+    audited = dict(admin_conn.execute(
+        """SELECT user_id, count(*) FROM memory_audit_log
+           WHERE user_id IN (%s, %s) AND action = 'ingest' GROUP BY user_id""", (user_id, other)
+    ).fetchall())
+    assert audited == {user_id: 3, other: 3}
+
+
+def test_concurrent_batches_over_the_same_users_do_not_deadlock(api, user_id, admin_conn):
+    """Each batch locks its users' quota rows in one transaction; the order is fixed (sorted),
+    so batches naming the same users in opposite orders never wait on each other in a cycle."""
+    a, b = user_id + "-a", user_id + "-b"
+
+    def batch(n: int) -> int:
+        users = (a, b) if n % 2 else (b, a)
+        items = [{"content": f"batch {n} item {i} of {u}", "content_type": "fact", "source_type": "t",
+                  "user_id": u} for i in range(20) for u in users]
+        r = api.call("POST", "/ingest/batch", body={"items": items})
+        assert [x["status"] for x in r.body["results"]] == ["created"] * 40, r.body
+        return r.status
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(batch, range(16))) == [200] * 16
+    counts = dict(admin_conn.execute(
+        "SELECT user_id, memory_count FROM user_quotas WHERE user_id IN (%s, %s)", (a, b)
+    ).fetchall())
+    assert counts == {a: 320, b: 320}
+
+
 def test_batch_size_limit(api, user_id):
     item = {"content": "x", "content_type": "fact", "source_type": "t", "user_id": user_id}
     r = api.call("POST", "/ingest/batch", body={"items": [item] * 101})

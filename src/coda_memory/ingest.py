@@ -14,6 +14,7 @@ from typing import Any
 from . import runtime, store
 from .auth import Caller, Principal
 from .config import get_settings
+from .db.pool import DictCursor, set_user
 from .errors import BadRequest, Forbidden, MemoryServiceError, QuotaExceeded, ValidationFailed
 from .events import event_to_item
 from .models import IngestItem, check_identifier, parse_model
@@ -99,9 +100,16 @@ def ingest(
         by_user: dict[str, list[tuple[_Pending, Any]]] = {}
         for p, vec in zip(pending, vectors, strict=True):
             by_user.setdefault(p.item.user_id, []).append((p, vec))
-        for user_id, group in by_user.items():
-            for p, result in _store_user_items(caller, user_id, group, atomic_single):
-                results[p.index] = result
+        # One transaction for the whole call, pipelined (per user: the quota lock + dedup
+        # lookup is one round trip; the writes ride along; one commit at the end). Users are
+        # taken in sorted order, so concurrent batches lock quota rows in the same order and
+        # cannot deadlock. A database failure stores nothing of the call; a retry is safe
+        # (dedup by content hash and event id).
+        with runtime.database().transaction(pipeline=True) as cur:
+            for user_id in sorted(by_user):
+                set_user(cur, user_id)
+                for p, result in _store_user_items(cur, caller, user_id, by_user[user_id], atomic_single):
+                    results[p.index] = result
     return [r for r in results if r is not None]
 
 
@@ -115,53 +123,53 @@ def _audit_forbidden_item(caller: Caller, exc: Forbidden) -> None:
 
 
 def _store_user_items(
-    caller: Caller, user_id: str, group: list[tuple[_Pending, Any]], atomic_single: bool
+    cur: DictCursor, caller: Caller, user_id: str, group: list[tuple[_Pending, Any]], atomic_single: bool
 ) -> list[tuple[_Pending, ItemResult]]:
+    """Dedup, quota, insert and audit ``group`` (all of ``user_id``) in the transaction of
+    ``cur``, already scoped to ``user_id``."""
     settings = get_settings()
     out: list[tuple[_Pending, ItemResult]] = []
-    # pipeline: lock + lookup are one round trip, the writes and the commit another
-    with runtime.database().user_tx(user_id, pipeline=True) as cur:
-        quota, by_hash, by_event = store.lock_quota_and_find_existing(
-            cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions,
-            [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id],
-        )
-        rows: list[store.NewMemory] = []
-        remaining = quota.remaining
-        for p, vec in group:
-            existing = (by_event.get(p.event_id) if p.event_id else None) or by_hash.get(p.hash)
-            if existing is not None:
-                out.append((p, ItemResult("duplicate", str(existing), event_id=p.event_id)))
-                continue
-            if remaining <= 0:
-                exc = QuotaExceeded(_quota_message(quota), retry_after=_seconds_to_utc_midnight())
-                if atomic_single:
-                    raise exc
-                out.append((p, _rejected(exc, p.event_id)))
-                continue
-            memory_id = uuid.uuid4()
-            item = p.item
-            rows.append(store.NewMemory(
-                id=memory_id, user_id=user_id, content=item.content, content_type=item.content_type,
-                embedding=vec, source_type=item.source_type, source_id=item.source_id,
-                context_id=item.context_id, event_id=p.event_id, importance=p.importance,
-                confidence=item.confidence, tags=p.tags, metadata=item.metadata,
-                content_hash=p.hash, created_at=item.created_at,
-            ))
-            # Later items of the same batch with the same content are duplicates of this one.
-            by_hash[p.hash] = memory_id
-            if p.event_id:
-                by_event[p.event_id] = memory_id
-            remaining -= 1
-            out.append((p, ItemResult("created", str(memory_id), event_id=p.event_id)))
-        if rows:
-            store.insert_memories(cur, rows)
-            store.add_to_quota(cur, user_id, len(rows))
-        store.audit(
-            cur,
-            [("ingest", r.memory_id, r.status, json.dumps({"source": p.item.source_type}))
-             for p, r in out],
-            user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
-        )
+    quota, by_hash, by_event = store.lock_quota_and_find_existing(
+        cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions,
+        [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id],
+    )
+    rows: list[store.NewMemory] = []
+    remaining = quota.remaining
+    for p, vec in group:
+        existing = (by_event.get(p.event_id) if p.event_id else None) or by_hash.get(p.hash)
+        if existing is not None:
+            out.append((p, ItemResult("duplicate", str(existing), event_id=p.event_id)))
+            continue
+        if remaining <= 0:
+            exc = QuotaExceeded(_quota_message(quota), retry_after=_seconds_to_utc_midnight())
+            if atomic_single:
+                raise exc
+            out.append((p, _rejected(exc, p.event_id)))
+            continue
+        memory_id = uuid.uuid4()
+        item = p.item
+        rows.append(store.NewMemory(
+            id=memory_id, user_id=user_id, content=item.content, content_type=item.content_type,
+            embedding=vec, source_type=item.source_type, source_id=item.source_id,
+            context_id=item.context_id, event_id=p.event_id, importance=p.importance,
+            confidence=item.confidence, tags=p.tags, metadata=item.metadata,
+            content_hash=p.hash, created_at=item.created_at,
+        ))
+        # Later items of the same batch with the same content are duplicates of this one.
+        by_hash[p.hash] = memory_id
+        if p.event_id:
+            by_event[p.event_id] = memory_id
+        remaining -= 1
+        out.append((p, ItemResult("created", str(memory_id), event_id=p.event_id)))
+    if rows:
+        store.insert_memories(cur, rows)
+        store.add_to_quota(cur, user_id, len(rows))
+    store.audit(
+        cur,
+        [("ingest", r.memory_id, r.status, json.dumps({"source": p.item.source_type}))
+         for p, r in out],
+        user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
+    )
     return out
 
 

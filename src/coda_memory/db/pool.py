@@ -106,19 +106,32 @@ class Database:
         waiting for each answer, and the client waits only where it reads a result and at
         commit (errors surface there too). BEGIN and the user setting then ride along with
         the first real query instead of costing round trips of their own."""
+        with self.transaction(pipeline=pipeline) as cur:
+            set_user(cur, user_id)
+            yield cur
+
+    @contextmanager
+    def transaction(self, *, pipeline: bool = False) -> Iterator[DictCursor]:
+        """A transaction with no user set yet: per-user tables read as empty until
+        :func:`set_user` scopes it (several users one after the other: ingest batches)."""
         with self.connection() as conn, (conn.pipeline() if pipeline else nullcontext()), \
                 conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute("SELECT set_config('app.current_user_id', %s, true)", (user_id,))
             yield cur
 
     @contextmanager
     def system_tx(self) -> Iterator[DictCursor]:
         """A transaction with no user set: per-user tables read as empty (RLS); used for the
         SECURITY DEFINER functions (key lookup, audit of anonymous requests, jobs)."""
-        with self.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        with self.transaction() as cur:
             yield cur
 
     def close(self) -> None:
         if self._opened:
             self._pool.close()
             self._opened = False
+
+
+def set_user(cur: DictCursor, user_id: str) -> None:
+    """Scope the rest of the transaction to ``user_id`` (``app.current_user_id``, transaction-
+    local): from the next statement on, row-level security shows only that user's rows."""
+    cur.execute("SELECT set_config('app.current_user_id', %s, true)", (user_id,))
