@@ -6,6 +6,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from coda_memory.text import content_hash
@@ -242,3 +243,25 @@ def test_direct_invoke_ingest_events_is_idempotent_by_event_id(api, user_id, adm
         "SELECT content_type, source_type, metadata FROM memories WHERE id = %s", (first[1]["memory_id"],)
     ).fetchone()
     assert row == ("preference", "event", {"k": "v", "event_type": "preference"})
+
+
+def test_batch_blocked_by_a_lock_answers_503_and_stores_nothing(api, user_id, admin_conn, postgres, settings_env):
+    """The database running out of time mid-batch (here: another transaction holds the second
+    user's quota row past the statement timeout) is a 503 with Retry-After, and since a batch is
+    one transaction, the first user's items are not stored either; the retry then stores all."""
+    settings_env(MEMORY_DB_STATEMENT_TIMEOUT_MS="300")
+    first, second = user_id + "-1", user_id + "-2"  # sorted: first is locked first
+    assert api.ingest(user_id=second, content="make the quota row exist").status == 201
+    items = [{"content": f"item {i} of {u}", "content_type": "fact", "source_type": "t", "user_id": u}
+             for i in range(3) for u in (first, second)]
+    with psycopg.connect(postgres.admin_url) as holder:
+        holder.execute("SELECT 1 FROM user_quotas WHERE user_id = %s FOR UPDATE", (second,))
+        r = api.call("POST", "/ingest/batch", body={"items": items})
+        assert r.status == 503 and r.error_code == "service_unavailable" and "retry-after" in r.headers
+        holder.rollback()
+    stored = admin_conn.execute(
+        "SELECT count(*) FROM memories WHERE user_id IN (%s, %s) AND content LIKE 'item %%'", (first, second)
+    ).fetchone()[0]
+    assert stored == 0
+    r = api.call("POST", "/ingest/batch", body={"items": items})
+    assert [x["status"] for x in r.body["results"]] == ["created"] * 6
