@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import psycopg
@@ -175,7 +176,8 @@ class TestPartitions:
                    ORDER BY embedding <=> %s::vector LIMIT 5""",
                 (user, "[" + ",".join(["0.1"] * 384) + "]"),
             ))
-        scanned = {line.split(" on ")[1].split()[0] for line in plan.splitlines() if " on memories_p" in line}
+        # scans name a partition ("on memories_p03") or one of its indexes ("on memories_p03_...")
+        scanned = set(re.findall(r" on (memories_p\d{2})(?:\b|_)", plan))
         assert len(scanned) == 1, plan
 
 
