@@ -235,12 +235,7 @@ class Subscriber:
                 group_ready = False
             except REDIS_DOWN as exc:
                 failures += 1
-                self.stats.add("redis_errors")
-                delay = self._backoff(failures, base_ms=100, max_ms=5_000)
-                self.log.warning(
-                    "redis unavailable, reconnecting",
-                    extra={"error": type(exc).__name__, "retry_in_s": round(delay, 2)},
-                )
+                delay = self._redis_down(exc, failures, "redis unavailable, reconnecting")
                 group_ready = False
                 self._read_history = True  # replay our pending entries after reconnect
                 self.stopping.wait(delay)
@@ -513,13 +508,7 @@ class Subscriber:
                         self.bridge(message["data"])
             except REDIS_DOWN as exc:
                 failures += 1
-                self.stats.add("redis_errors")
-                delay = self._backoff(failures, base_ms=100, max_ms=5_000)
-                self.log.warning(
-                    "pub/sub connection lost, resubscribing",
-                    extra={"error": type(exc).__name__, "retry_in_s": round(delay, 2)},
-                )
-                self.stopping.wait(delay)
+                self.stopping.wait(self._redis_down(exc, failures, "pub/sub connection lost, resubscribing"))
             except Exception:
                 self.log.exception("pub/sub loop error")
                 self.stopping.wait(1)
@@ -550,6 +539,13 @@ class Subscriber:
         return False
 
     # ---------------------------------------------------------------- observability
+    def _redis_down(self, exc: BaseException, failures: int, message: str) -> float:
+        """Count and log a lost Redis connection; the delay before the next attempt."""
+        self.stats.add("redis_errors")
+        delay = self._backoff(failures, base_ms=100, max_ms=5_000)
+        self.log.warning(message, extra={"error": type(exc).__name__, "retry_in_s": round(delay, 2)})
+        return delay
+
     def _maybe_report(self) -> None:
         if time.monotonic() - self._last_stats >= self.settings.stats_interval_s:
             self._report()
