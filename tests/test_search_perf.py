@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from coda_memory.retrieval import _LEXICAL_SQL, _SEARCH_SQL, _lexical_params, _where
+from coda_memory.db.search import _LEXICAL_SQL, _SEARCH_SQL, _lexical_params, _where
 from tests.dbrows import insert_memory as _insert
 
 
