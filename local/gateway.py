@@ -14,6 +14,9 @@ Added on top, because SAM CLI does not emulate them:
   Valid keys are the service key (``MEMORY_API_KEY``) and, like keys registered in the usage
   plan, active keys stored (hashed) in the ``api_keys`` table;
 * ``requestContext.identity.apiKey`` / ``apiKeyId`` in the event, as API Gateway sets them;
+* ``GET /openapi.json`` (the API's OpenAPI document, generated from the functions' code as
+  ``make openapi`` does) and ``GET /docs`` (a page rendering it, no script or CDN), behind the
+  same API key;
 * one log line per request.
 """
 
@@ -116,6 +119,32 @@ def make_gateway_app(
         for method in route.methods:
             route_of[(method, route.path)] = route.function_name
 
+    document: dict[str, Any] = {}
+    document_lock = threading.Lock()
+
+    def openapi_document() -> dict[str, Any]:
+        # Built on first use from the functions the runner has imported (not at start-up:
+        # a function that failed to load must not keep the gateway from serving).
+        with document_lock:
+            if not document:
+                from .openapi import generate
+
+                document.update(generate(template))
+        return document
+
+    def serve_openapi() -> Any:
+        return make_response(jsonify(openapi_document()), 200)
+
+    def serve_docs() -> Any:
+        from .openapi import docs_html
+
+        response = make_response(docs_html(openapi_document()), 200)
+        response.headers["Content-Type"] = "text/html; charset=utf-8"
+        return response
+
+    app.add_url_rule("/openapi.json", "coda_openapi", serve_openapi, methods=["GET"])
+    app.add_url_rule("/docs", "coda_docs", serve_docs, methods=["GET"])
+
     @app.before_request
     def _check_key() -> Any:
         g.t0 = time.perf_counter()
@@ -135,6 +164,8 @@ def make_gateway_app(
             from samcli.local.apigw.path_converter import PathConverter
 
             fn = route_of.get((request.method, PathConverter.convert_path_to_api_gateway(rule)), "-")
+        if request.endpoint in ("coda_openapi", "coda_docs"):
+            fn = "gateway: openapi"
         if g.get("denied"):
             fn = "gateway: api key"
         elif rule is None:

@@ -5,49 +5,78 @@ from coda_memory import runtime
 
 runtime.prewarm()  # start loading the model while FastAPI and the rest import (Lambda init)
 
-from fastapi import Depends, Request  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
+from fastapi import Depends, Path, Query, Request, Response  # noqa: E402
 
 from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
+from coda_memory.api.contract import (  # noqa: E402
+    BODY,
+    COMMON,
+    BatchResponse,
+    DeleteResult,
+    EraseResult,
+    Health,
+    IngestResult,
+    Memory,
+    error_responses,
+    request_body,
+)
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
-from coda_memory.models import BatchRequest, parse_model  # noqa: E402
+from coda_memory.models import ID_PATTERN, BatchRequest, IngestItem, parse_model  # noqa: E402
 from coda_memory.usecases import health, ingest, memories  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
+MemoryIdParam = Path(alias="id", description="the memory's id (UUID)", json_schema_extra={"format": "uuid"})
+UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs to")
 
-@app.post("/ingest")
-async def ingest_one(request: Request, who: Caller = Depends(caller)) -> JSONResponse:
+
+@app.post(
+    "/ingest", response_model=IngestResult, response_model_exclude_unset=True, status_code=201,
+    openapi_extra=request_body(IngestItem),
+    responses={200: {"model": IngestResult, "description": "Already stored (status duplicate)"},
+               201: {"description": "Stored (status created)"},
+               **error_responses(*COMMON, *BODY, 403)},
+)
+async def ingest_one(request: Request, response: Response, who: Caller = Depends(caller)) -> dict:
     body = await json_body(request)
     result = ingest.ingest(who, [body], atomic_single=True)[0]
-    return JSONResponse(result.as_dict(), status_code=201 if result.status == "created" else 200)
+    response.status_code = 201 if result.status == "created" else 200
+    return result.as_dict()
 
 
-@app.post("/ingest/batch")
+@app.post(
+    "/ingest/batch", response_model=BatchResponse, response_model_exclude_unset=True,
+    openapi_extra=request_body(BatchRequest, "items are IngestItem objects; each is validated alone"),
+    responses=error_responses(*COMMON, *BODY),
+)
 async def ingest_batch(request: Request, who: Caller = Depends(caller)) -> dict:
     batch = parse_model(BatchRequest, await json_body(request))
     return {"results": [r.as_dict() for r in ingest.ingest(who, batch.items)]}
 
 
-@app.get("/memory/{memory_id}")
-async def get_memory(memory_id: str, user_id: str | None = None, who: Caller = Depends(caller)) -> dict:
+@app.get("/memory/{id}", response_model=Memory, responses=error_responses(*COMMON, 403, 404))
+async def get_memory(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
+                     who: Caller = Depends(caller)) -> dict:
     return memories.get_memory(who, memory_id, user_id)
 
 
-@app.delete("/memory/{memory_id}")
+@app.delete("/memory/{id}", response_model=DeleteResult, responses=error_responses(*COMMON, 403, 404))
 async def delete_memory(
-    memory_id: str, user_id: str | None = None, hard: bool = False, who: Caller = Depends(caller)
+    memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
+    hard: bool = Query(False, description="erase for good instead of a soft delete"),
+    who: Caller = Depends(caller),
 ) -> dict:
     return memories.delete_memory(who, memory_id, user_id, hard)
 
 
-@app.delete("/users/{user_id}/memories")
-async def erase_user(user_id: str, who: Caller = Depends(caller)) -> dict:
+@app.delete("/users/{user_id}/memories", response_model=EraseResult, responses=error_responses(*COMMON, 403))
+async def erase_user(user_id: str = Path(pattern=ID_PATTERN), who: Caller = Depends(caller)) -> dict:
     return memories.erase_user(who, user_id)
 
 
-@app.get("/health")
+@app.get("/health", response_model=Health, response_model_exclude_unset=True,
+         responses=error_responses(401, 429))
 async def get_health(who: Caller = Depends(caller)) -> dict:
     return health.health()
 

@@ -7,6 +7,15 @@ runtime.prewarm()  # start loading the model while FastAPI and the rest import (
 from fastapi import Depends, Request  # noqa: E402
 
 from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
+from coda_memory.api.contract import (  # noqa: E402
+    BODY,
+    COMMON,
+    ContextResponse,
+    Health,
+    SearchResponse,
+    error_responses,
+    request_body,
+)
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
 from coda_memory.models import ContextRequest, SearchRequest, parse_model  # noqa: E402
@@ -15,17 +24,20 @@ from coda_memory.usecases import health, search  # noqa: E402
 app = create_app("coda-memory retrieve")
 
 
-@app.post("/search")
+@app.post("/search", response_model=SearchResponse, openapi_extra=request_body(SearchRequest),
+          responses=error_responses(*COMMON, *BODY, 403))
 async def search_memories(request: Request, who: Caller = Depends(caller)) -> dict:
     return search.search(who, parse_model(SearchRequest, await json_body(request)))
 
 
-@app.post("/context")
+@app.post("/context", response_model=ContextResponse, openapi_extra=request_body(ContextRequest),
+          responses=error_responses(*COMMON, *BODY, 403))
 async def context(request: Request, who: Caller = Depends(caller)) -> dict:
     return search.build_context(who, parse_model(ContextRequest, await json_body(request)))
 
 
-@app.get("/health")
+@app.get("/health", response_model=Health, response_model_exclude_unset=True,
+         responses=error_responses(401, 429))
 async def get_health(who: Caller = Depends(caller)) -> dict:
     return health.health()
 

@@ -46,6 +46,10 @@ class PayloadTooLarge(MemoryServiceError):
     status, code = 413, "payload_too_large"
 
 
+class UnsupportedMediaType(MemoryServiceError):
+    status, code = 415, "unsupported_media_type"
+
+
 class RateLimited(MemoryServiceError):
     status, code = 429, "rate_limited"
 

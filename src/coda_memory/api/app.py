@@ -39,6 +39,11 @@ _STATUS_CODES = {
 }
 
 
+def error_code_for(status: int) -> str:
+    """The error code of an HTTP status this API answers (``error`` for others)."""
+    return _STATUS_CODES.get(status, "error")
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
@@ -127,7 +132,7 @@ def create_app(title: str) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "error")
+        code = error_code_for(exc.status_code)
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
 

@@ -1,0 +1,35 @@
+"""MCP function: POST /mcp, the MCP server over streamable HTTP (stateless, JSON responses)."""
+
+from coda_memory import runtime
+
+runtime.prewarm()  # start loading the model while FastAPI and the rest import (Lambda init)
+
+from fastapi import Depends, Header, Request, Response  # noqa: E402
+
+from coda_memory.api.app import caller, create_app  # noqa: E402
+from coda_memory.api.contract import BODY, COMMON, JsonRpcMessage, JsonRpcResponse, error_responses, request_body  # noqa: E402
+from coda_memory.api.lambda_handler import make_handler  # noqa: E402
+from coda_memory.auth import Caller  # noqa: E402
+from coda_memory.mcp.server import http_identity, http_response  # noqa: E402
+from coda_memory.models import ID_PATTERN  # noqa: E402
+
+app = create_app("coda-memory mcp")
+
+
+@app.post(
+    "/mcp", response_model=None,
+    openapi_extra=request_body(JsonRpcMessage, "one MCP JSON-RPC message (streamable HTTP, stateless)"),
+    responses={200: {"model": JsonRpcResponse, "description": "the JSON-RPC response"},
+               202: {"description": "a notification or response was accepted (no body)"},
+               **error_responses(*COMMON, *BODY, 403, 415)},
+)
+async def mcp_endpoint(
+    request: Request, who: Caller = Depends(caller),
+    x_user_id: str | None = Header(
+        None, pattern=ID_PATTERN,
+        description="the user the tools act for (service key only; a user-bound key acts for its own user)"),
+) -> Response:
+    return await http_response(http_identity(who, x_user_id), request)
+
+
+handler = make_handler(app)

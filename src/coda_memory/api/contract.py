@@ -1,0 +1,295 @@
+"""The API contract as code: response models, the error schema, request-body declarations and
+the per-route status codes, plus the merge of the functions' FastAPI apps into the one OpenAPI
+3.1 document of the API (``openapi.json``, ``make openapi``).
+
+Handlers read their bodies themselves (``json_body`` + ``parse_model``: 400/413/422 stay under
+our control), so FastAPI cannot see the request models; :func:`request_body` declares them for
+the document from the same pydantic models the handlers validate with. Responses go through
+``response_model`` (FastAPI validates and serialises them with these models), so the document
+and what a handler sends cannot differ.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+from .. import __version__
+
+REF = "#/components/schemas/{model}"
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+MemoryId = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. validation_error")
+    message: str = Field(description="what went wrong, for people; never echoes input values")
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
+
+
+#: What each documented error status means on this API (the description in the document).
+ERROR_STATUSES: dict[int, str] = {
+    400: "The body is not a JSON object (bad_request).",
+    401: "Missing or unknown X-API-Key (unauthorized); also answered by the gateway.",
+    403: "The API key may not act for this user (forbidden).",
+    404: "No such memory for this user (not_found).",
+    409: "Conflict with the current state (conflict).",
+    413: "The body is larger than the configured limit (payload_too_large).",
+    415: "The body is not application/json (unsupported_media_type).",
+    422: "A field, path or query parameter is invalid (validation_error); the message names it.",
+    429: "Rate limit or quota exceeded (rate_limited, quota_exceeded); see Retry-After.",
+    503: "The database is unavailable (service_unavailable); retry after Retry-After.",
+}
+
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
+
+#: Statuses every authenticated route can answer.
+COMMON = (401, 422, 429, 503)
+#: ... routes that read a JSON body.
+BODY = (400, 413)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for error statuses, all with the error schema."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        entry: dict[str, Any] = {"model": ErrorBody, "description": ERROR_STATUSES[status]}
+        if status in (429, 503):
+            entry["headers"] = _RETRY_AFTER
+        out[status] = entry
+    return out
+
+
+# --- request bodies --------------------------------------------------------------------------
+
+#: Models named in request bodies; their schemas go into the document's components.
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def request_body(model: type[BaseModel], description: str | None = None) -> dict[str, Any]:
+    """``openapi_extra`` declaring ``model`` as the JSON request body of a route whose handler
+    validates it with ``parse_model(model, await json_body(request))``."""
+    BODY_MODELS[model.__name__] = model
+    body: dict[str, Any] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}},
+    }
+    if description:
+        body["description"] = description
+    return {"requestBody": body}
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class IngestResult(BaseModel):
+    """The outcome for one item: stored (``created``), already stored (``duplicate``, with the
+    existing memory's id) or ``rejected`` (batch only, with the error)."""
+
+    status: Literal["created", "duplicate", "rejected"]
+    memory_id: MemoryId | None = None
+    error: ErrorDetail | None = None
+    event_id: str | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[IngestResult] = Field(description="one result per item, in order")
+
+
+class Memory(BaseModel):
+    """A stored memory as ``GET /memory/{id}`` returns it."""
+
+    id: MemoryId
+    user_id: str
+    content: str
+    content_type: str
+    source_type: str
+    source_id: str | None
+    context_id: str | None
+    tags: list[str]
+    importance: float
+    confidence: float
+    metadata: dict[str, Any]
+    content_hash: str
+    created_at: Timestamp
+    ingested_at: Timestamp
+    accessed_at: Timestamp | None
+    access_count: int
+    archived: bool
+    archived_at: Timestamp | None
+
+
+class SearchResult(BaseModel):
+    id: MemoryId
+    content: str
+    content_type: str
+    source_type: str
+    source_id: str | None
+    context_id: str | None
+    tags: list[str]
+    importance: float
+    created_at: Timestamp
+    similarity: float = Field(description="cosine similarity of query and memory")
+    relevance: float = Field(description="blended score the results are ordered by")
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+    took_ms: float
+
+
+class ContextResponse(BaseModel):
+    context: str = Field(description="the memories as text, within max_tokens")
+    token_count: int
+    memory_ids: list[MemoryId]
+    truncated: bool
+
+
+class DeleteResult(BaseModel):
+    memory_id: MemoryId
+    status: Literal["deleted", "erased"]
+
+
+class EraseResult(BaseModel):
+    user_id: str
+    erased: int = Field(description="memories erased for good")
+    status: Literal["erased"]
+
+
+class HealthModel(BaseModel):
+    name: str
+    dimension: int
+    quantization: str | None = None
+    error: str | None = None
+
+
+class HealthDatabase(BaseModel):
+    status: Literal["ok", "unavailable"]
+    server_version: str | None = None
+    pgvector: str | None = None
+    schema_version: int | str | None = None
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    model: HealthModel
+    database: HealthDatabase
+
+
+class JsonRpcMessage(BaseModel):
+    """One MCP JSON-RPC 2.0 message (``initialize``, ``tools/list``, ``tools/call``, ...); the
+    MCP SDK validates it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    jsonrpc: Literal["2.0"]
+    id: int | str | None = Field(None, description="absent for notifications")
+    method: str | None = None
+    params: dict[str, Any] | None = None
+
+
+class JsonRpcError(BaseModel):
+    code: int
+    message: str
+    data: Any = None
+
+
+class JsonRpcResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    jsonrpc: Literal["2.0"]
+    id: int | str | None
+    result: dict[str, Any] | None = None
+    error: JsonRpcError | None = None
+
+
+# --- one document for every function ----------------------------------------------------------
+
+Operation = tuple[str, str]  # (METHOD, /path) as the template routes it
+
+
+def _model_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
+    models = list(models)
+    if not models:
+        return {}
+    _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    return dict(top.get("$defs", {}))
+
+
+def build_document(
+    apps: Sequence[tuple[FastAPI, Iterable[Operation]]], *, title: str = "coda-memory API",
+    servers: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API: each app contributes the operations the template
+    routes to its function (``GET /health`` exists in two apps, the template routes it to one).
+    Components of all apps and the request-body models are merged; a name defined twice with
+    different schemas is an error (two models would silently shadow each other)."""
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
+
+    def add_schema(name: str, schema: Any) -> None:
+        if name in schemas and schemas[name] != schema:
+            raise ValueError(f"two different schemas are named {name}")
+        schemas[name] = schema
+
+    body_models: dict[str, type[BaseModel]] = {}
+    for app, operations in apps:
+        wanted = {(m.upper(), p) for m, p in operations}
+        spec = app.openapi()
+        for path, item in spec.get("paths", {}).items():
+            for method, operation in item.items():
+                if (method.upper(), path) not in wanted:
+                    continue
+                paths.setdefault(path, {})[method] = copy.deepcopy(operation)
+        for name, schema in spec.get("components", {}).get("schemas", {}).items():
+            add_schema(name, schema)
+        for route in app.routes:
+            if isinstance(route, APIRoute) and route.openapi_extra:
+                ref = (route.openapi_extra.get("requestBody", {}).get("content", {})
+                       .get("application/json", {}).get("schema", {}).get("$ref", ""))
+                name = ref.rsplit("/", 1)[-1]
+                if name in BODY_MODELS:
+                    body_models[name] = BODY_MODELS[name]
+    for name, schema in _model_schemas(body_models.values()).items():
+        add_schema(name, schema)
+    # FastAPI's own validation error schemas are unused: our 422 is the error schema.
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": __version__,
+            "description": (
+                "Semantic long-term memory for LLM agents. Every route needs an API key in the "
+                "X-API-Key header; every error is {\"error\": {\"code\", \"message\"}}."
+            ),
+        },
+        "paths": {p: dict(sorted(paths[p].items())) for p in sorted(paths)},
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+        "security": [{"ApiKey": []}],
+    }
+    if servers:
+        doc["servers"] = servers
+    return doc

@@ -1,0 +1,149 @@
+"""The MCP tools: schemas derived from the API's pydantic models, calls into the use cases.
+
+Identity is never a tool argument: every call runs for the :class:`Identity` of the connection
+(a user-bound key's user, or the service key's ``X-User-Id`` / ``--user``). The input schemas are
+the API's request models without ``user_id``; arguments are validated by those same models (with
+the connection's user filled in), so a bad argument gets the API's own message. A ``user_id``
+argument is refused, never silently replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..api import contract
+from ..auth import Caller
+from ..errors import ValidationFailed
+from ..models import ContextRequest, IngestItem, SearchRequest, parse_model
+from ..usecases import ingest, memories, search
+
+#: Arguments no tool accepts: who the call is for comes from the connection.
+IDENTITY_ARGUMENTS = ("user_id",)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a tool call acts as: the authenticated caller and the user it acts for."""
+
+    caller: Caller
+    user_id: str
+
+
+class MemoryRef(BaseModel):
+    """Arguments naming one memory of the connection's user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_id: str = Field(description="the memory's id (UUID)", json_schema_extra={"format": "uuid"})
+
+
+def input_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema without the identity arguments."""
+    schema = model.model_json_schema()
+    props = schema.get("properties", {})
+    for name in IDENTITY_ARGUMENTS:
+        props.pop(name, None)
+    schema["required"] = [r for r in schema.get("required", []) if r not in IDENTITY_ARGUMENTS]
+    return schema
+
+
+def output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(mode="serialization")
+
+
+def _with_user(identity: Identity, arguments: dict[str, Any]) -> dict[str, Any]:
+    for name in IDENTITY_ARGUMENTS:
+        if name in arguments:
+            raise ValidationFailed(
+                f"{name} is not a tool argument: the user comes from the connection "
+                "(the API key's user, or X-User-Id / --user with the service key)"
+            )
+    return {**arguments, "user_id": identity.user_id}
+
+
+# --- the tools -------------------------------------------------------------------------------
+
+ToolResult = tuple[str, dict[str, Any]]  # compact text for the model, structured content
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def remember(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
+    result = ingest.ingest(identity.caller, [_with_user(identity, arguments)], atomic_single=True)[0]
+    out = result.as_dict()
+    if result.status == "created":
+        return f"remembered as {result.memory_id}", out
+    return f"already remembered as {result.memory_id}", out
+
+
+def recall(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
+    request = parse_model(SearchRequest, _with_user(identity, arguments))
+    out = search.search(identity.caller, request)
+    lines = [
+        f"{i}. [{r['content_type']}, relevance {r['relevance']:.2f}] {_short(r['content'])} (id {r['id']})"
+        for i, r in enumerate(out["results"], 1)
+    ]
+    return ("\n".join(lines) or "no matching memories"), out
+
+
+def get_context(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
+    request = parse_model(ContextRequest, _with_user(identity, arguments))
+    out = search.build_context(identity.caller, request)
+    return (out["context"] or "no relevant memories"), out
+
+
+def get_memory(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
+    ref = parse_model(MemoryRef, arguments)
+    out = memories.get_memory(identity.caller, ref.memory_id, identity.user_id)
+    tags = f", tags {', '.join(out['tags'])}" if out.get("tags") else ""
+    return f"[{out['content_type']}, {out['created_at']}{tags}] {out['content']}", out
+
+
+def forget(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
+    ref = parse_model(MemoryRef, arguments)
+    out = memories.delete_memory(identity.caller, ref.memory_id, identity.user_id, hard=False)
+    return f"forgot {out['memory_id']}", out
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    run: Callable[[Identity, dict[str, Any]], ToolResult]
+
+    def input_schema(self) -> dict[str, Any]:
+        return input_schema(self.input_model)
+
+    def output_schema(self) -> dict[str, Any]:
+        return output_schema(self.output_model)
+
+
+TOOLS: dict[str, Tool] = {t.name: t for t in (
+    Tool("remember", "Store a memory for the user (a fact, preference, event or conversation "
+         "snippet). Returns its id; storing the same content again returns the existing id.",
+         IngestItem, contract.IngestResult, remember),
+    Tool("recall", "Search the user's memories by meaning and keywords; best matches first. "
+         "Optional filters narrow by type, tags, importance, context or time.",
+         SearchRequest, contract.SearchResponse, recall),
+    Tool("get_context", "The user's memories most relevant to a query, as one text block within "
+         "max_tokens, ready to put into a prompt.",
+         ContextRequest, contract.ContextResponse, get_context),
+    Tool("get_memory", "One memory of the user by id.", MemoryRef, contract.Memory, get_memory),
+    Tool("forget", "Delete one memory of the user (soft delete: it no longer shows up; erased "
+         "for good after the retention period).", MemoryRef, contract.DeleteResult, forget),
+)}
+
+
+def describe(arguments: Any) -> str:
+    """Arguments for a log line: names only, never values (they may be memory content)."""
+    return json.dumps(sorted(arguments)) if isinstance(arguments, dict) else type(arguments).__name__
