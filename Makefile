@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 MODEL  := layers/model/build/model/manifest.json
 MODEL_INPUTS := layers/model/build.py layers/model/requirements-build.txt
 
-.PHONY: help venv layer run test test-fast test-ts lint build bench bench-retrieval clean
+.PHONY: help venv layer run test test-fast test-ts lint build bench bench-retrieval openapi clean
 
 help:
 	@echo "make run    - set up and start the local stack (API on :3000, Lambda invoke on :3001)"
@@ -18,6 +18,7 @@ help:
 	@echo "make layer  - build the int8 ONNX model (cached)"
 	@echo "make lint   - ruff + mypy on the core"
 	@echo "make build  - sam build (no container) into .aws-sam/build"
+	@echo "make openapi - regenerate openapi.json from the handlers (tests fail when it is stale)"
 	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo recall"
 
 $(STAMP): pyproject.toml
@@ -63,6 +64,9 @@ test-fast: venv layer
 lint: venv
 	$(PY) -m ruff check src functions local tests bench layers/model
 	$(PY) -m mypy
+
+openapi: venv
+	$(PY) -m local.openapi
 
 build: venv layer
 	$(PY) -m local.sam_build

@@ -26,6 +26,7 @@ CONTRACT_ROUTES = {
     ("POST", "/search"): "RetrieveFunction",
     ("POST", "/context"): "RetrieveFunction",
     ("GET", "/health"): "RetrieveFunction",
+    ("POST", "/mcp"): "McpFunction",
 }
 JOB_FUNCTIONS = {
     "ArchivalFunction": "app.archival_handler",
@@ -77,11 +78,12 @@ def test_api_requires_a_key_with_usage_plan_throttling_and_access_logs(raw, tpl)
 
 def test_functions_runtime_handlers_and_code(tpl, raw):
     assert raw["Globals"]["Function"]["Runtime"] == "python3.12"
-    expected = {"IngestFunction": "app.handler", "RetrieveFunction": "app.handler", **JOB_FUNCTIONS}
+    expected = {"IngestFunction": "app.handler", "RetrieveFunction": "app.handler", "McpFunction": "app.handler",
+                **JOB_FUNCTIONS}
     assert {k: v.handler for k, v in tpl.functions.items()} == expected
     for spec in tpl.functions.values():
         assert spec.sam_function.runtime == "python3.12"
-    for name in ("IngestFunction", "RetrieveFunction"):
+    for name in ("IngestFunction", "RetrieveFunction", "McpFunction"):
         spec = tpl.functions[name]
         assert spec.timeout_s <= 29  # API Gateway's integration limit
         assert spec.memory_mb >= 1024  # CPU share for the ONNX model
