@@ -153,6 +153,14 @@ def make_gateway_app(
         if require_key and api_key_check is not None and not api_key_check(request.headers.get("X-API-Key")):
             g.denied = True
             return make_response(jsonify(UNAUTHORIZED), 401)
+        # SAM CLI decodes the body and query string as UTF-8 and answers anything else with a
+        # 502 "Internal server error" (found by the fuzzer): a client error, answered as one.
+        for part, raw in (("body", request.get_data()), ("query string", request.query_string)):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return make_response(jsonify(
+                    {"error": {"code": "bad_request", "message": f"request {part} is not valid UTF-8"}}), 400)
         return None
 
     @app.after_request

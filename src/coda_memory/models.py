@@ -57,10 +57,11 @@ def _check_tags(tags: list[str]) -> list[str]:
 class IngestItem(_Strict):
     """One memory to store (``POST /ingest`` body, or an item of ``/ingest/batch``)."""
 
-    content: str
-    content_type: str
-    source_type: Identifier
-    user_id: Identifier
+    content: str = Field(examples=["I prefer green tea in the morning"])
+    content_type: str = Field(examples=["preference"], description="one of the configured content types "
+                              "(default: conversation, fact, preference, event)")
+    source_type: Identifier = Field(examples=["chat"])
+    user_id: Identifier = Field(examples=["alice"])
     context_id: Identifier | None = None
     source_id: Identifier | None = None
     tags: list[str] = Field(default_factory=list)
@@ -184,8 +185,8 @@ def _query(value: str) -> str:
 class SearchRequest(_Strict):
     """``POST /search`` body (and the shared part of ``POST /context``)."""
 
-    query: str
-    user_id: Identifier
+    query: str = Field(examples=["what does the user drink in the morning?"])
+    user_id: Identifier = Field(examples=["alice"])
     top_k: int = Field(10, ge=1)
     filters: SearchFilters = Field(default_factory=lambda: SearchFilters())
 
