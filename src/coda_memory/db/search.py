@@ -60,7 +60,7 @@ def _where(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
     return " AND ".join(clauses), params
 
 
-# Lexical candidates: the SECURITY DEFINER function bm25_candidates (migrations 0003/0004/0008).
+# Lexical candidates: the SECURITY DEFINER function bm25_candidates (db/functions/bm25_candidates.sql).
 # Under row-level security `search_vector @@ tsquery` (not LEAKPROOF) cannot use the GIN index,
 # so the lexical step read every row of the user; the function is scoped to the transaction's
 # app.current_user_id by itself (no user argument) and goes through the index. BM25: tf =
