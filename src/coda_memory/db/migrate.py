@@ -136,7 +136,7 @@ def _apply(conn: psycopg.Connection, migration: Migration) -> None:
 def _apply_functions(conn: psycopg.Connection, directory: Path) -> list[str]:
     """(Re-)apply the function files whose checksum changed; all in one transaction, with
     body checks deferred so files may call functions defined in files after them."""
-    recorded = dict(conn.execute("SELECT name, checksum FROM schema_functions").fetchall())
+    recorded: dict[str, str] = dict(conn.execute("SELECT name, checksum FROM schema_functions").fetchall())
     changed = [f for f in functions(directory) if recorded.get(f.name) != f.checksum]
     if changed:
         with conn.transaction():
