@@ -96,7 +96,7 @@ class Api:
         resource, params = path, None
         parts = path.split("/")
         if path.startswith("/memory/"):
-            resource, params = "/memory/{id}", {"id": parts[2]}
+            resource, params = "/memory/{id}" + ("/" + "/".join(parts[3:]) if len(parts) > 3 else ""), {"id": parts[2]}
         elif path.startswith("/users/"):
             resource, params = "/users/{user_id}/memories", {"user_id": parts[2]}
         handler = self.handlers[self._ROUTES.get((method, resource), "ingest")]

@@ -71,6 +71,12 @@ def lock_and_find_existing(
     return Quota(**row), by_hash, by_event
 
 
+def lock(cur: DictCursor, user_id: str) -> None:
+    """Hold the user's quota row until the transaction ends: serialises a change of content
+    with concurrent ingests of the user, so the content-hash dedup sees a settled state."""
+    cur.execute("SELECT 1 FROM user_quotas WHERE user_id = %s FOR UPDATE", (user_id,))
+
+
 def add(cur: DictCursor, user_id: str, created: int) -> None:
     cur.execute(
         """UPDATE user_quotas SET

@@ -155,7 +155,7 @@ def _store_user_items(
             embedding=vec, source_type=item.source_type, source_id=item.source_id,
             context_id=item.context_id, event_id=p.event_id, importance=p.importance,
             confidence=item.confidence, tags=p.tags, metadata=item.metadata,
-            content_hash=p.hash, created_at=item.created_at,
+            content_hash=p.hash, created_at=item.created_at, expires_at=item.expires_at,
         ))
         # Later items of the same batch with the same content are duplicates of this one.
         by_hash[p.hash] = memory_id
@@ -164,7 +164,7 @@ def _store_user_items(
         remaining -= 1
         out.append((p, ItemResult("created", str(memory_id), event_id=p.event_id)))
     if rows:
-        memory_sql.insert_memories(cur, rows)
+        memory_sql.insert_memories(cur, rows, actor=caller.principal.key_id)
         quotas.add(cur, user_id, len(rows))
     audit.write(
         cur,
