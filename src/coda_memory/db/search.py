@@ -36,7 +36,7 @@ _BM25_K1 = 1.2
 _BM25_B = 0.75
 
 
-# Lexical candidates: the SECURITY DEFINER function bm25_candidates (migrations 0003/0004/0008).
+# Lexical candidates: the SECURITY DEFINER function bm25_candidates (db/functions/bm25_candidates.sql).
 # Under row-level security `search_vector @@ tsquery` (not LEAKPROOF) cannot use the GIN index,
 # so the lexical step read every row of the user; the function is scoped to the transaction's
 # app.current_user_id by itself (no user argument) and goes through the index. BM25: tf =
