@@ -83,6 +83,8 @@ def insert_memories(cur: DictCursor, rows: Sequence[NewMemory], *, actor: str, a
 
 
 def write_history(cur: DictCursor, user_id: str, entries: Sequence[HistoryEntry]) -> None:
+    if not entries:
+        return
     cur.executemany(
         """INSERT INTO memory_history (user_id, memory_id, version, action, actor, changes)
            VALUES (%s, %s, %s, %s, %s, %s)""",

@@ -84,7 +84,9 @@ scored AS (
            -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
            coalesce(nullif(1 - (m.embedding <=> %(q)s), 'NaN'::float8), 0) AS similarity
     FROM memories m JOIN c ON c.id = m.id
-    WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM c))
+    -- every filter again: the lexical candidates come from bm25_candidates, which does not
+    -- know all of them (expiry)
+    WHERE {where} AND m.id = ANY(ARRAY(SELECT id FROM c))
 ),
 normed AS (
     SELECT s.*, greatest(s.similarity, 0) AS cos,

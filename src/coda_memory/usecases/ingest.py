@@ -131,10 +131,14 @@ def _store_user_items(
     ``cur``, already scoped to ``user_id``."""
     settings = get_settings()
     out: list[tuple[_Pending, ItemResult]] = []
-    quota, by_hash, by_event = quotas.lock_and_find_existing(
+    quota, by_hash, by_event, expired = quotas.lock_and_find_existing(
         cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions,
         [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id],
     )
+    if expired:
+        retired = memory_sql.retire_expired(cur, user_id, expired)
+        quotas.release(cur, user_id, retired)
+        quota.memory_count -= retired
     rows: list[memory_sql.NewMemory] = []
     remaining = quota.remaining
     for p, vec in group:
