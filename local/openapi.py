@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .lambda_invoke import InProcessRunner
+from .lambda_invoke import import_handler
 from .template import REPO_ROOT, LocalTemplate, load
 
 OPENAPI_FILE = REPO_ROOT / "openapi.json"
@@ -27,9 +27,8 @@ OPENAPI_FILE = REPO_ROOT / "openapi.json"
 def template_operations(template: LocalTemplate) -> dict[str, set[tuple[str, str]]]:
     """{function logical id: {(METHOD, path)}} for every API route of the template."""
     out: dict[str, set[tuple[str, str]]] = {}
-    for route in template.api.routes:
-        for method in route.methods:
-            out.setdefault(route.function_name, set()).add((method.upper(), route.path))
+    for route in template.routes:
+        out.setdefault(route.function, set()).add((route.method, route.path))
     return out
 
 
@@ -38,7 +37,8 @@ def function_apps(template: LocalTemplate) -> list[tuple[Any, set[tuple[str, str
     apps = []
     for logical_id, operations in sorted(template_operations(template).items()):
         spec = template.functions[logical_id]
-        module = InProcessRunner._import(spec)
+        import_handler(spec)  # imports the module as the local runner does
+        module = sys.modules.get(spec.dotted_module or f"_local_lambda_{spec.logical_id}")
         app = getattr(module, "app", None)
         if app is None or not hasattr(app, "openapi"):
             raise RuntimeError(f"{spec.module_file} has no FastAPI `app` to document")

@@ -25,7 +25,7 @@ from local.services import REPO_ROOT
 from tests.apigw import SERVICE_KEY, make_event
 
 MODEL_DIR = REPO_ROOT / "layers" / "model" / "build" / "model"
-TOOLS = {"remember", "recall", "get_context", "get_memory", "forget"}
+TOOLS = {"remember", "recall", "get_context", "list_memories", "get_memory", "update_memory", "forget"}
 
 
 @pytest.fixture()
@@ -106,6 +106,28 @@ async def _exercise_every_tool(s: ClientSession) -> None:
     r = await s.call_tool("get_memory", {"memory_id": mid})
     assert not r.isError and r.structuredContent["id"] == mid and "Darjeeling" in _text(r)
 
+    r = await s.call_tool("remember", {"content": "I drink coffee after lunch", "content_type": "preference",
+                                       "source_type": "chat"})
+    second = r.structuredContent["memory_id"]
+    r = await s.call_tool("list_memories", {"limit": 1})
+    assert not r.isError, _text(r)
+    assert [m["id"] for m in r.structuredContent["memories"]] == [second]
+    cursor = r.structuredContent["next_cursor"]
+    assert cursor and cursor in _text(r)
+    r = await s.call_tool("list_memories", {"limit": 1, "cursor": cursor})
+    assert [m["id"] for m in r.structuredContent["memories"]] == [mid] and r.structuredContent["next_cursor"] is None
+
+    r = await s.call_tool("update_memory", {"memory_id": second, "content": "I drink coffee after dinner",
+                                            "tags": ["coffee"]})
+    assert not r.isError, _text(r)
+    assert r.structuredContent["version"] == 2 and r.structuredContent["content"] == "I drink coffee after dinner"
+    r = await s.call_tool("update_memory", {"memory_id": second, "content": "My favourite tea is Darjeeling first flush"})
+    assert r.isError and r.structuredContent["error"]["code"] == "conflict"
+    r = await s.call_tool("update_memory", {"memory_id": second})
+    assert r.isError and "give at least one field to change" in _text(r)
+    r = await s.call_tool("forget", {"memory_id": second})
+    assert not r.isError
+
     r = await s.call_tool("forget", {"memory_id": mid})
     assert not r.isError and r.structuredContent == {"memory_id": mid, "status": "deleted"}
     r = await s.call_tool("get_memory", {"memory_id": mid})
@@ -123,6 +145,10 @@ async def _exercise_every_tool(s: ClientSession) -> None:
         ("remember", {"content_type": "fact", "source_type": "chat"}, "content: Field required"),
         ("get_memory", {"memory_id": "not-a-uuid"}, "memory id must be a UUID"),
         ("forget", {}, "memory_id: Field required"),
+        ("list_memories", {"limit": 0}, "limit"),
+        ("list_memories", {"cursor": "garbage!"}, "cursor is not valid"),
+        ("update_memory", {"content": "x"}, "memory_id"),
+        ("update_memory", {"memory_id": str(uuid.uuid4()), "importance": 2}, "importance"),
         ("nonexistent", {}, "unknown tool"),
     ]
     for name, args, expected in bad:
@@ -130,8 +156,9 @@ async def _exercise_every_tool(s: ClientSession) -> None:
         assert r.isError, (name, args)
         assert expected in _text(r), (name, _text(r))
     # identity is never an argument
-    r = await s.call_tool("recall", {"query": "x", "user_id": "mallory"})
-    assert r.isError and "user_id is not a tool argument" in _text(r)
+    for name in TOOLS:
+        r = await s.call_tool(name, {"user_id": "mallory"})
+        assert r.isError and "user_id is not a tool argument" in _text(r), name
     r = await s.call_tool("remember", {"content": "x", "content_type": "fact", "source_type": "chat",
                                        "user_id": "mallory"})
     assert r.isError and r.structuredContent["error"]["code"] == "validation_error"

@@ -1,5 +1,6 @@
-"""Ingest function: POST /ingest, POST /ingest/batch, GET|DELETE /memory/{id},
-DELETE /users/{user_id}/memories, GET /health; plus direct invokes from the subscriber."""
+"""Ingest function: POST /ingest, POST /ingest/batch, GET /memories, GET|PATCH|DELETE
+/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories (routed here by
+infra/template.yaml); plus direct invokes from the subscriber."""
 
 from coda_memory import runtime
 
@@ -14,16 +15,17 @@ from coda_memory.api.contract import (  # noqa: E402
     BatchResponse,
     DeleteResult,
     EraseResult,
-    Health,
     IngestResult,
     Memory,
+    MemoryHistory,
+    MemoryPage,
     error_responses,
     request_body,
 )
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
-from coda_memory.models import ID_PATTERN, BatchRequest, IngestItem, parse_model  # noqa: E402
-from coda_memory.usecases import health, ingest, memories  # noqa: E402
+from coda_memory.models import ID_PATTERN, BatchRequest, IngestItem, MemoryPatch, parse_model  # noqa: E402
+from coda_memory.usecases import ingest, memories  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
@@ -61,6 +63,32 @@ async def get_memory(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
     return memories.get_memory(who, memory_id, user_id)
 
 
+@app.get("/memories", response_model=MemoryPage, responses=error_responses(*COMMON, 400, 403))
+async def list_memories(
+    user_id: str = UserIdQuery, limit: int = 20, cursor: str | None = None, content_type: str | None = None,
+    tag: str | None = None, context_id: str | None = None, created_after: str | None = None,
+    created_before: str | None = None, include_archived: bool = False, who: Caller = Depends(caller),
+) -> dict:
+    return memories.list_memories(
+        who, user_id, limit=limit, cursor=cursor, content_type=content_type, tag=tag, context_id=context_id,
+        created_after=created_after, created_before=created_before, include_archived=include_archived,
+    )
+
+
+@app.patch("/memory/{id}", response_model=Memory, openapi_extra=request_body(MemoryPatch),
+           responses=error_responses(*COMMON, *BODY, 403, 404, 409))
+async def update_memory(
+    request: Request, memory_id: str = MemoryIdParam, user_id: str = UserIdQuery, who: Caller = Depends(caller)
+) -> dict:
+    return memories.update_memory(who, memory_id, user_id, await json_body(request))
+
+
+@app.get("/memory/{id}/history", response_model=MemoryHistory, responses=error_responses(*COMMON, 403, 404))
+async def memory_history(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
+                         who: Caller = Depends(caller)) -> dict:
+    return memories.memory_history(who, memory_id, user_id)
+
+
 @app.delete("/memory/{id}", response_model=DeleteResult, responses=error_responses(*COMMON, 403, 404))
 async def delete_memory(
     memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
@@ -73,12 +101,6 @@ async def delete_memory(
 @app.delete("/users/{user_id}/memories", response_model=EraseResult, responses=error_responses(*COMMON, 403))
 async def erase_user(user_id: str = Path(pattern=ID_PATTERN), who: Caller = Depends(caller)) -> dict:
     return memories.erase_user(who, user_id)
-
-
-@app.get("/health", response_model=Health, response_model_exclude_unset=True,
-         responses=error_responses(401, 429))
-async def get_health(who: Caller = Depends(caller)) -> dict:
-    return health.health()
 
 
 handler = make_handler(app, direct={"ingest_events": ingest.ingest_events})

@@ -44,11 +44,11 @@ class ErrorBody(BaseModel):
 
 #: What each documented error status means on this API (the description in the document).
 ERROR_STATUSES: dict[int, str] = {
-    400: "The body is not a JSON object (bad_request).",
+    400: "The body is not a JSON object, or the cursor is not one this API gave (bad_request).",
     401: "Missing or unknown X-API-Key (unauthorized); also answered by the gateway.",
     403: "The API key may not act for this user (forbidden).",
     404: "No such memory for this user (not_found).",
-    409: "Conflict with the current state (conflict).",
+    409: "Another memory of the user already has this content (conflict; the error names its memory_id).",
     413: "The body is larger than the configured limit (payload_too_large).",
     415: "The body is not application/json (unsupported_media_type).",
     422: "A field, path or query parameter is invalid (validation_error); the message names it.",
@@ -132,6 +132,30 @@ class Memory(BaseModel):
     access_count: int
     archived: bool
     archived_at: Timestamp | None
+    version: int = Field(description="1 at creation, +1 on every change")
+    updated_at: Timestamp | None
+    expires_at: Timestamp | None
+    merged_into: MemoryId | None
+
+
+class MemoryPage(BaseModel):
+    """``GET /memories``: a page of the user's memories, newest first."""
+
+    memories: list[Memory]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
+
+
+class HistoryEntry(BaseModel):
+    version: int
+    action: str
+    at: Timestamp
+    actor: str
+    changes: dict[str, Any] = Field(description="field -> {old, new}")
+
+
+class MemoryHistory(BaseModel):
+    memory_id: MemoryId
+    history: list[HistoryEntry] = Field(description="oldest first")
 
 
 class SearchResult(BaseModel):

@@ -79,7 +79,7 @@ def build_server(default_identity: Identity | None = None) -> Server[Any, Any]:
             return _error("unauthorized", "no user for this connection")
         try:
             # the use cases block (database, model): keep the event loop free
-            text, structured = await anyio.to_thread.run_sync(tool.run, who, arguments)
+            text, structured = await anyio.to_thread.run_sync(tool.call, who, arguments)
         except MemoryServiceError as exc:
             return _error(exc.code, exc.message)
         except Exception:

@@ -9,7 +9,6 @@ argument is refused, never silently replaced.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..api import contract
 from ..auth import Caller
 from ..errors import ValidationFailed
-from ..models import ContextRequest, IngestItem, SearchRequest, parse_model
+from ..models import ContextRequest, IngestItem, ListQuery, MemoryPatch, SearchRequest, parse_model
 from ..usecases import ingest, memories, search
 
 #: Arguments no tool accepts: who the call is for comes from the connection.
@@ -56,13 +55,18 @@ def output_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(mode="serialization")
 
 
-def _with_user(identity: Identity, arguments: dict[str, Any]) -> dict[str, Any]:
+def _no_identity(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments``, refused (422) when they try to name a user."""
     for name in IDENTITY_ARGUMENTS:
         if name in arguments:
             raise ValidationFailed(
                 f"{name} is not a tool argument: the user comes from the connection "
                 "(the API key's user, or X-User-Id / --user with the service key)"
             )
+    return dict(arguments)
+
+
+def _with_user(identity: Identity, arguments: dict[str, Any]) -> dict[str, Any]:
     return {**arguments, "user_id": identity.user_id}
 
 
@@ -107,6 +111,36 @@ def get_memory(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
     return f"[{out['content_type']}, {out['created_at']}{tags}] {out['content']}", out
 
 
+def list_memories(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
+    out = memories.list_memories(identity.caller, identity.user_id, **arguments)
+    lines = [f"- [{m['content_type']}, {m['created_at'][:10]}] {_short(m['content'])} (id {m['id']})"
+             for m in out["memories"]]
+    more = f"\nmore: pass cursor {out['next_cursor']!r}" if out["next_cursor"] else ""
+    return ("\n".join(lines) or "no memories") + more, out
+
+
+class MemoryUpdate(MemoryRef):
+    """``update_memory`` arguments: the memory and the fields to change (a MemoryPatch)."""
+
+
+def _update_schema() -> dict[str, Any]:
+    # memory_id + MemoryPatch's fields: MemoryPatch validates the patch (its own messages) and
+    # counts the fields present, so memory_id stays out of it.
+    schema = input_schema(MemoryPatch)
+    ref = input_schema(MemoryRef)
+    schema["properties"] = {**ref["properties"], **schema["properties"]}
+    schema["required"] = ["memory_id", *schema.get("required", [])]
+    schema["title"] = "MemoryUpdate"
+    return schema
+
+
+def update_memory(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
+    patch = dict(arguments)
+    ref = parse_model(MemoryRef, {"memory_id": patch.pop("memory_id", None)})
+    out = memories.update_memory(identity.caller, ref.memory_id, identity.user_id, patch)
+    return f"updated {out['id']} (version {out['version']})", out
+
+
 def forget(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
     ref = parse_model(MemoryRef, arguments)
     out = memories.delete_memory(identity.caller, ref.memory_id, identity.user_id, hard=False)
@@ -121,8 +155,12 @@ class Tool:
     output_model: type[BaseModel]
     run: Callable[[Identity, dict[str, Any]], ToolResult]
 
+    def call(self, identity: Identity, arguments: dict[str, Any]) -> ToolResult:
+        """Run the tool for ``identity``; arguments naming a user are refused for every tool."""
+        return self.run(identity, _no_identity(arguments))
+
     def input_schema(self) -> dict[str, Any]:
-        return input_schema(self.input_model)
+        return _update_schema() if self.input_model is MemoryUpdate else input_schema(self.input_model)
 
     def output_schema(self) -> dict[str, Any]:
         return output_schema(self.output_model)
@@ -138,12 +176,15 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("get_context", "The user's memories most relevant to a query, as one text block within "
          "max_tokens, ready to put into a prompt.",
          ContextRequest, contract.ContextResponse, get_context),
+    Tool("list_memories", "The user's memories, newest first, a page at a time (limit, cursor), "
+         "optionally by content_type, tag, context_id or creation time.",
+         ListQuery, contract.MemoryPage, list_memories),
     Tool("get_memory", "One memory of the user by id.", MemoryRef, contract.Memory, get_memory),
+    Tool("update_memory", "Correct a memory: give its id and only the fields to change (content, "
+         "content_type, tags, importance, confidence, metadata, context_id, expires_at).",
+         MemoryUpdate, contract.Memory, update_memory),
     Tool("forget", "Delete one memory of the user (soft delete: it no longer shows up; erased "
          "for good after the retention period).", MemoryRef, contract.DeleteResult, forget),
 )}
 
 
-def describe(arguments: Any) -> str:
-    """Arguments for a log line: names only, never values (they may be memory content)."""
-    return json.dumps(sorted(arguments)) if isinstance(arguments, dict) else type(arguments).__name__
