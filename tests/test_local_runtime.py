@@ -104,6 +104,61 @@ def test_every_route_of_the_template_reaches_its_function(http):
 
 
 @needs_api
+def test_gateway_serves_the_openapi_document_and_docs_page_behind_the_key(rt, http):
+    from local.openapi import OPENAPI_FILE
+
+    r = http.get("/openapi.json")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.json() == json.loads(OPENAPI_FILE.read_text())  # the committed file is what is served
+    r = http.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "<script" not in r.text and "/memory/{id}" in r.text and "ErrorBody" in r.text
+    with httpx.Client(base_url=rt.api_url, timeout=30) as anon:
+        for path in ("/openapi.json", "/docs"):
+            assert anon.get(path).status_code == 401
+            assert anon.get(path, headers={"X-API-Key": "wrong"}).status_code == 401
+
+
+@needs_api
+def test_a_body_or_query_that_is_not_utf8_is_a_400_not_a_502(http):
+    # found by the fuzzer: SAM CLI's gateway answered 502 "Internal server error"
+    r = http.post("/search", content=b'{"query": "caf\xe9", "user_id": "u"}',
+                  headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == {"code": "bad_request",
+                                                          "message": "request body is not valid UTF-8"}
+    assert http.get("/memories?user_id=%ff").status_code == 422  # percent-encoded: the handler decides
+    assert http.get("/memories", params={"user_id": "caf\u00e9"}).status_code == 422
+
+
+@needs_api
+def test_mcp_over_the_gateway_with_the_sdks_streamable_http_client(rt):
+    import anyio
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    user = _user()
+
+    async def session() -> list[str]:
+        headers = {"X-API-Key": SERVICE_KEY, "X-User-Id": user}
+        async with httpx.AsyncClient(headers=headers, timeout=60) as client, \
+                streamable_http_client(rt.api_url + "/mcp", http_client=client) as (read, write, _), \
+                ClientSession(read, write) as s:
+            await s.initialize()
+            names = [t.name for t in (await s.list_tools()).tools]
+            r = await s.call_tool("remember", {"content": "The gateway routes /mcp from the template",
+                                               "content_type": "fact", "source_type": "test"})
+            assert r.structuredContent["status"] == "created", r
+            r = await s.call_tool("recall", {"query": "gateway routes"})
+            assert len(r.structuredContent["results"]) == 1
+            return names
+
+    assert "remember" in anyio.run(session)
+    with httpx.Client(base_url=rt.api_url, timeout=30) as anon:
+        r = anon.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert r.status_code == 401
+
+
+@needs_api
 def test_unknown_routes_get_api_gateways_403(http):
     for method, path in [("GET", "/nope"), ("PUT", "/ingest"), ("GET", "/search"), ("POST", "/memory/x/y"),
                          ("GET", "/")]:
