@@ -13,7 +13,9 @@ import { RedisClient } from "./resp.js";
 export { RedisClient, RedisConnectionError, RedisReplyError } from "./resp.js";
 
 // ------------------------------------------------------------------------------------------
-// Types of the API contract (README "API").
+// Types of the API contract: openapi.json at the repository root. tests/unit/test_ts_types.py
+// checks every interface named there against the document's schema of the same name (field
+// names, which are optional, and JSON types), so these cannot drift from the server.
 
 export type ContentType = "conversation" | "fact" | "preference" | "event" | (string & {});
 
@@ -30,12 +32,19 @@ export interface IngestRequest {
   confidence?: number;
   /** ISO 8601; not in the future. */
   created_at?: string;
+  /** ISO 8601; the memory is invisible after it and erased by the retention purge. */
+  expires_at?: string | null;
 }
 
 export interface IngestResult {
   memory_id?: string;
   status: "created" | "duplicate" | "rejected";
   error?: ApiErrorBody["error"];
+  event_id?: string;
+}
+
+export interface BatchResponse {
+  results: IngestResult[];
 }
 
 export interface SearchFilters {
@@ -60,11 +69,38 @@ export interface Memory {
   content_type: ContentType;
   source_type: string;
   source_id: string | null;
-  context_id?: string | null;
+  context_id: string | null;
   tags: string[];
   importance: number;
   created_at: string;
   metadata: Record<string, unknown>;
+}
+
+/** A memory as GET /memory/{id} (and PATCH, GET /memories) return it. */
+export interface StoredMemory extends Memory {
+  user_id: string;
+  confidence: number;
+  content_hash: string;
+  ingested_at: string;
+  accessed_at: string | null;
+  access_count: number;
+  archived: boolean;
+  archived_at: string | null;
+  version: number;
+  updated_at: string | null;
+  expires_at: string | null;
+  merged_into: string | null;
+}
+
+export interface DeleteResult {
+  memory_id: string;
+  status: "deleted" | "erased";
+}
+
+export interface EraseResult {
+  user_id: string;
+  erased: number;
+  status: "erased";
 }
 
 export interface SearchResult extends Memory {
@@ -218,7 +254,7 @@ export class MemoryClient {
     return this.request<IngestResult>("POST", "/ingest", item, signal);
   }
 
-  ingestBatch(items: IngestRequest[], signal?: AbortSignal): Promise<{ results: IngestResult[] }> {
+  ingestBatch(items: IngestRequest[], signal?: AbortSignal): Promise<BatchResponse> {
     return this.request("POST", "/ingest/batch", { items }, signal);
   }
 
@@ -230,16 +266,16 @@ export class MemoryClient {
     return this.request<ContextResponse>("POST", "/context", request, signal);
   }
 
-  getMemory(id: string, userId: string, signal?: AbortSignal): Promise<Memory> {
-    return this.request<Memory>("GET", `/memory/${encodeURIComponent(id)}?user_id=${encodeURIComponent(userId)}`, undefined, signal);
+  getMemory(id: string, userId: string, signal?: AbortSignal): Promise<StoredMemory> {
+    return this.request<StoredMemory>("GET", `/memory/${encodeURIComponent(id)}?user_id=${encodeURIComponent(userId)}`, undefined, signal);
   }
 
-  deleteMemory(id: string, userId: string, options: { hard?: boolean } = {}, signal?: AbortSignal): Promise<unknown> {
+  deleteMemory(id: string, userId: string, options: { hard?: boolean } = {}, signal?: AbortSignal): Promise<DeleteResult> {
     const hard = options.hard ? "&hard=true" : "";
     return this.request("DELETE", `/memory/${encodeURIComponent(id)}?user_id=${encodeURIComponent(userId)}${hard}`, undefined, signal);
   }
 
-  eraseUser(userId: string, signal?: AbortSignal): Promise<unknown> {
+  eraseUser(userId: string, signal?: AbortSignal): Promise<EraseResult> {
     return this.request("DELETE", `/users/${encodeURIComponent(userId)}/memories`, undefined, signal);
   }
 
