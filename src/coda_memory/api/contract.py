@@ -111,11 +111,10 @@ class BatchResponse(BaseModel):
     results: list[IngestResult] = Field(description="one result per item, in order")
 
 
-class Memory(BaseModel):
-    """A stored memory as ``GET /memory/{id}`` returns it."""
+class MemoryView(BaseModel):
+    """The fields of a memory every answer that shows one has (search results too)."""
 
     id: MemoryId
-    user_id: str
     content: str
     content_type: str
     source_type: str
@@ -123,10 +122,16 @@ class Memory(BaseModel):
     context_id: str | None
     tags: list[str]
     importance: float
-    confidence: float
-    metadata: dict[str, Any]
-    content_hash: str
     created_at: Timestamp
+    metadata: dict[str, Any]
+
+
+class Memory(MemoryView):
+    """A stored memory as ``GET /memory/{id}``, ``PATCH`` and ``GET /memories`` return it."""
+
+    user_id: str
+    confidence: float
+    content_hash: str
     ingested_at: Timestamp
     accessed_at: Timestamp | None
     access_count: int
@@ -158,19 +163,9 @@ class MemoryHistory(BaseModel):
     history: list[HistoryEntry] = Field(description="oldest first")
 
 
-class SearchResult(BaseModel):
-    id: MemoryId
-    content: str
-    content_type: str
-    source_type: str
-    source_id: str | None
-    context_id: str | None
-    tags: list[str]
-    importance: float
-    created_at: Timestamp
+class SearchResult(MemoryView):
     similarity: float = Field(description="cosine similarity of query and memory")
     relevance: float = Field(description="blended score the results are ordered by")
-    metadata: dict[str, Any]
 
 
 class SearchResponse(BaseModel):
