@@ -159,6 +159,34 @@ def test_mcp_over_the_gateway_with_the_sdks_streamable_http_client(rt):
 
 
 @needs_api
+def test_mcp_stdio_relay_to_the_api(rt):
+    """``python -m coda_memory.mcp --api-url … --api-key …`` as a desktop agent starts it."""
+    import anyio
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    user = _user()
+    params = StdioServerParameters(
+        command=sys.executable, cwd=str(REPO_ROOT),
+        args=["-m", "coda_memory.mcp", "--api-url", rt.api_url, "--api-key", SERVICE_KEY, "--user", user],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")})
+
+    async def session() -> None:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
+            await s.initialize()
+            assert "update_memory" in [t.name for t in (await s.list_tools()).tools]
+            r = await s.call_tool("remember", {"content": "Relayed over stdio to the API",
+                                               "content_type": "fact", "source_type": "test"})
+            assert r.structuredContent["status"] == "created", r
+            r = await s.call_tool("list_memories", {})
+            assert [m["user_id"] for m in r.structuredContent["memories"]] == [user]
+            r = await s.call_tool("recall", {"query": ""})
+            assert r.isError and "query must not be empty" in r.content[0].text
+
+    anyio.run(session)
+
+
+@needs_api
 def test_unknown_routes_get_api_gateways_403(http):
     for method, path in [("GET", "/nope"), ("PUT", "/ingest"), ("GET", "/search"), ("POST", "/memory/x/y"),
                          ("GET", "/")]:
