@@ -41,6 +41,7 @@ UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs
                **error_responses(*COMMON, *BODY, 403)},
 )
 async def ingest_one(request: Request, response: Response, who: Caller = Depends(caller)) -> dict:
+    """Store one memory: 201 with its id, or 200 `duplicate` with the id of the same content stored before."""
     body = await json_body(request)
     result = ingest.ingest(who, [body], atomic_single=True)[0]
     response.status_code = 201 if result.status == "created" else 200
@@ -53,6 +54,8 @@ async def ingest_one(request: Request, response: Response, who: Caller = Depends
     responses=error_responses(*COMMON, *BODY),
 )
 async def ingest_batch(request: Request, who: Caller = Depends(caller)) -> dict:
+    """Store up to the batch limit of memories in one call; one result per item, in order (an invalid item is
+    rejected alone)."""
     batch = parse_model(BatchRequest, await json_body(request))
     return {"results": [r.as_dict() for r in ingest.ingest(who, batch.items)]}
 
@@ -60,6 +63,7 @@ async def ingest_batch(request: Request, who: Caller = Depends(caller)) -> dict:
 @app.get("/memory/{id}", response_model=Memory, responses=error_responses(*COMMON, 403, 404))
 async def get_memory(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
                      who: Caller = Depends(caller)) -> dict:
+    """One memory of the user."""
     return memories.get_memory(who, memory_id, user_id)
 
 
@@ -69,6 +73,7 @@ async def list_memories(
     tag: str | None = None, context_id: str | None = None, created_after: str | None = None,
     created_before: str | None = None, include_archived: bool = False, who: Caller = Depends(caller),
 ) -> dict:
+    """A page of the user's memories, newest first; pass `next_cursor` back as `cursor` for the next page."""
     return memories.list_memories(
         who, user_id, limit=limit, cursor=cursor, content_type=content_type, tag=tag, context_id=context_id,
         created_after=created_after, created_before=created_before, include_archived=include_archived,
@@ -80,12 +85,14 @@ async def list_memories(
 async def update_memory(
     request: Request, memory_id: str = MemoryIdParam, user_id: str = UserIdQuery, who: Caller = Depends(caller)
 ) -> dict:
+    """Change the given fields of a memory; answers the memory with its new version."""
     return memories.update_memory(who, memory_id, user_id, await json_body(request))
 
 
 @app.get("/memory/{id}/history", response_model=MemoryHistory, responses=error_responses(*COMMON, 403, 404))
 async def memory_history(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
                          who: Caller = Depends(caller)) -> dict:
+    """Every change of a memory, oldest first."""
     return memories.memory_history(who, memory_id, user_id)
 
 
@@ -95,11 +102,13 @@ async def delete_memory(
     hard: bool = Query(False, description="erase for good instead of a soft delete"),
     who: Caller = Depends(caller),
 ) -> dict:
+    """Soft-delete a memory (`hard=true`: erase it for good)."""
     return memories.delete_memory(who, memory_id, user_id, hard)
 
 
 @app.delete("/users/{user_id}/memories", response_model=EraseResult, responses=error_responses(*COMMON, 403))
 async def erase_user(user_id: str = Path(pattern=ID_PATTERN), who: Caller = Depends(caller)) -> dict:
+    """Erase every memory of the user for good (right to be forgotten)."""
     return memories.erase_user(who, user_id)
 
 

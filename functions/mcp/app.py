@@ -29,6 +29,9 @@ async def mcp_endpoint(
         None, pattern=ID_PATTERN,
         description="the user the tools act for (service key only; a user-bound key acts for its own user)"),
 ) -> Response:
+    """The MCP server (streamable HTTP, stateless, JSON responses): tools remember, recall, get_context,
+    list_memories, get_memory, update_memory, forget, acting for the key's user (or X-User-Id with the
+    service key)."""
     return await http_response(http_identity(who, x_user_id), request)
 
 

@@ -27,18 +27,21 @@ app = create_app("coda-memory retrieve")
 @app.post("/search", response_model=SearchResponse, openapi_extra=request_body(SearchRequest),
           responses=error_responses(*COMMON, *BODY, 403))
 async def search_memories(request: Request, who: Caller = Depends(caller)) -> dict:
+    """Search the user's memories by meaning and words, ranked by blended relevance."""
     return search.search(who, parse_model(SearchRequest, await json_body(request)))
 
 
 @app.post("/context", response_model=ContextResponse, openapi_extra=request_body(ContextRequest),
           responses=error_responses(*COMMON, *BODY, 403))
 async def context(request: Request, who: Caller = Depends(caller)) -> dict:
+    """The user's most relevant memories as one text block within `max_tokens`."""
     return search.build_context(who, parse_model(ContextRequest, await json_body(request)))
 
 
 @app.get("/health", response_model=Health, response_model_exclude_unset=True,
          responses=error_responses(401, 429))
 async def get_health(who: Caller = Depends(caller)) -> dict:
+    """Liveness, model and database facts; `degraded` (still 200) when either is unavailable."""
     return health.health()
 
 

@@ -93,3 +93,9 @@ def test_docs_page_is_self_contained(document):
     assert "<script" not in page and "http://" not in page and "https://" not in page
     for path in document["paths"]:
         assert json.dumps(path)[1:-1] in page
+
+
+def test_operation_ids_are_unique_across_the_merged_functions(document):
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert all(op.get("description") for item in document["paths"].values() for op in item.values())

@@ -122,7 +122,10 @@ def _route(request: Request) -> str:
 
 def create_app(title: str) -> FastAPI:
     """An app with the shared middleware and error mapping; functions add their routes."""
-    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    # No docs routes in the functions: the one OpenAPI document of the API (all functions merged)
+    # is openapi.json, served by the local gateway. Operation ids are the handlers' names.
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None,
+                  generate_unique_id_function=lambda route: route.name)
 
     @app.exception_handler(MemoryServiceError)
     async def _service_error(request: Request, exc: MemoryServiceError) -> JSONResponse:
