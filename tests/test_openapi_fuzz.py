@@ -14,6 +14,7 @@ response_schema_conformance -- any failure fails the test.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import zlib
 
@@ -30,7 +31,9 @@ from schemathesis.specs.openapi.checks import (
 from local.openapi import OPENAPI_FILE
 from tests.apigw import SERVICE_KEY
 
-MAX_EXAMPLES = 110
+#: per operation and phase; FUZZ_MAX_EXAMPLES=1000 for a deeper run by hand
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "110"))
+STATEFUL_EXAMPLES = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", "40"))
 MIN_REQUESTS = 1000
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 USER_KEY = "fuzz-user-key-0123456789abcdef"
@@ -85,12 +88,40 @@ def _key_for(case) -> dict[str, str]:
 def test_api_conforms_to_its_openapi_document(case, gateway_app):
     headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "x-api-key"}
     case.headers = {**headers, **_key_for(case)}
-    STATS["started"] = STATS["started"] or time.perf_counter()
     response = case.call(app=gateway_app)  # the WSGI app, in-process
+    _count(response)
+    case.validate_response(response, checks=CHECKS)
+
+
+def _count(response) -> None:
+    STATS["started"] = STATS["started"] or time.perf_counter()
     STATS["requests"] += 1
     STATS["by_status"][response.status_code] = STATS["by_status"].get(response.status_code, 0) + 1
     STATS["finished"] = time.perf_counter()
-    case.validate_response(response, checks=CHECKS)
+
+
+def test_stateful_sequences_follow_the_documents_links(gateway_app):
+    """Sequences along the document's links (POST /ingest -> GET/PATCH/history/DELETE of the
+    memory it created), so the operations on existing memories are fuzzed with ids that exist."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    class Sequences(schema.as_state_machine()):
+        def before_call(self, case):
+            case.headers = {**(case.headers or {}), "X-API-Key": SERVICE_KEY}
+
+        def get_call_kwargs(self, case):
+            return {"app": gateway_app}
+
+        def after_call(self, response, case):
+            super().after_call(response, case)
+            _count(response)
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=CHECKS)
+
+    run_state_machine_as_test(Sequences, settings=settings(
+        max_examples=STATEFUL_EXAMPLES, stateful_step_count=6, derandomize=True, deadline=None,
+        database=None, suppress_health_check=list(HealthCheck)))
 
 
 def test_fuzzing_sent_enough_requests():

@@ -20,6 +20,7 @@ from coda_memory.api.contract import (  # noqa: E402
     MemoryHistory,
     MemoryPage,
     error_responses,
+    memory_links,
     request_body,
 )
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
@@ -36,8 +37,10 @@ UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs
 @app.post(
     "/ingest", response_model=IngestResult, response_model_exclude_unset=True, status_code=201,
     openapi_extra=request_body(IngestItem),
-    responses={200: {"model": IngestResult, "description": "Already stored (status duplicate)"},
-               201: {"description": "Stored (status created)"},
+    responses={200: {"model": IngestResult, "description": "Already stored (status duplicate)",
+                     "links": memory_links("$response.body#/memory_id", "$request.body#/user_id")},
+               201: {"description": "Stored (status created)",
+                     "links": memory_links("$response.body#/memory_id", "$request.body#/user_id")},
                **error_responses(*COMMON, *BODY, 403)},
 )
 async def ingest_one(request: Request, response: Response, who: Caller = Depends(caller)) -> dict:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .config import get_settings
+from .config import DEFAULT_CONTENT_TYPES, get_settings
 from .errors import ValidationFailed
 from .text import sanitize, sanitize_json
 
@@ -66,6 +67,21 @@ def _valid_content(value: str) -> str:
     return value
 
 
+def _score(value: float) -> float:
+    # Stored as PostgreSQL real (float4): a value like 1e-239 passes 0 <= x <= 1 but makes the
+    # insert fail with "value out of range: underflow" (found by the fuzzer: a 500). Answers
+    # show scores to 6 decimals, so they are kept to 6 decimals.
+    return round(value, 6)
+
+
+#: An importance, confidence or threshold in [0, 1].
+Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False), AfterValidator(_score)]
+
+#: A content type as the document states it: the default set (``MEMORY_CONTENT_TYPES`` may
+#: configure others; the validators check the configured set).
+ContentTypeName = Annotated[str, Field(json_schema_extra={"enum": list(DEFAULT_CONTENT_TYPES)})]
+
+
 def _valid_content_type(value: str) -> str:
     allowed = get_settings().content_types
     if value not in allowed:
@@ -101,7 +117,7 @@ class IngestItem(_Strict):
     """One memory to store (``POST /ingest`` body, or an item of ``/ingest/batch``)."""
 
     content: str = Field(examples=["I prefer green tea in the morning"])
-    content_type: str = Field(examples=["preference"], description="one of the configured content types "
+    content_type: ContentTypeName = Field(examples=["preference"], description="one of the configured content types "
                               "(default: conversation, fact, preference, event)")
     source_type: Identifier = Field(examples=["chat"])
     user_id: Identifier = Field(examples=["alice"])
@@ -109,8 +125,8 @@ class IngestItem(_Strict):
     source_id: Identifier | None = None
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    importance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
-    confidence: float = Field(1.0, ge=0, le=1, allow_inf_nan=False)
+    importance: Score | None = None
+    confidence: Score = 1.0
     created_at: datetime | None = None
     expires_at: datetime | None = None
 
@@ -157,10 +173,10 @@ class MemoryPatch(_Strict):
     null (cleared). Only the fields present in the body change."""
 
     content: str | None = None
-    content_type: str | None = None
+    content_type: ContentTypeName | None = None
     tags: list[str] | None = None
-    importance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
-    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    importance: Score | None = None
+    confidence: Score | None = None
     metadata: dict[str, Any] | None = None
     context_id: Identifier | None = None
     expires_at: datetime | None = None
@@ -211,7 +227,7 @@ class ListQuery(_Strict):
     user_id: Identifier
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
-    content_type: str | None = None
+    content_type: ContentTypeName | None = None
     tag: str | None = Field(None, min_length=1, max_length=256)
     context_id: Identifier | None = None
     created_after: datetime | None = None
@@ -244,9 +260,9 @@ class BatchRequest(_Strict):
 
 
 class SearchFilters(_Strict):
-    content_types: list[str] | None = None
+    content_types: list[ContentTypeName] | None = None
     tags: list[str] | None = None
-    min_importance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    min_importance: Score | None = None
     context_id: Identifier | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None

@@ -99,3 +99,17 @@ def test_operation_ids_are_unique_across_the_merged_functions(document):
     ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
     assert all(op.get("description") for item in document["paths"].values() for op in item.values())
+
+
+def test_links_name_existing_operations_and_their_parameters(document):
+    operations = {op["operationId"]: op for item in document["paths"].values() for op in item.values()}
+    found = 0
+    for item in document["paths"].values():
+        for op in item.values():
+            for resp in op["responses"].values():
+                for link in resp.get("links", {}).values():
+                    target = operations[link["operationId"]]
+                    names = {f"{p['in']}.{p['name']}" for p in target.get("parameters", [])}
+                    assert set(link["parameters"]) <= names, link
+                    found += 1
+    assert found >= 4

@@ -75,6 +75,18 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def memory_links(memory_id: str, user_id: str) -> dict[str, Any]:
+    """OpenAPI ``links`` from an answer naming a memory to the operations on it (runtime
+    expressions such as ``$response.body#/memory_id``): what a client can do next, and what
+    the fuzzer's stateful phase chains."""
+    params = {"path.id": memory_id, "query.user_id": user_id}
+    return {
+        name: {"operationId": op, "parameters": params}
+        for name, op in (("GetMemory", "get_memory"), ("UpdateMemory", "update_memory"),
+                         ("MemoryHistory", "memory_history"), ("DeleteMemory", "delete_memory"))
+    }
+
+
 # --- request bodies --------------------------------------------------------------------------
 
 #: Models named in request bodies; their schemas go into the document's components.
