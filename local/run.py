@@ -300,6 +300,7 @@ def _banner(rt: LocalRuntime, backing: Backing, key: str, generated: bool,
         for method in sorted(route.methods):
             lines.append(f"      {method:<7}{route.path:<30} -> {route.function_name}")
     lines += [
+        "      GET    /openapi.json, /docs           -> the gateway: the API's OpenAPI document",
         f"  Lambda Invoke        {rt.invoke_url}   (boto3 endpoint_url; functions: "
         f"{', '.join(sorted(rt.template.functions))})",
         f"  API key (X-API-Key)  {key}" + ("   (generated; set MEMORY_API_KEY to fix it)" if generated else ""),
