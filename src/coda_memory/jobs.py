@@ -201,28 +201,11 @@ def run_job(
 
 
 def database_url(settings: Settings | None = None) -> str:
-    """``DATABASE_URL``, else the Secrets Manager secret named by ``DATABASE_URL_SECRET``."""
-    s = settings or get_settings()
-    if s.database_url is not None and s.database_url.get_secret_value():
-        return s.database_url.get_secret_value()
-    if s.database_url_secret:
-        from aws_lambda_powertools.utilities import parameters
+    """``DATABASE_URL``, else the Secrets Manager secret named by ``DATABASE_URL_SECRET`` (read
+    the same way as the API functions read it: :func:`coda_memory.runtime.database_url`)."""
+    from . import runtime
 
-        value = parameters.get_secret(s.database_url_secret, max_age=300)
-        if isinstance(value, bytes):
-            value = value.decode()
-        value = str(value).strip()
-        if value.startswith("{"):
-            # An RDS-style JSON secret: {"url": ...} or its parts.
-            data = json.loads(value)
-            if "url" in data:
-                return str(data["url"])
-            return (
-                f"postgresql://{data['username']}:{data['password']}@{data['host']}:"
-                f"{data.get('port', 5432)}/{data.get('dbname', 'coda_memory')}"
-            )
-        return value
-    raise RuntimeError("no database configured: set DATABASE_URL or DATABASE_URL_SECRET")
+    return runtime.database_url(settings or get_settings())
 
 
 class JobConnections:

@@ -3,9 +3,11 @@ invocation: the database pool, the ONNX embedder, the rate limiter."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
+from urllib.parse import quote, urlencode
 
 from .config import Settings, get_settings
 from .errors import ServiceUnavailable
@@ -43,26 +45,58 @@ class _Once(Generic[T]):
             self._value = None
 
 
-def _resolve_database_url(settings: Settings) -> str:
-    if settings.database_url is not None:
+def database_url_from_secret(value: str) -> str:
+    """The PostgreSQL URL in a secret's value: a plain URL, ``{"url": ...}``, or the RDS shape
+    ``{"username", "password", "host", "port", "dbname"[, "sslmode"]}`` (what the stack's
+    migration function writes for the app role, and what rotation functions keep)."""
+    value = value.strip()
+    if not value.startswith("{"):
+        return value
+    data = json.loads(value)
+    if "url" in data:
+        return str(data["url"])
+    url = (f"postgresql://{quote(str(data['username']), safe='')}:{quote(str(data['password']), safe='')}"
+           f"@{data['host']}:{data.get('port', 5432)}/{quote(str(data.get('dbname', 'coda_memory')), safe='')}")
+    if data.get("sslmode"):
+        url += "?" + urlencode({"sslmode": data["sslmode"]})
+    return url
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """``DATABASE_URL``, else the Secrets Manager secret named by ``DATABASE_URL_SECRET``."""
+    settings = settings or get_settings()
+    if settings.database_url is not None and settings.database_url.get_secret_value():
         return settings.database_url.get_secret_value()
     if settings.database_url_secret:
         from aws_lambda_powertools.utilities.parameters import get_secret
 
         value = get_secret(settings.database_url_secret, max_age=300)
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return database_url_from_secret(value.decode() if isinstance(value, bytes) else str(value))
     raise ServiceUnavailable("database is not configured (set DATABASE_URL)")
+
+
+def is_proxy_url(url: str) -> bool:
+    """True for an RDS Proxy endpoint (``<name>.proxy-<id>.<region>.rds.amazonaws.com``)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        host = str(conninfo_to_dict(url).get("host") or "")
+    except Exception:  # a malformed URL fails on connect with a clear error
+        return False
+    return any(".proxy-" in h for h in host.split(","))
 
 
 def _build_database() -> Database:
     from .db.pool import Database
 
     settings = get_settings()
+    url = database_url(settings)
     return Database(
-        _resolve_database_url(settings),
+        url,
         max_size=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        behind_proxy=settings.db_proxy if settings.db_proxy is not None else is_proxy_url(url),
     )
 
 
@@ -92,7 +126,10 @@ def prewarm() -> None:
     request to report."""
     import os
 
-    wanted = os.environ.get("MEMORY_PREWARM", "1" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "0")
+    from .config import on_lambda
+
+    global _prewarm_thread
+    wanted = os.environ.get("MEMORY_PREWARM", "1" if on_lambda() else "0")
     if wanted.lower() not in ("1", "true", "yes"):
         return
 
@@ -103,7 +140,37 @@ def prewarm() -> None:
             except Exception:  # noqa: S112 - reported by the request that needs it
                 continue
 
-    threading.Thread(target=work, name="coda-prewarm", daemon=True).start()
+    _prewarm_thread = threading.Thread(target=work, name="coda-prewarm", daemon=True)
+    _prewarm_thread.start()
+
+
+_prewarm_thread: threading.Thread | None = None
+
+
+def wait_prewarm(timeout_s: float = 60.0) -> None:
+    """Wait for :func:`prewarm`'s thread (before a SnapStart snapshot: the loaded model goes
+    into the snapshot, not a half-loaded one)."""
+    thread = _prewarm_thread
+    if thread is not None:
+        thread.join(timeout_s)
+
+
+def drop_connections() -> None:
+    """Close and forget what holds a socket or a per-environment identity -- the database pool
+    and the rate limiter's Redis client -- so the next use opens new ones. For a SnapStart
+    restore: every environment restored from one snapshot would otherwise share the same
+    (dead) connections. The model and the settings stay."""
+    db = database.peek()
+    database.clear()
+    if db is not None:
+        db.close()
+    limiter = rate_limiter.peek()
+    rate_limiter.clear()
+    if limiter is not None:
+        try:
+            limiter.close()
+        except Exception:  # noqa: S110 - a dead socket may fail to close; it is dropped anyway
+            pass
 
 
 def reset() -> None:
@@ -111,10 +178,7 @@ def reset() -> None:
     from . import auth
     from .config import reset_settings
 
-    db = database.peek()
-    if db is not None:
-        db.close()
-    for once in (database, embedder, rate_limiter):
-        once.clear()
+    drop_connections()
+    embedder.clear()
     reset_settings()
     auth.clear_cache()
