@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlencode
 
 from .config import Settings, get_settings
@@ -55,8 +55,9 @@ def database_url_from_secret(value: str) -> str:
     data = json.loads(value)
     if "url" in data:
         return str(data["url"])
-    url = (f"postgresql://{quote(str(data['username']), safe='')}:{quote(str(data['password']), safe='')}"
-           f"@{data['host']}:{data.get('port', 5432)}/{quote(str(data.get('dbname', 'coda_memory')), safe='')}")
+    user, password, host, dbname = (quote(str(data.get(k, d)), safe="") for k, d in (
+        ("username", ""), ("password", ""), ("host", ""), ("dbname", "coda_memory")))
+    url = f"postgresql://{user}:{password}@{host}:{data.get('port', 5432)}/{dbname}"
     if data.get("sslmode"):
         url += "?" + urlencode({"sslmode": data["sslmode"]})
     return url
@@ -133,8 +134,13 @@ def prewarm() -> None:
     if wanted.lower() not in ("1", "true", "yes"):
         return
 
+    # A SnapStart init runs once, at publish time, for a snapshot: a pool opened then would be
+    # closed before the snapshot anyway (snapstart.before_snapshot), so load the model only.
+    snap_init = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
+    targets: tuple[_Once[Any], ...] = (embedder,) if snap_init else (embedder, database)
+
     def work() -> None:
-        for once in (embedder, database):
+        for once in targets:
             try:
                 once()
             except Exception:  # noqa: S112 - reported by the request that needs it
