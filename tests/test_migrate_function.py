@@ -37,7 +37,7 @@ class _CloudFormation:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+            def do_PUT(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 outer.responses.append(json.loads(self.rfile.read(length)))
                 self.send_response(200)

@@ -294,8 +294,8 @@ def test_schema_is_applied_on_deploy_by_a_custom_resource(raw):
     assert props["ProxyHost"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}
     assert props["ClusterHost"] == {"Fn::GetAtt": ["DatabaseCluster", "Endpoint.Address"]}
     assert "DatabaseWriter" in schema["DependsOn"]
-    from functions.migrate.app import handler
     from coda_memory.provision import Target
+    from functions.migrate.app import handler
 
     assert callable(handler)
     Target.from_properties(props)  # the handler accepts exactly these properties
