@@ -6,21 +6,36 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from typing import Any
 
+REGION = "us-east-1"
+ACCOUNT = "000000000000"
+
 
 class LambdaContext:
-    """The parts of the Lambda context object that handlers and Powertools read."""
+    """The context object Lambda passes to a Python handler (the fields handlers and
+    Powertools read), for one invocation of ``function_name``."""
 
-    function_name = "test-function"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    def __init__(
+        self, function_name: str = "test-function", *, memory_mb: int = 1024, timeout_s: float = 30.0,
+        request_id: str | None = None,
+    ) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = request_id or str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
+        self.identity = None
+        self.client_context = None
+        self.tenant_id = None
+        self._deadline = time.monotonic() + timeout_s
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def make_event(

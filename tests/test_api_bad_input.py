@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coda_memory.context import assemble, chars4, words
+from coda_memory.usecases.context import assemble, chars4, words
 
 GOOD = {"content": "valid content", "content_type": "fact", "source_type": "test", "user_id": "bad-input-user"}
 FUTURE = (datetime.now(UTC) + timedelta(days=2)).isoformat()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from coda_memory import access
+from coda_memory.usecases import access
 
 
 @pytest.fixture()

@@ -23,8 +23,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from coda_memory.aws_secrets import database_url_from_secret
 from coda_memory.db.migrate import discover
-from coda_memory.runtime import database_url_from_secret
 from functions.migrate import app as migrate_app
 from tests.conftest import AWS_REGION
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import snapshot_restore_py
 
-from coda_memory import auth, runtime, snapstart
+from coda_memory import runtime, snapstart
 
 
 def _run(hooks: list[Any]) -> None:
@@ -57,7 +57,7 @@ def test_snapshot_then_restore_replaces_the_pool_and_requests_still_work(api, fr
     _search(api, user_id)
     pool_before = runtime.database()
     pid_before = _backend_pid()
-    auth._cache["0" * 64] = (0.0, None)  # a key lookup cached with a monotonic-clock expiry
+    authenticator = runtime.authenticator()  # its key cache expires by the monotonic clock
 
     _run(snapshot_restore_py.get_before_snapshot())
     assert runtime.database.peek() is None  # no live server session goes into the snapshot
@@ -65,11 +65,12 @@ def test_snapshot_then_restore_replaces_the_pool_and_requests_still_work(api, fr
 
     _run(snapshot_restore_py.get_after_restore())
     assert runtime.database.peek() is None
-    assert auth._cache == {}
+    assert runtime.authenticator.peek() is None
 
     r = _search(api, user_id)
     assert [m["content"] for m in r.body["results"]][:1] == ["My favourite colour is teal"]
     assert runtime.database() is not pool_before
+    assert runtime.authenticator() is not authenticator
     assert _backend_pid() != pid_before
 
 

@@ -1,18 +1,24 @@
-"""Process-wide resources, created once per execution environment and reused by every
-invocation: the database pool, the ONNX embedder, the rate limiter."""
+"""The one owner of process-wide state: everything an execution environment builds once and
+reuses across invocations -- the database pool, the ONNX embedder, the rate limiter, the API
+key authenticator (with its cache) and the worker threads of the search path.
+
+Each resource is created lazily on first use, and :func:`reset` closes and forgets all of
+them (tests switching configuration; a SnapStart restore). Nothing else in the package keeps
+module-level caches, pools or threads.
+"""
 
 from __future__ import annotations
 
-import json
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import quote, urlencode
 
-from .config import Settings, get_settings
-from .errors import ServiceUnavailable
+from .config import get_settings, reset_settings
 
 if TYPE_CHECKING:
+    from .auth import Authenticator
     from .db.pool import Database
     from .embedder import Embedder
     from .ratelimit import RateLimiter
@@ -21,10 +27,12 @@ T = TypeVar("T")
 
 
 class _Once(Generic[T]):
-    """A lazily built singleton; concurrent first calls build it exactly once."""
+    """A lazily built singleton; concurrent first calls build it exactly once. ``close`` is
+    how :func:`reset` releases what the value holds (connections, threads)."""
 
-    def __init__(self, factory: Callable[[], T]) -> None:
+    def __init__(self, factory: Callable[[], T], close: Callable[[T], None] | None = None) -> None:
         self._factory = factory
+        self._close = close
         self._value: T | None = None
         self._lock = threading.Lock()
 
@@ -42,53 +50,14 @@ class _Once(Generic[T]):
 
     def clear(self) -> None:
         with self._lock:
-            self._value = None
-
-
-def database_url_from_secret(value: str) -> str:
-    """The PostgreSQL URL in a secret's value: a plain URL, ``{"url": ...}``, or the RDS shape
-    ``{"username", "password", "host", "port", "dbname"[, "sslmode"]}`` (what the stack's
-    migration function writes for the app role, and what rotation functions keep)."""
-    value = value.strip()
-    if not value.startswith("{"):
-        return value
-    data = json.loads(value)
-    if "url" in data:
-        return str(data["url"])
-    user, password, host, dbname = (quote(str(data.get(k, d)), safe="") for k, d in (
-        ("username", ""), ("password", ""), ("host", ""), ("dbname", "coda_memory")))
-    url = f"postgresql://{user}:{password}@{host}:{data.get('port', 5432)}/{dbname}"
-    if data.get("sslmode"):
-        url += "?" + urlencode({"sslmode": data["sslmode"]})
-    return url
-
-
-def database_url(settings: Settings | None = None) -> str:
-    """``DATABASE_URL``, else the Secrets Manager secret named by ``DATABASE_URL_SECRET``."""
-    settings = settings or get_settings()
-    if settings.database_url is not None and settings.database_url.get_secret_value():
-        return settings.database_url.get_secret_value()
-    if settings.database_url_secret:
-        from aws_lambda_powertools.utilities.parameters import get_secret
-
-        value = get_secret(settings.database_url_secret, max_age=300)
-        return database_url_from_secret(value.decode() if isinstance(value, bytes) else str(value))
-    raise ServiceUnavailable("database is not configured (set DATABASE_URL)")
-
-
-def is_proxy_url(url: str) -> bool:
-    """True for an RDS Proxy endpoint (``<name>.proxy-<id>.<region>.rds.amazonaws.com``)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        host = str(conninfo_to_dict(url).get("host") or "")
-    except Exception:  # a malformed URL fails on connect with a clear error
-        return False
-    return any(".proxy-" in h for h in host.split(","))
+            value, self._value = self._value, None
+        if value is not None and self._close is not None:
+            self._close(value)
 
 
 def _build_database() -> Database:
-    from .db.pool import Database
+    from .aws_secrets import database_url
+    from .db.pool import Database, is_proxy_url
 
     settings = get_settings()
     url = database_url(settings)
@@ -102,10 +71,10 @@ def _build_database() -> Database:
 
 
 def _build_embedder() -> Embedder:
-    from .embedder import get_embedder
+    from .embedder import load_embedder
 
     settings = get_settings()
-    return get_embedder(settings.model_dir, settings.embed_threads)
+    return load_embedder(settings.model_dir, settings.embed_threads, settings.embed_parallel)
 
 
 def _build_rate_limiter() -> RateLimiter:
@@ -115,9 +84,28 @@ def _build_rate_limiter() -> RateLimiter:
     return RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.redis_url)
 
 
-database: _Once[Database] = _Once(_build_database)
-embedder: _Once[Embedder] = _Once(_build_embedder)
-rate_limiter: _Once[RateLimiter] = _Once(_build_rate_limiter)
+def _build_authenticator() -> Authenticator:
+    from .auth import Authenticator, service_keys
+
+    return Authenticator(service_keys(get_settings()), lambda: database())
+
+
+def _build_search_workers() -> ThreadPoolExecutor:
+    # The lexical query of a search runs here while the request thread embeds the query; one
+    # worker per pooled connection, since every search in flight holds one of those.
+    return ThreadPoolExecutor(max_workers=get_settings().db_pool_max, thread_name_prefix="coda-lexical")
+
+
+database: _Once[Database] = _Once(_build_database, lambda db: db.close())
+embedder: _Once[Embedder] = _Once(_build_embedder, lambda e: e.close())
+rate_limiter: _Once[RateLimiter] = _Once(_build_rate_limiter, lambda r: r.close())
+authenticator: _Once[Authenticator] = _Once(_build_authenticator)
+search_workers: _Once[ThreadPoolExecutor] = _Once(_build_search_workers, lambda p: p.shutdown(wait=True))
+
+# In the order reset() releases them: users of the pool before the pool.
+_RESOURCES: tuple[_Once[Any], ...] = (search_workers, authenticator, rate_limiter, embedder, database)
+# What holds a socket or a cache timed by the monotonic clock (drop_connections).
+_PER_ENVIRONMENT: tuple[_Once[Any], ...] = (authenticator, rate_limiter, database)
 
 
 def prewarm() -> None:
@@ -125,15 +113,12 @@ def prewarm() -> None:
     model overlaps the rest of the cold start (Lambda init, local runner start-up). On by
     default on Lambda, else with ``MEMORY_PREWARM=1``; failures are left for the first
     request to report."""
-    import os
-
     from .config import on_lambda
 
     global _prewarm_thread
     wanted = os.environ.get("MEMORY_PREWARM", "1" if on_lambda() else "0")
     if wanted.lower() not in ("1", "true", "yes"):
         return
-
     # A SnapStart init runs once, at publish time, for a snapshot: a pool opened then would be
     # closed before the snapshot anyway (snapstart.before_snapshot), so load the model only.
     snap_init = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
@@ -162,29 +147,19 @@ def wait_prewarm(timeout_s: float = 60.0) -> None:
 
 
 def drop_connections() -> None:
-    """Close and forget what holds a socket or a per-environment identity -- the database pool
-    and the rate limiter's Redis client -- so the next use opens new ones. For a SnapStart
-    restore: every environment restored from one snapshot would otherwise share the same
-    (dead) connections. The model and the settings stay."""
-    db = database.peek()
-    database.clear()
-    if db is not None:
-        db.close()
-    limiter = rate_limiter.peek()
-    rate_limiter.clear()
-    if limiter is not None:
-        try:
-            limiter.close()
-        except Exception:  # noqa: S110 - a dead socket may fail to close; it is dropped anyway
-            pass
+    """Close and forget what holds a socket or a cache timed by ``time.monotonic()`` -- the
+    database pool, the rate limiter's Redis client and local buckets, the authenticator's key
+    cache -- so the next use builds new ones. For a SnapStart restore: every environment
+    restored from one snapshot would otherwise share the same (dead) connections, and a
+    restored environment's monotonic clock does not continue the snapshot's. The model, the
+    search workers and the settings stay."""
+    for once in _PER_ENVIRONMENT:
+        once.clear()
 
 
 def reset() -> None:
-    """Drop every cached resource (tests switch configuration between cases)."""
-    from . import auth
-    from .config import reset_settings
-
-    drop_connections()
-    embedder.clear()
+    """Close and forget every resource and the settings: the next use rebuilds them from the
+    environment as it is now."""
+    for once in _RESOURCES:
+        once.clear()
     reset_settings()
-    auth.clear_cache()

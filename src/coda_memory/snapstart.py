@@ -10,8 +10,9 @@ some must not be:
   long ago, and two environments must never share one server session;
 * the ``random`` module's state: every restored environment would draw the same sequence
   (``uuid4`` and ``secrets`` read the OS and are safe);
-* caches whose entries expire by ``time.monotonic()`` (the API key cache, the secrets cache of
-  Powertools): the monotonic clock of a restored environment does not continue the snapshot's.
+* caches whose entries expire by ``time.monotonic()`` (the authenticator's API key cache, the
+  rate limiter's local buckets, the secrets cache of Powertools): the monotonic clock of a
+  restored environment does not continue the snapshot's.
 
 :func:`register` installs :func:`before_snapshot` and :func:`after_restore` with the runtime's
 ``snapshot_restore_py`` module (part of Lambda's Python 3.12+ managed runtime); where it is not
@@ -38,11 +39,8 @@ def before_snapshot() -> None:
 def after_restore() -> None:
     """Make this restored environment its own: new connections on first use, a fresh random
     state, no cache entries timed by the snapshot's clock."""
-    from . import auth
-
     runtime.drop_connections()
     random.seed()  # from os.urandom
-    auth.clear_cache()
     try:
         from aws_lambda_powertools.utilities import parameters
     except ImportError:  # pragma: no cover - Powertools is in the shared layer

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from coda_memory.aws_secrets import database_url_from_secret
 from coda_memory.config import Settings
-from coda_memory.runtime import database_url_from_secret, is_proxy_url
+from coda_memory.db.pool import is_proxy_url
 
 
 @pytest.mark.parametrize(("lambda_name", "explicit", "expected"), [

@@ -1,8 +1,10 @@
-"""One connection pool per execution environment, and per-user transactions.
+"""The one database access object of a process: a connection pool and its transactions.
 
 Every query against per-user tables runs inside :meth:`Database.user_tx`, which sets
 ``app.current_user_id`` for that transaction only; row-level security in PostgreSQL does the
-isolation, so a bug in Python cannot read another user's rows.
+isolation, so a bug in Python cannot read another user's rows. Jobs and key lookups use
+:meth:`Database.system_tx` (no user: per-user tables read as empty; they go through SECURITY
+DEFINER functions). ``coda_memory.runtime`` builds the one instance a process uses.
 
 Proxy-friendly (RDS Proxy multiplexes transactions of many clients over few server
 connections, and *pins* a client to one server connection for good when it sees session state):
@@ -23,7 +25,7 @@ from contextlib import contextmanager, nullcontext
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ServiceUnavailable
 
@@ -45,7 +47,6 @@ class Database:
         statement_timeout_ms: int = 10_000,
         behind_proxy: bool = False,
     ) -> None:
-        self._url = url
         self._timeout_setting = str(statement_timeout_ms)
         self.behind_proxy = behind_proxy
         kwargs: dict[str, object] = {"connect_timeout": max(1, int(connect_timeout)), "autocommit": False}
@@ -101,13 +102,9 @@ class Database:
             with self._pool.connection() as conn:
                 yield conn
                 self._last_ok[conn] = time.monotonic()
-        except (psycopg.OperationalError, psycopg.errors.QueryCanceled) as exc:
+        # PoolTimeout: no connection came in time (not an OperationalError)
+        except (psycopg.OperationalError, psycopg.errors.QueryCanceled, PoolTimeout) as exc:
             raise ServiceUnavailable("database unavailable") from exc
-        except Exception as exc:
-            # psycopg_pool raises PoolTimeout (not an OperationalError) when no connection comes.
-            if type(exc).__name__ == "PoolTimeout":
-                raise ServiceUnavailable("database unavailable") from exc
-            raise
 
     @contextmanager
     def user_tx(self, user_id: str, *, pipeline: bool = False) -> Iterator[DictCursor]:
@@ -121,28 +118,32 @@ class Database:
             yield cur
 
     @contextmanager
-    def transaction(self, *, pipeline: bool = False, user_id: str | None = None) -> Iterator[DictCursor]:
+    def transaction(
+        self, *, pipeline: bool = False, user_id: str | None = None, statement_timeout_ms: int | None = None
+    ) -> Iterator[DictCursor]:
         """A transaction with no user set yet: per-user tables read as empty until
         :func:`set_user` scopes it (several users one after the other: ingest batches).
+        ``statement_timeout_ms`` overrides the pool's timeout for this transaction only.
 
         Its first statement sets the statement timeout and ``hnsw.iterative_scan`` for this
         transaction only (and the user, when given): one statement, so a user transaction pays
         no extra round trip for them, and no session state is left for a proxy to pin on."""
+        timeout = self._timeout_setting if statement_timeout_ms is None else str(statement_timeout_ms)
         with self.connection() as conn, (conn.pipeline() if pipeline else nullcontext()), \
                 conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
                 "SELECT set_config('statement_timeout', %s, true), "
                 "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                 "set_config('app.current_user_id', %s, true)",
-                (self._timeout_setting, user_id or ""),
+                (timeout, user_id or ""),
             )
             yield cur
 
     @contextmanager
-    def system_tx(self) -> Iterator[DictCursor]:
+    def system_tx(self, *, statement_timeout_ms: int | None = None) -> Iterator[DictCursor]:
         """A transaction with no user set: per-user tables read as empty (RLS); used for the
         SECURITY DEFINER functions (key lookup, audit of anonymous requests, jobs)."""
-        with self.transaction() as cur:
+        with self.transaction(statement_timeout_ms=statement_timeout_ms) as cur:
             yield cur
 
     def close(self) -> None:
@@ -156,3 +157,14 @@ def set_user(cur: DictCursor, user_id: str) -> None:
     """Scope the rest of the transaction to ``user_id`` (``app.current_user_id``, transaction-
     local): from the next statement on, row-level security shows only that user's rows."""
     cur.execute("SELECT set_config('app.current_user_id', %s, true)", (user_id,))
+
+
+def is_proxy_url(url: str) -> bool:
+    """True for an RDS Proxy endpoint (``<name>.proxy-<id>.<region>.rds.amazonaws.com``)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        host = str(conninfo_to_dict(url).get("host") or "")
+    except Exception:  # a malformed URL fails on connect with a clear error
+        return False
+    return any(".proxy-" in h for h in host.split(","))

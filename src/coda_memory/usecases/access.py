@@ -57,7 +57,8 @@ def _ensure_worker() -> None:
 
 def _run() -> None:
     global _pending
-    from . import runtime, store
+    from .. import runtime
+    from ..db import memories as memory_sql
 
     while True:
         first = _queue.get()
@@ -74,7 +75,7 @@ def _run() -> None:
         for user_id, ids in merged.items():
             try:
                 with runtime.database().user_tx(user_id) as cur:
-                    store.touch(cur, user_id, ids)
+                    memory_sql.touch(cur, user_id, ids)
             except Exception as exc:  # statistics must never break anything
                 log.warning("could not record access statistics: %s", type(exc).__name__)
         with _idle:
