@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from coda_memory.aws_secrets import database_url_from_secret
-from coda_memory.db.migrate import discover
+from coda_memory.db.migrate import BASELINE_VERSION, discover
 from functions.migrate import app as migrate_app
 from tests.conftest import AWS_REGION
 
@@ -126,9 +126,10 @@ def test_create_migrates_sets_the_password_and_completes_the_app_secret(aws, cfn
     (response,) = cfn.responses
     assert response["Status"] == "SUCCESS", response["Reason"]
     assert response["PhysicalResourceId"] == migrate_app.PHYSICAL_ID
-    latest = max(m.version for m in discover())
+    versions = [BASELINE_VERSION, *(m.version for m in discover())]  # a new database starts at the baseline
+    latest = max(versions)
     assert response["Data"] == out["Data"] == {
-        "MigrationsApplied": ",".join(str(m.version) for m in discover()), "SchemaVersion": str(latest)}
+        "MigrationsApplied": ",".join(map(str, versions)), "SchemaVersion": str(latest)}
     fresh_url = admin_conn.info.dsn.replace(admin_conn.info.dbname, fresh_db["dbname"])
     with psycopg.connect(fresh_url) as conn:
         assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (latest,)
