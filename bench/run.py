@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from bench.common import (
     settings_override,
     write_json,
 )
+from local.services import free_port
 
 DATABASE = "coda_bench"
 SEED = 20251125
@@ -173,7 +173,7 @@ def ensure_loaded(pg: Any, users: list[str], per_user: int, reload: bool) -> dic
     log(f"loading {len(users)} users x {per_user:,} memories into {DATABASE} through /ingest/batch")
     with _admin(pg) as conn:
         conn.execute("DELETE FROM bench_meta")
-        conn.execute("TRUNCATE memories, memory_audit_log, user_quotas")
+        conn.execute("TRUNCATE memories, memory_audit_log, user_quotas CASCADE")  # and what references them
         # The definition of a partitioned index reads "ON ONLY memories": replayed as is, it
         # would create an empty parent index with no index on any partition.
         index_sql = conn.execute(
@@ -302,14 +302,8 @@ def bulk_ingest(api: Handlers, users: list[str], batches: int) -> dict[str, Any]
 # --- HTTP -------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_gateway(pg: Any) -> tuple[subprocess.Popen[bytes], str]:
-    api_port, invoke_port = _free_port(), _free_port()
+    api_port, invoke_port = free_port(), free_port()
     env = dict(os.environ)
     env.update(bench_env(pg.app_url))
     env.update({
