@@ -96,3 +96,23 @@ def test_environments_restored_from_one_snapshot_draw_different_random_numbers()
     random.setstate(snapshot_state)
     assert without_hook == [random.random() for _ in range(4)]  # what a restore would repeat
     assert draws[0] != draws[1]
+
+
+def test_snapstart_init_loads_the_model_and_opens_no_connection(api_env, fresh_runtime, monkeypatch):
+    """At publish time (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start) the prewarm loads only the
+    model, and the before-snapshot hook waits for it: the snapshot holds a ready model."""
+    monkeypatch.setenv("MEMORY_PREWARM", "1")
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
+    runtime.prewarm()
+    snapstart.before_snapshot()
+    assert runtime.embedder.peek() is not None
+    assert runtime.database.peek() is None
+
+
+def test_on_demand_init_prewarms_the_pool_too(api_env, fresh_runtime, monkeypatch):
+    monkeypatch.setenv("MEMORY_PREWARM", "1")
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+    runtime.prewarm()
+    runtime.wait_prewarm()
+    assert runtime.embedder.peek() is not None
+    assert runtime.database.peek() is not None
