@@ -111,6 +111,7 @@ def test_api_handlers_ignore_the_templates_empty_database_url(aws, clean_setting
     key = "svc-" + uuid.uuid4().hex
     monkeypatch.setenv("DATABASE_URL", "")
     monkeypatch.setenv("MEMORY_API_KEY", "")
+    monkeypatch.setenv("MEMORY_DB_PROXY", "")  # the template's value with an existing database
     monkeypatch.setenv("DATABASE_URL_SECRET", _secret("coda/db-url-2", postgres.app_url))
     monkeypatch.setenv("MEMORY_API_KEY_SECRET", _secret("coda/service-key-2", key))
     monkeypatch.setenv("REDIS_URL", redis_server.url)

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     embed_parallel: int | None = Field(None, ge=1, le=64, description="texts embedded at once in a batch call")
 
     @field_validator(
-        "database_url", "database_url_secret", "redis_url", "api_key", "api_key_secret", "model_dir",
+        "database_url", "database_url_secret", "redis_url", "api_key", "api_key_secret", "model_dir", "db_proxy",
         mode="before",
     )
     @classmethod

@@ -48,3 +48,14 @@ def test_rds_json_secret_becomes_a_url_with_quoted_credentials_and_sslmode():
 def test_plain_and_url_shaped_secrets():
     assert database_url_from_secret("  postgresql://a@h/d \n") == "postgresql://a@h/d"
     assert database_url_from_secret(json.dumps({"url": "postgresql://a@h/d"})) == "postgresql://a@h/d"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", None), ("true", True), ("false", False), (None, None)])
+def test_db_proxy_setting_accepts_the_templates_empty_value(monkeypatch, value, expected):
+    """The template sets MEMORY_DB_PROXY to "" for an existing database ("true" for the created
+    one): empty means unset (auto-detect), not a validation error that would stop every request."""
+    if value is None:
+        monkeypatch.delenv("MEMORY_DB_PROXY", raising=False)
+    else:
+        monkeypatch.setenv("MEMORY_DB_PROXY", value)
+    assert Settings().db_proxy is expected
