@@ -21,6 +21,7 @@ requested shape differs). Prints a table; JSON to ``bench/results/capacity-*.jso
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import time
@@ -163,6 +164,76 @@ def exact_vector_step(pg: Any, user: str, runs: int = 30) -> dict[str, Any]:
     return {"runs": runs, "postgres_cpu_ms": round(cpu, 3), "wall_ms": round(wall, 3)}
 
 
+_NEAREST = ("SELECT id FROM memories WHERE user_id = %s AND NOT deleted AND NOT archived "
+            "ORDER BY embedding <=> %s LIMIT 50")
+
+
+def crowding(pg: Any, host: str, sizes: tuple[int, ...] = (1000, 300, 100), runs: int = 30) -> list[dict[str, Any]]:
+    """The HNSW step for a user who shares a partition's graph with ``host``'s 10k rows: a probe
+    user with ``size`` rows (perturbed copies of the host's, so distributed like real memories)
+    in the same partition, its share of the graph ~size/(size+10k). Measures the nearest-50
+    query as the app runs it (RLS, iterative scan, transaction-local settings)."""
+    import numpy as np
+    from pgvector.psycopg import register_vector
+
+    out = []
+    rng = np.random.default_rng(SEED)
+    queries = synth.queries(runs, SEED + 2)
+    from coda_memory import runtime
+
+    vectors = [runtime.embedder().embed([q])[0] for q in queries]
+    with psycopg.connect(pg.admin_url, autocommit=True) as admin:
+        register_vector(admin)
+        part = admin.execute("SELECT tableoid::regclass::text FROM memories WHERE user_id = %s LIMIT 1",
+                             (host,)).fetchone()[0]  # type: ignore[index]
+        remainder = int(part.rsplit("_p", 1)[1])
+        for size in sizes:
+            probe = admin.execute(
+                "SELECT c FROM (SELECT 'probe-' || g || '-' || %s AS c FROM generate_series(1, 10000) g) x "
+                "WHERE satisfies_hash_partition('memories'::regclass, 32, %s, c) LIMIT 1",
+                (size, remainder)).fetchone()[0]  # type: ignore[index]
+            rows = admin.execute("SELECT content, content_type, embedding FROM memories WHERE user_id = %s "
+                                 "ORDER BY id LIMIT %s", (host, size)).fetchall()
+            with admin.cursor() as cur:
+                for i, (content, ctype, emb) in enumerate(rows):
+                    v = np.asarray(emb.to_numpy(), dtype=np.float32) + rng.normal(0, 0.02, 384).astype(np.float32)
+                    cur.execute("INSERT INTO memories (user_id, content, content_type, embedding, source_type, "
+                                "content_hash) VALUES (%s, %s, %s, %s, 'capacity-probe', %s)",
+                                (probe, content, ctype, v / np.linalg.norm(v), f"probe-{i}"))
+            share = admin.execute("SELECT count(*) FILTER (WHERE user_id = %s)::float8 / count(*) FROM " + part,
+                                  (probe,)).fetchone()[0]  # type: ignore[index]
+            admin.execute("ANALYZE " + part)  # the planner sees the probe user, as it would in production
+            row: dict[str, Any] = {"probe_rows": size, "host_rows": len(rows), "share_of_graph": round(float(share), 4),
+                                   "users_equivalent": round(1 / float(share), 1)}
+            # as the app runs it (the planner chooses), then with the HNSW walk forced
+            for mode, forced in (("planner", ""), ("hnsw_forced", ", set_config('enable_sort', 'off', true), "
+                                                   "set_config('enable_bitmapscan', 'off', true)")):
+                with psycopg.connect(pg.app_url) as conn:
+                    register_vector(conn)
+                    pid = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+                    conn.rollback()
+                    found, plans = [], set()
+                    cpu0, t0 = proc_cpu_s(pid), time.perf_counter()
+                    for vec in vectors:
+                        with conn.transaction():
+                            conn.execute("SELECT set_config('app.current_user_id', %s, true), "
+                                         "set_config('hnsw.iterative_scan', 'relaxed_order', true)" + forced, (probe,))
+                            plan = json.dumps(conn.execute("EXPLAIN (FORMAT JSON) " + _NEAREST,
+                                                           (probe, vec)).fetchall())
+                            # the partitions' HNSW indexes are named memories_pNN_embedding_idx
+                            plans.add("hnsw" if "_embedding_" in plan else "btree + sort")
+                            found.append(len(conn.execute(_NEAREST, (probe, vec)).fetchall()))
+                    cpu = (proc_cpu_s(pid) - cpu0) * 1000 / runs
+                    wall = (time.perf_counter() - t0) * 1000 / runs
+                row[mode] = {"plan": sorted(plans), "postgres_cpu_ms": round(cpu, 2), "wall_ms": round(wall, 2),
+                             "min_found": min(found)}
+                log(f"crowding: share {share:.4f} (~{1 / share:.0f} users per graph), {mode}: {sorted(plans)} "
+                    f"postgres {cpu:.2f} ms CPU (incl. EXPLAIN), wall {wall:.2f} ms, found >= {min(found)} of 50")
+            admin.execute("DELETE FROM memories WHERE user_id = %s", (probe,))
+            out.append(row)
+    return out
+
+
 def report(res: dict[str, Any]) -> None:
     st = res["storage"]
     print(f"\nstorage: {st['memories']:,} memories, {st['avg_content_chars']} chars of content on average")
@@ -178,6 +249,11 @@ def report(res: dict[str, Any]) -> None:
               f"wall p50/p95 {m['wall_ms']['p50']}/{m['wall_ms']['p95']} ms (n={m['n']})")
     ev = res["exact_vector_step"]
     print(f"  exact nearest-50 over one user's rows (no HNSW): postgres CPU {ev['postgres_cpu_ms']:.2f} ms")
+    for c in res.get("crowding", []):
+        print(f"  nearest-50 for a user with {c['share_of_graph']:.2%} of its partition's graph "
+              f"(~{c['users_equivalent']:.0f} users per graph): planner {c['planner']['plan']} "
+              f"{c['planner']['postgres_cpu_ms']:.2f} ms CPU; HNSW walk forced "
+              f"{c['hnsw_forced']['postgres_cpu_ms']:.2f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-user", type=int, default=10_000)
     parser.add_argument("--searches", type=int, default=300)
     parser.add_argument("--ingests", type=int, default=200)
+    parser.add_argument("--crowding-only", action="store_true",
+                        help="only the shared-graph probe, on the loaded database")
     args = parser.parse_args(argv)
 
     from local.services import start_postgres
@@ -196,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     api = Handlers()
     users = [f"cap-user-{i:02d}" for i in range(args.users)]
     loaded = load(pg, api, users, args.per_user)
+    if args.crowding_only:
+        write_json("capacity-crowding", {"machine": machine(), "crowding": crowding(pg, users[0])})
+        return 0
     res: dict[str, Any] = {"machine": machine(), "users": args.users, "per_user": args.per_user, "load": loaded}
     res["storage"] = storage(pg)
 
@@ -215,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     res["ingest"] = measure(pg, "ingest", args.ingests, ingest)
     res["exact_vector_step"] = exact_vector_step(pg, users[0])
+    res["crowding"] = crowding(pg, users[0])
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:  # keep the loaded shape for a re-run
         conn.execute("DELETE FROM memories WHERE source_type = 'capacity'")
         conn.execute("UPDATE user_quotas q SET memory_count = c.n FROM (SELECT user_id, count(*) AS n "

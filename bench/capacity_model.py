@@ -77,8 +77,10 @@ class Scale:
 
 
 def vector_step_ms(m: dict[str, float], scale: Scale, regime: str) -> float:
-    """PostgreSQL CPU (ms) of the vector step: ``hnsw`` walks the partition's shared graph,
-    ``exact`` scans the user's rows (the code's re-run when the walk comes back short)."""
+    """PostgreSQL CPU (ms) of the vector step: ``hnsw`` walks the partition's shared graph
+    (~50 tuples per co-tenant user at ~9 us each: measured up to ~101 users per graph by
+    ``bench/capacity.py --crowding-only``, capped by hnsw.max_scan_tuples), ``exact`` scans the
+    user's rows (the code's re-run when the walk comes back short)."""
     if regime == "hnsw":
         return min(50 * max(1.0, scale.users_per_partition), 20_000) * 0.009
     return m["exact_vector_pg_cpu_ms"] * (SCATTER_FACTOR if scale.users_per_partition > 1 else 1.0)
