@@ -24,13 +24,14 @@ _RESULT_FIELDS = (
 
 def _search_rows(user_id: str, query: str, top_k: int, filters: Any) -> list[dict[str, Any]]:
     settings = get_settings()
-    # pipeline: BEGIN and the user setting travel with the lexical query
+    # pipeline: BEGIN and the user setting travel with the lexical query, and the access
+    # statistics with the commit (committed before the answer is sent; see access.py)
     with runtime.database().user_tx(user_id, pipeline=True) as cur:
         rows = run_search(
             cur, user_id, query, runtime.embedder().embed_one, top_k, filters,
             Ranking.from_settings(settings), settings.candidate_pool,
         )
-    record_access(user_id, [r["id"] for r in rows])
+        record_access(cur, user_id, [r["id"] for r in rows])
     return rows
 
 
