@@ -264,9 +264,13 @@ class RedisServer:
     workdir: Path | None = None
     die_with_parent: bool = False
 
-    def stop(self) -> None:
+    def stop(self, *, hard: bool = False) -> None:
+        """Stop it (SIGTERM: Redis writes its AOF out), or with ``hard`` kill it (SIGKILL, a crash)."""
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            if hard:
+                self.process.kill()
+            else:
+                self.process.terminate()
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
@@ -276,13 +280,14 @@ class RedisServer:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
 
-    def restart(self) -> None:
-        """Stop and start again on the same port (tests of reconnect behaviour)."""
+    def restart(self, *, hard: bool = False) -> None:
+        """Stop (or with ``hard`` kill) and start again on the same port with the same data
+        (tests of reconnect behaviour)."""
         if self.process is None or self.port is None:
             raise RuntimeError("cannot restart an external Redis")
         workdir = self.workdir
         self.workdir = None
-        self.stop()
+        self.stop(hard=hard)
         self.workdir = workdir
         started = start_redis(port=self.port, workdir=workdir, use_env=False,
                               die_with_parent=self.die_with_parent)
