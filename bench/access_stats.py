@@ -37,7 +37,7 @@ def variant(name: str) -> Iterator[None]:
     """``stats``: the service as it is; ``none``: the search without its UPDATE (the floor);
     ``async``: the UPDATE with ``SET LOCAL synchronous_commit = off`` (what the WAL flush at
     commit costs; measurement only)."""
-    from coda_memory import search
+    from coda_memory.usecases import search
 
     saved = search.record_access
 

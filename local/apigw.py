@@ -1,26 +1,46 @@
 """API Gateway REST (v1) proxy events, shaped like `sam local generate-event apigateway
-aws-proxy`, and a minimal Lambda context: how tests and benchmarks call a function's real
-``handler(event, context)`` in-process, the way API Gateway and Lambda do."""
+aws-proxy`, the Lambda context object, and :class:`InProcessApi`: how tests and benchmarks call
+the real ``handler(event, context)`` of the function the template routes a request to, in this
+process, the way API Gateway and Lambda do."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .template import LocalTemplate
+
+REGION = "us-east-1"
+ACCOUNT = "000000000000"
 
 
 class LambdaContext:
-    """The parts of the Lambda context object that handlers and Powertools read."""
+    """The context object Lambda passes to a Python handler (the fields handlers and
+    Powertools read), for one invocation of ``function_name``."""
 
-    function_name = "test-function"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    def __init__(
+        self, function_name: str = "test-function", *, memory_mb: int = 1024, timeout_s: float = 30.0,
+        request_id: str | None = None,
+    ) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = request_id or str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
+        self.identity = None
+        self.client_context = None
+        self.tenant_id = None
+        self._deadline = time.monotonic() + timeout_s
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def make_event(
@@ -78,3 +98,45 @@ def make_event(
             "protocol": "HTTP/1.1",
         },
     }
+
+
+# What API Gateway answers for a method and path no route matches.
+NO_ROUTE = {"statusCode": 403, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"message": "Missing Authentication Token"})}
+
+
+@cache
+def _default_template() -> LocalTemplate:
+    from .template import load
+
+    return load()
+
+
+class InProcessApi:
+    """The template's REST API in this process: each request becomes the API Gateway event of
+    its route (resource path and path parameters from ``infra/template.yaml``) and goes to the
+    handler of the function behind that route -- the routes are never listed anywhere else."""
+
+    def __init__(self, template: LocalTemplate | None = None) -> None:
+        self.template = template or _default_template()
+        self._handlers: dict[str, Any] = {}
+
+    def handler(self, logical_id: str) -> Any:
+        if logical_id not in self._handlers:
+            from .lambda_invoke import import_handler
+
+            self._handlers[logical_id] = import_handler(self.template.functions[logical_id])
+        return self._handlers[logical_id]
+
+    def __call__(self, method: str, path: str, **event: Any) -> dict[str, Any]:
+        """Lambda's answer (``statusCode``, ``headers``, ``body``) to ``method path``; ``event``
+        takes :func:`make_event`'s keyword arguments (``body``, ``query``, ``api_key``, ...)."""
+        try:
+            route, params = self.template.route_for(method, path)
+        except KeyError:
+            return dict(NO_ROUTE)
+        spec = self.template.functions[route.function]
+        request = make_event(method, path, resource=route.path, path_parameters=params or None, **event)
+        context = LambdaContext(spec.function_name, memory_mb=spec.memory_mb, timeout_s=spec.timeout_s)
+        result: dict[str, Any] = self.handler(route.function)(request, context)
+        return result

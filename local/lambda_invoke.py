@@ -4,8 +4,8 @@ offers) on 127.0.0.1:3001.
 :class:`InProcessRunner` implements the slice of SAM CLI's ``LocalLambdaRunner`` interface that
 SAM's own local services call (``invoke``, ``get_function``, ``is_debugging``), but instead of a
 Docker container it imports the function's module (``CodeUri`` + ``Handler`` of the template)
-and calls ``handler(event, context)`` in a worker thread. Each worker thread owns an asyncio
-event loop (mangum calls ``asyncio.get_event_loop()``, which fails in a plain thread). A
+and calls ``handler(event, context)`` in a worker thread (the API handlers give their thread
+the event loop mangum needs: ``coda_memory.api.lambda_handler``). A
 handler exception becomes Lambda's error payload (``errorMessage``/``errorType``/``stackTrace``),
 which the services turn into ``X-Amz-Function-Error: Unhandled`` -- like Lambda.
 
@@ -16,7 +16,6 @@ works with the template's logical ids, ``FunctionName`` values and ARNs.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import json
@@ -25,38 +24,15 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from .apigw import LambdaContext
 from .template import REPO_ROOT, FunctionSpec, LocalTemplate
 
 log = logging.getLogger("local.lambda")
-
-REGION = "us-east-1"
-ACCOUNT = "000000000000"
-
-
-class LambdaContext:
-    """The context object Lambda passes to a Python handler (the fields Powertools reads)."""
-
-    def __init__(self, spec: FunctionSpec, request_id: str | None = None) -> None:
-        self.function_name = spec.function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{spec.function_name}"
-        self.memory_limit_in_mb = spec.memory_mb
-        self.aws_request_id = request_id or str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{spec.function_name}"
-        self.log_stream_name = f"local/{self.aws_request_id}"
-        self.identity = None
-        self.client_context = None
-        self.tenant_id = None
-        self._deadline = time.monotonic() + spec.timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass
@@ -64,10 +40,6 @@ class InvokeResult:
     payload: str  # JSON text, as Lambda returns it
     error: bool
     duration_ms: float
-
-
-def _thread_init() -> None:
-    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def normalize_function_name(identifier: str) -> str:
@@ -87,6 +59,27 @@ class FunctionNotFoundError(KeyError):
     pass
 
 
+def import_handler(spec: FunctionSpec) -> Any:
+    """The function's ``handler`` callable (``CodeUri`` + ``Handler``), imported in this process."""
+    dotted = spec.dotted_module
+    if dotted:
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
+        module = importlib.import_module(dotted)
+    else:
+        # Code outside the repo: load the file under a private module name.
+        name = f"_local_lambda_{spec.logical_id}"
+        module = sys.modules.get(name)
+        if module is None:
+            loader_spec = importlib.util.spec_from_file_location(name, spec.module_file)
+            if loader_spec is None or loader_spec.loader is None:
+                raise ImportError(f"cannot load {spec.module_file}")
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[name] = module
+            loader_spec.loader.exec_module(module)
+    return getattr(module, spec.attr)
+
+
 class InProcessRunner:
     """Runs the template's functions in this process, ``workers`` invocations at a time."""
 
@@ -99,7 +92,7 @@ class InProcessRunner:
         self._handlers: dict[str, Any] = {}
         self._load_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="lambda", initializer=_thread_init
+            max_workers=workers, thread_name_prefix="lambda"
         )
 
     # --- lookup and loading ------------------------------------------------------------------
@@ -118,29 +111,9 @@ class InProcessRunner:
             handler = self._handlers.get(spec.logical_id)
             if handler is not None:
                 return handler
-            module = self._import(spec)
-            handler = getattr(module, spec.attr)
+            handler = import_handler(spec)
             self._handlers[spec.logical_id] = handler
             return handler
-
-    @staticmethod
-    def _import(spec: FunctionSpec) -> Any:
-        dotted = spec.dotted_module
-        if dotted:
-            if str(REPO_ROOT) not in sys.path:
-                sys.path.insert(0, str(REPO_ROOT))
-            return importlib.import_module(dotted)
-        # Code outside the repo: load the file under a private module name.
-        name = f"_local_lambda_{spec.logical_id}"
-        if name in sys.modules:
-            return sys.modules[name]
-        loader_spec = importlib.util.spec_from_file_location(name, spec.module_file)
-        if loader_spec is None or loader_spec.loader is None:
-            raise ImportError(f"cannot load {spec.module_file}")
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[name] = module
-        loader_spec.loader.exec_module(module)
-        return module
 
     def preload(self) -> dict[str, str]:
         """Import every handler now; returns {logical id: error} for those that failed."""
@@ -155,7 +128,9 @@ class InProcessRunner:
     # --- invoking ----------------------------------------------------------------------------
     def _call(self, spec: FunctionSpec, event: Any, request_id: str | None) -> str:
         handler = self.load_handler(spec)
-        result = handler(event, LambdaContext(spec, request_id))
+        context = LambdaContext(spec.function_name, memory_mb=spec.memory_mb, timeout_s=spec.timeout_s,
+                                request_id=request_id)
+        result = handler(event, context)
         return json.dumps(result)
 
     def invoke_event(self, identifier: str, event: Any, request_id: str | None = None) -> InvokeResult:

@@ -4,14 +4,13 @@ as it would to AWS (or to the local runner on :3001), and it calls the real inge
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from functions.subscriber.invoker import _LambdaContext
+from local.apigw import LambdaContext
 
 
 class LambdaEndpoint:
@@ -68,11 +67,7 @@ class LambdaEndpoint:
             error_type = reason or self.fail_type
             return 200, {"errorType": error_type, "errorMessage": "injected failure"}, True
         try:
-            asyncio.get_event_loop()
-        except RuntimeError:
-            asyncio.set_event_loop(asyncio.new_event_loop())
-        try:
-            result = self.handler(event, _LambdaContext())
+            result = self.handler(event, LambdaContext("IngestFunction"))
         except Exception as exc:
             return 200, {"errorType": type(exc).__name__, "errorMessage": str(exc)[:500]}, True
         if isinstance(result, (str, bytes)):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coda_memory.context import assemble, chars4, words
+from coda_memory.usecases.context import assemble, chars4, words
 
 GOOD = {"content": "valid content", "content_type": "fact", "source_type": "test", "user_id": "bad-input-user"}
 FUTURE = (datetime.now(UTC) + timedelta(days=2)).isoformat()
@@ -160,8 +160,14 @@ def test_hostile_strings_are_data_not_code(api, user_id, admin_conn):
 
 
 def test_unknown_route_and_method(api):
-    assert api.call("GET", "/nope").status == 404
-    r = api.call("PUT", "/ingest", body=GOOD)
+    # API Gateway answers a method and path the template has no route for itself
+    assert api.call("GET", "/nope").status == 403
+    assert api.call("PUT", "/ingest", body=GOOD).body == {"message": "Missing Authentication Token"}
+    # and should such an event reach a function anyway, it answers with the API's error body
+    from tests.apigw import invoke
+
+    assert invoke(api.handlers["ingest"], "GET", "/nope").status == 404
+    r = invoke(api.handlers["ingest"], "PUT", "/ingest", body=GOOD)
     assert r.status == 405 and r.error_code == "method_not_allowed"
 
 

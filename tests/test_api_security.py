@@ -156,7 +156,7 @@ def test_database_down_is_503_not_500(api, user_id, settings_env):
 
 
 def test_keys_cli_creates_user_keys_that_work_and_revokes_them(api, user_id, postgres, capsys):
-    from coda_memory import auth
+    from coda_memory import runtime
     from coda_memory.keys import main
 
     assert main(["--database-url", postgres.admin_url, "create", "--user", user_id, "--name", "cli"]) == 0
@@ -170,6 +170,6 @@ def test_keys_cli_creates_user_keys_that_work_and_revokes_them(api, user_id, pos
     listing = capsys.readouterr().out
     assert key_id in listing and key not in listing
     assert main(["--database-url", postgres.admin_url, "revoke", key_id]) == 0
-    auth.clear_cache()  # positive lookups are cached for 60 s per process
+    runtime.authenticator.clear()  # positive lookups are cached for 60 s per process
     assert api.call("POST", "/search", api_key=key, body=body).status == 401
     assert main(["--database-url", postgres.admin_url, "revoke", key_id]) == 1

@@ -19,6 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from coda_memory import runtime
 from local.template import DEFAULT_TEMPLATE, load
 
 REGION = "us-east-1"
@@ -58,8 +59,8 @@ def _secret(name: str, value: str) -> str:
 
 
 @pytest.mark.parametrize("shape", ["plain", "json-url", "rds-json"])
-def test_job_database_url_from_secrets_manager(aws, clean_settings, monkeypatch, postgres, shape):
-    from coda_memory import jobs
+def test_database_url_from_secrets_manager(aws, clean_settings, monkeypatch, postgres, shape):
+    from coda_memory.aws_secrets import database_url
     from coda_memory.config import get_settings
 
     url = postgres.app_url
@@ -68,7 +69,7 @@ def test_job_database_url_from_secrets_manager(aws, clean_settings, monkeypatch,
                                      "port": 5432, "dbname": "coda_memory"})}[shape]
     monkeypatch.setenv("DATABASE_URL", "")  # what the template sets in AWS
     monkeypatch.setenv("DATABASE_URL_SECRET", _secret(f"db-{shape}", value))
-    resolved = jobs.database_url(get_settings())
+    resolved = database_url(get_settings())
     if shape == "rds-json":
         assert resolved == "postgresql://coda_app:pw@db.internal:5432/coda_memory"
     else:
@@ -86,15 +87,13 @@ def test_scheduled_job_runs_with_the_database_url_from_its_secret(aws, clean_set
         "deleted, deleted_at) VALUES (%s, 'x', 'fact', %s::vector, 't', 'h', true, %s)",
         (user, vec, datetime.now(UTC) - timedelta(days=90)))
     monkeypatch.setenv("DATABASE_URL_SECRET", _secret("coda/db", postgres.app_url))
-    monkeypatch.setattr(app, "_connections", None)
+    runtime.reset()
     try:
         out = app.retention_purge_handler(
             {"source": "aws.events"},
             SimpleNamespace(aws_request_id="r1", get_remaining_time_in_millis=lambda: 60_000))
     finally:
-        if app._connections is not None:
-            app._connections.close()
-        monkeypatch.setattr(app, "_connections", None)
+        runtime.reset()
     assert out["complete"] is True
     assert admin_conn.execute("SELECT count(*) FROM memories WHERE user_id=%s", (user,)).fetchone()[0] == 0
 

@@ -22,7 +22,7 @@ from coda_memory.embedder import (
     Embedder,
     ModelNotBuiltError,
     default_model_dir,
-    get_embedder,
+    load_embedder,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
     try:
-        return get_embedder()
+        return load_embedder()
     except ModelNotBuiltError as exc:  # fail, never skip
         pytest.fail(f"model not built: {exc}")
 
@@ -85,7 +85,7 @@ def test_import_does_not_pull_torch() -> None:
         "import coda_memory.embedder as e\n"
         "heavy = ('torch', 'transformers', 'optimum')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
-        "e.get_embedder().embed_one('hello')\n"
+        "e.load_embedder().embed_one('hello')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     env = dict(os.environ)
@@ -185,7 +185,7 @@ def test_default_model_dir_env_override(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("MEMORY_MODEL_DIR", str(tmp_path))
     assert default_model_dir() == tmp_path
     with pytest.raises(ModelNotBuiltError):
-        get_embedder()
+        load_embedder()
     monkeypatch.delenv("MEMORY_MODEL_DIR")
     assert default_model_dir() in (
         Path("/opt/model"),
@@ -193,8 +193,13 @@ def test_default_model_dir_env_override(tmp_path: Path, monkeypatch: pytest.Monk
     )
 
 
-def test_get_embedder_is_cached(embedder: Embedder) -> None:
-    assert get_embedder() is embedder
+def test_runtime_keeps_one_embedder_until_reset(api_env) -> None:
+    from coda_memory import runtime
+
+    first = runtime.embedder()
+    assert runtime.embedder() is first
+    runtime.reset()
+    assert runtime.embedder() is not first
 
 
 def test_home_fallback_when_unwritable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from coda_memory import jobs
+from coda_memory.db.pool import Database
+from coda_memory.usecases import jobs
 
 VEC = "[" + ",".join(["0.05"] * 384) + "]"
 
@@ -61,9 +62,9 @@ def _audit(conn: psycopg.Connection, user: str, action: str) -> list[dict]:
 
 @pytest.fixture()
 def db(postgres):
-    conns = jobs.JobConnections(postgres.app_url)
-    yield conns
-    conns.close()
+    database = Database(postgres.app_url)
+    yield database
+    database.close()
 
 
 def test_archival_archives_only_old_rarely_used_live_memories(db, admin_conn):
@@ -234,11 +235,11 @@ def test_concurrent_runs_do_not_double_count(db, admin_conn, postgres):
     results = []
 
     def run() -> None:
-        conns = jobs.JobConnections(postgres.app_url)
+        database = Database(postgres.app_url)
         try:
-            results.append(jobs.archive(conns, after_days=365, max_access_count=5, batch_size=5))
+            results.append(jobs.archive(database, after_days=365, max_access_count=5, batch_size=5))
         finally:
-            conns.close()
+            database.close()
 
     threads = [threading.Thread(target=run) for _ in range(3)]
     for t in threads:
@@ -250,14 +251,13 @@ def test_concurrent_runs_do_not_double_count(db, admin_conn, postgres):
 
 
 def test_job_handlers_run_through_the_lambda_entry_point(postgres, admin_conn, monkeypatch):
-    from coda_memory.config import reset_settings
+    from coda_memory import runtime
     from functions.jobs import app
 
     monkeypatch.setenv("DATABASE_URL", postgres.app_url)
     monkeypatch.setenv("MEMORY_JOB_BATCH_SIZE", "50")
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
-    reset_settings()
-    monkeypatch.setattr(app, "_connections", None)
+    runtime.reset()
     user = _user()
     mid = _seed(admin_conn, user, age_days=366 * 2)
     context = SimpleNamespace(aws_request_id="lambda-req-1", get_remaining_time_in_millis=lambda: 900_000)
@@ -270,7 +270,4 @@ def test_job_handlers_run_through_the_lambda_entry_point(postgres, admin_conn, m
         assert app.quota_reset_handler(event, context)["job"] == "quota_reset"
         assert app.retention_purge_handler(event, context)["job"] == "retention_purge"
     finally:
-        if app._connections is not None:
-            app._connections.close()
-        monkeypatch.setattr(app, "_connections", None)
-        reset_settings()
+        runtime.reset()

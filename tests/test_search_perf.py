@@ -1,4 +1,4 @@
-"""bm25_candidates (migration 0003): the SECURITY DEFINER BM25 step of search.
+"""bm25_candidates (db/functions/bm25_candidates.sql): the SECURITY DEFINER BM25 step of search.
 
 It runs as the schema owner, so RLS does not restrict it: these tests pin that it scopes itself
 to the transaction's ``app.current_user_id`` and offers no way to name another user.
@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from coda_memory.retrieval import _LEXICAL_SQL, _SEARCH_SQL, _lexical_params, _where
+from coda_memory.db.search import _LEXICAL_SQL, _SEARCH_SQL, _lexical_params, _where
 from tests.dbrows import insert_memory as _insert
 
 

@@ -18,6 +18,7 @@ import redis
 from functions.subscriber.config import LOCAL_LAMBDA_ENDPOINT, SubscriberSettings
 from functions.subscriber.consumer import Subscriber, parse_entry
 from functions.subscriber.invoker import IngestFailed, InProcessInvoker, LambdaInvoker
+from local.apigw import LambdaContext
 from tests.subscriber_lambda import LambdaEndpoint
 from tests.subscriber_support import (
     Names,
@@ -360,7 +361,7 @@ def test_attempts_survive_restarts(r, redis_server, admin_conn, handler):
         raise RuntimeError("handler bug")
 
     settings = names.settings(redis_server.url, max_attempts=4, claim_idle_ms=100)
-    with running(settings, InProcessInvoker(broken)):
+    with running(settings, InProcessInvoker(broken, LambdaContext)):
         wait_for(lambda: r.xlen(names.dlq) >= 1, 30, what="dead letter")
     ((_, fields),) = r.xrange(names.dlq)
     assert fields[b"source_id"].decode() == entry_id and int(fields[b"attempts"]) == 4
@@ -526,6 +527,6 @@ def test_in_process_invoker_maps_exceptions(handler):
         raise ValueError("boom")
 
     with pytest.raises(IngestFailed, match="ValueError"):
-        InProcessInvoker(broken)([{"event_id": None, "data": {}}])
+        InProcessInvoker(broken, LambdaContext)([{"event_id": None, "data": {}}])
     assert Subscriber._backoff(1, 100, 1000) <= 0.1
     assert 0.5 <= Subscriber._backoff(50, 100, 1000) <= 1.0

@@ -1,7 +1,7 @@
 """Scheduled retention jobs (EventBridge ``Schedule`` events in infra/template.yaml).
 
 Plain Lambda handlers, no web framework: each parses nothing, runs one job from
-:mod:`coda_memory.jobs` within the invocation's time budget, logs and returns a summary. An
+:mod:`coda_memory.usecases.jobs` within the invocation's time budget, logs and returns a summary. An
 exception fails the invocation, so Lambda retries it and finally sends it to the jobs DLQ.
 """
 
@@ -14,17 +14,9 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "coda-memory-jobs")
 
 from aws_lambda_powertools import Logger
 
-from coda_memory import jobs
+from coda_memory.usecases import jobs
 
 logger = Logger()
-_connections: jobs.JobConnections | None = None
-
-
-def _db() -> jobs.JobConnections:
-    global _connections
-    if _connections is None:
-        _connections = jobs.JobConnections(jobs.database_url())
-    return _connections
 
 
 def _run(job: str, event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
@@ -33,7 +25,7 @@ def _run(job: str, event: dict[str, Any] | None, context: Any) -> dict[str, Any]
     time_left = (lambda: remaining() / 1000.0) if callable(remaining) else None
     source = (event or {}).get("source", "direct")
     try:
-        result = jobs.run_job(job, _db(), request_id=request_id, time_left_s=time_left)
+        result = jobs.run_job(job, request_id=request_id, time_left_s=time_left)
     except Exception:
         logger.exception("job failed", extra={"job": job, "trigger": source})
         raise

@@ -6,11 +6,11 @@ runtime.prewarm()  # start loading the model while FastAPI and the rest import (
 
 from fastapi import Depends, Request  # noqa: E402
 
-from coda_memory import health, search  # noqa: E402
 from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
 from coda_memory.models import ContextRequest, SearchRequest, parse_model  # noqa: E402
+from coda_memory.usecases import health, search  # noqa: E402
 
 app = create_app("coda-memory retrieve")
 

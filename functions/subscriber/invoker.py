@@ -17,9 +17,7 @@ Failures are split in two kinds, because they are handled differently:
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -148,35 +146,19 @@ class LambdaInvoker:
         return parse_results(body, len(events))
 
 
-class _LambdaContext:
-    function_name = "IngestFunction"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:IngestFunction"
-    memory_limit_in_mb = 1024
-    aws_request_id = "subscriber-inprocess"
-    log_group_name = "/aws/lambda/IngestFunction"
-    log_stream_name = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
-
-
 class InProcessInvoker:
     """Calls a ``handler(event, context)`` directly, with Lambda's error semantics (an exception
-    becomes a FunctionError). For tests and benchmarks."""
+    becomes a FunctionError). For tests and benchmarks: ``context`` builds the Lambda context
+    object of each call (``local.apigw.LambdaContext``; the subscriber image has no ``local``)."""
 
-    def __init__(self, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+    def __init__(self, handler: Callable[[dict[str, Any], Any], Any], context: Callable[[], Any]) -> None:
         self._handler = handler
-        self._local = threading.local()
+        self._context = context
 
     def __call__(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not getattr(self._local, "loop", None):
-            # mangum needs an event loop in the calling thread.
-            self._local.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._local.loop)
         payload = json.loads(build_payload(events))
         try:
-            response = self._handler(payload, _LambdaContext())
+            response = self._handler(payload, self._context())
         except Exception as exc:
             raise function_error(json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})) from exc
         body = response if isinstance(response, (str, bytes)) else json.dumps(response)

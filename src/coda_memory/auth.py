@@ -10,15 +10,21 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .config import get_settings
+from .aws_secrets import secret_value
+from .config import Settings
+from .db import keys
 from .errors import Forbidden, Unauthorized
 
+if TYPE_CHECKING:
+    from .db.pool import Database
+
 _CACHE_TTL_S = 60.0
-_cache: dict[str, tuple[float, Principal | None]] = {}
-_cache_lock = threading.Lock()
-_service_digests: list[bytes] | None = None
+_UNKNOWN_TTL_S = 5.0
+_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -27,10 +33,6 @@ class Principal:
 
     key_id: str
     user_id: str | None = None
-
-    @property
-    def is_service(self) -> bool:
-        return self.user_id is None
 
     def authorize(self, user_id: str) -> None:
         """Raise 403 unless this key may act for ``user_id``."""
@@ -60,68 +62,63 @@ def generate_key() -> str:
     return "cm_" + secrets.token_urlsafe(32)
 
 
-def _load_service_digests() -> list[bytes]:
-    global _service_digests
-    if _service_digests is None:
-        settings = get_settings()
-        keys: list[str] = []
-        if settings.api_key is not None and settings.api_key.get_secret_value():
-            keys.append(settings.api_key.get_secret_value())
-        if settings.api_key_secret:
-            from aws_lambda_powertools.utilities.parameters import get_secret
-
-            raw = get_secret(settings.api_key_secret, max_age=300)
-            text = raw.decode() if isinstance(raw, bytes) else str(raw)
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = text
-            keys.extend([parsed] if isinstance(parsed, str) else [str(k) for k in parsed])
-        _service_digests = [hashlib.sha256(k.encode()).digest() for k in keys if k]
-    return _service_digests
+def service_keys(settings: Settings) -> list[str]:
+    """The service keys: ``MEMORY_API_KEY`` and/or the secret ``MEMORY_API_KEY_SECRET`` (a
+    string, or a JSON list of strings)."""
+    keys: list[str] = []
+    if settings.api_key is not None and settings.api_key.get_secret_value():
+        keys.append(settings.api_key.get_secret_value())
+    if settings.api_key_secret:
+        text = secret_value(settings.api_key_secret)
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text
+        keys.extend([parsed] if isinstance(parsed, str) else [str(k) for k in parsed])
+    return [k for k in keys if k]
 
 
-def authenticate(api_key: str | None) -> Principal:
-    """Resolve ``X-API-Key`` to a :class:`Principal`, or raise 401."""
-    if not api_key:
-        raise Unauthorized("missing X-API-Key header")
-    if len(api_key) > 512:
-        raise Unauthorized("invalid API key")
-    digest = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).digest()
-    # Compare against every service key without early exit.
-    matched = False
-    for candidate in _load_service_digests():
-        matched |= hmac.compare_digest(digest, candidate)
-    if matched:
-        return Principal(key_id="service:" + digest.hex()[:12])
-    principal = _lookup_stored_key(digest.hex())
-    if principal is None:
-        raise Unauthorized("invalid API key")
-    return principal
+class Authenticator:
+    """Resolves ``X-API-Key`` to a :class:`Principal`: service keys from the settings, else a
+    key stored hashed in the database (looked up through ``resolve_api_key`` and cached for a
+    minute; unknown keys for a few seconds, so a key created a moment ago works soon).
+    ``coda_memory.runtime.authenticator()`` holds the process's one instance."""
 
+    def __init__(self, service_keys: list[str], database: Callable[[], Database]) -> None:
+        self._service_digests = [hashlib.sha256(k.encode()).digest() for k in service_keys]
+        self._database = database
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
 
-def _lookup_stored_key(key_hash: str) -> Principal | None:
-    now = time.monotonic()
-    with _cache_lock:
-        hit = _cache.get(key_hash)
-        if hit and hit[0] > now:
-            return hit[1]
-    from .runtime import database
+    def authenticate(self, api_key: str | None) -> Principal:
+        """The caller behind ``api_key``, or raise 401."""
+        if not api_key:
+            raise Unauthorized("missing X-API-Key header")
+        if len(api_key) > 512:
+            raise Unauthorized("invalid API key")
+        digest = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).digest()
+        # Compare against every service key without early exit.
+        matched = False
+        for candidate in self._service_digests:
+            matched |= hmac.compare_digest(digest, candidate)
+        if matched:
+            return Principal(key_id="service:" + digest.hex()[:12])
+        principal = self._stored(digest.hex())
+        if principal is None:
+            raise Unauthorized("invalid API key")
+        return principal
 
-    with database().system_tx() as cur:
-        cur.execute("SELECT key_id, user_id FROM resolve_api_key(%s)", (key_hash,))
-        row = cur.fetchone()
-    principal = Principal(key_id=str(row["key_id"]), user_id=row["user_id"]) if row else None
-    with _cache_lock:
-        if len(_cache) > 10_000:
-            _cache.clear()
-        # Unknown keys are remembered briefly, so a key created a moment ago works soon.
-        _cache[key_hash] = (now + (_CACHE_TTL_S if principal else 5.0), principal)
-    return principal
-
-
-def clear_cache() -> None:
-    global _service_digests
-    with _cache_lock:
-        _cache.clear()
-    _service_digests = None
+    def _stored(self, key_hash: str) -> Principal | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key_hash)
+            if hit and hit[0] > now:
+                return hit[1]
+        with self._database().system_tx() as cur:
+            found = keys.resolve(cur, key_hash)
+        principal = Principal(key_id=found[0], user_id=found[1]) if found else None
+        with self._lock:
+            if len(self._cache) > _CACHE_MAX:
+                self._cache.clear()
+            self._cache[key_hash] = (now + (_CACHE_TTL_S if principal else _UNKNOWN_TTL_S), principal)
+        return principal

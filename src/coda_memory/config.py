@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     # --- model -------------------------------------------------------------------------
     model_dir: Path | None = None
     embed_threads: int = Field(1, ge=1, le=64)
+    embed_parallel: int | None = Field(None, ge=1, le=64, description="texts embedded at once in a batch call")
 
     @field_validator(
         "database_url", "database_url_secret", "redis_url", "api_key", "api_key_secret", "model_dir",
@@ -112,10 +113,6 @@ class Settings(BaseSettings):
         if self.weight_similarity + self.weight_importance + self.weight_recency <= 0:
             raise ValueError("at least one ranking weight must be positive")
         return self
-
-    @property
-    def rate_limit_enabled(self) -> bool:
-        return self.rate_limit_per_second > 0 and self.rate_limit_burst > 0
 
 
 @lru_cache(maxsize=1)

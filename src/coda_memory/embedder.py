@@ -35,7 +35,7 @@ __all__ = [
     "Embedder",
     "ModelNotBuiltError",
     "default_model_dir",
-    "get_embedder",
+    "load_embedder",
 ]
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -98,8 +98,8 @@ class Embedder:
             defaults to :func:`default_model_dir`.
         :param threads: onnxruntime intra-op threads (1 is best on a busy 2-vCPU box).
         :param parallel: how many texts of one call may run at the same time when they are
-            embedded one by one (``$MEMORY_EMBED_PARALLEL``, default: the number of CPUs, at
-            most 4). Each text still runs alone through the model, so results are identical
+            embedded one by one (setting ``MEMORY_EMBED_PARALLEL``; default: the number of
+            CPUs, at most 4). Each text still runs alone through the model, so results are identical
             to a sequential run; only the wall time changes (measured 360 -> 720 texts/s on 2
             vCPUs).
         :raises ModelNotBuiltError: when the model files are missing.
@@ -149,9 +149,10 @@ class Embedder:
             providers=["CPUExecutionProvider"],
         )
         if parallel is None:
-            parallel = int(os.environ.get("MEMORY_EMBED_PARALLEL") or min(4, os.cpu_count() or 1))
+            parallel = min(4, os.cpu_count() or 1)
         self.parallel = max(1, parallel)
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._output_name = self._session.get_outputs()[0].name
 
@@ -206,12 +207,19 @@ class Embedder:
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            with _cache_lock:
+            with self._pool_lock:
                 if self._pool is None:
                     from concurrent.futures import ThreadPoolExecutor
 
                     self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="embed")
         return self._pool
+
+    def close(self) -> None:
+        """Stop the batch worker threads (the session itself needs no closing)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
 
     def embed_one(self, text: str) -> npt.NDArray[np.float32]:
         """Embed one text; returns a ``(dimension,)`` float32 unit vector."""
@@ -247,22 +255,8 @@ def _describe_quantization(q: Any) -> str:
     return f"{bits}-{kind}-{granularity}"
 
 
-_cache: dict[tuple[str, int], Embedder] = {}
-_cache_lock = threading.Lock()
-
-
-def get_embedder(model_dir: Path | None = None, threads: int | None = None) -> Embedder:
-    """The process-wide :class:`Embedder` (one ONNX session per execution environment).
-
-    ``threads`` defaults to ``$MEMORY_EMBED_THREADS``, else 1.
-    """
-    if threads is None:
-        threads = int(os.environ.get("MEMORY_EMBED_THREADS") or 1)
+def load_embedder(model_dir: Path | None = None, threads: int = 1, parallel: int | None = None) -> Embedder:
+    """Load the model from ``model_dir`` (default: :func:`default_model_dir`). A process keeps
+    one: ``coda_memory.runtime.embedder()``."""
     resolved = (Path(model_dir) if model_dir is not None else default_model_dir()).resolve()
-    key = (str(resolved), threads)
-    with _cache_lock:
-        embedder = _cache.get(key)
-        if embedder is None:
-            embedder = Embedder(resolved, threads=threads)
-            _cache[key] = embedder
-        return embedder
+    return Embedder(resolved, threads=threads, parallel=parallel)

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from .auth import generate_key, hash_key
+from .db import keys
 from .models import check_identifier
 
 
@@ -28,27 +29,7 @@ def create_key(conn: psycopg.Connection[Any], user_id: str | None, name: str = "
     if user_id is not None:
         check_identifier(user_id, "user_id")
     key = generate_key()
-    row = conn.execute(
-        "INSERT INTO api_keys (key_hash, user_id, name) VALUES (%s, %s, %s) RETURNING key_id",
-        (hash_key(key), user_id, name),
-    ).fetchone()
-    assert row is not None
-    return key, row[0]
-
-
-def revoke_key(conn: psycopg.Connection[Any], key_id: uuid.UUID) -> bool:
-    cur = conn.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL", (key_id,)
-    )
-    return cur.rowcount == 1
-
-
-def list_keys(conn: psycopg.Connection[Any], user_id: str | None = None) -> list[tuple[Any, ...]]:
-    return conn.execute(
-        """SELECT key_id, coalesce(user_id, '*'), name, created_at, revoked_at FROM api_keys
-           WHERE %(u)s::text IS NULL OR user_id = %(u)s ORDER BY created_at""",
-        {"u": user_id},
-    ).fetchall()
+    return key, keys.insert(conn, hash_key(key), user_id, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             key, key_id = create_key(conn, args.user, args.name)
             print(f"key_id {key_id}\nkey    {key}\n(store the key now: only its hash is kept)")
         elif args.command == "list":
-            for row in list_keys(conn, args.user):
+            for row in keys.list_all(conn, args.user):
                 print("\t".join("" if v is None else str(v) for v in row))
-        elif not revoke_key(conn, args.key_id):
+        elif not keys.revoke(conn, args.key_id):
             print("no active key with that key_id", file=sys.stderr)
             return 1
     return 0

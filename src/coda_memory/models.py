@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -232,14 +233,15 @@ def check_identifier(value: str | None, name: str) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-def validation_message(exc: ValidationError) -> str:
-    """A readable one-line summary of pydantic errors, without echoing input values."""
+def validation_message(errors: Sequence[Any]) -> str:
+    """A readable one-line summary of pydantic errors (``ValidationError.errors()``, also what
+    FastAPI reports for a bad path or query parameter), without echoing input values."""
     parts = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        msg = err["msg"].removeprefix("Value error, ")
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}")
-    return "; ".join(parts[:10])
+    return "; ".join(parts[:10]) or "invalid request"
 
 
 def parse_model(model: type[M], raw: Any) -> M:
@@ -247,4 +249,4 @@ def parse_model(model: type[M], raw: Any) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ValidationFailed(validation_message(exc)) from None
+        raise ValidationFailed(validation_message(exc.errors(include_input=False, include_url=False))) from None

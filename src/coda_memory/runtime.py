@@ -1,16 +1,24 @@
-"""Process-wide resources, created once per execution environment and reused by every
-invocation: the database pool, the ONNX embedder, the rate limiter."""
+"""The one owner of process-wide state: everything an execution environment builds once and
+reuses across invocations -- the database pool, the ONNX embedder, the rate limiter, the API
+key authenticator (with its cache) and the worker threads of the search path.
+
+Each resource is created lazily on first use, and :func:`reset` closes and forgets all of
+them (tests switching configuration; a SnapStart restore). Nothing else in the package keeps
+module-level caches, pools or threads.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .config import Settings, get_settings
-from .errors import ServiceUnavailable
+from .config import get_settings, reset_settings
 
 if TYPE_CHECKING:
+    from .auth import Authenticator
     from .db.pool import Database
     from .embedder import Embedder
     from .ratelimit import RateLimiter
@@ -19,10 +27,12 @@ T = TypeVar("T")
 
 
 class _Once(Generic[T]):
-    """A lazily built singleton; concurrent first calls build it exactly once."""
+    """A lazily built singleton; concurrent first calls build it exactly once. ``close`` is
+    how :func:`reset` releases what the value holds (connections, threads)."""
 
-    def __init__(self, factory: Callable[[], T]) -> None:
+    def __init__(self, factory: Callable[[], T], close: Callable[[T], None] | None = None) -> None:
         self._factory = factory
+        self._close = close
         self._value: T | None = None
         self._lock = threading.Lock()
 
@@ -40,26 +50,18 @@ class _Once(Generic[T]):
 
     def clear(self) -> None:
         with self._lock:
-            self._value = None
-
-
-def _resolve_database_url(settings: Settings) -> str:
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    if settings.database_url_secret:
-        from aws_lambda_powertools.utilities.parameters import get_secret
-
-        value = get_secret(settings.database_url_secret, max_age=300)
-        return value.decode() if isinstance(value, bytes) else str(value)
-    raise ServiceUnavailable("database is not configured (set DATABASE_URL)")
+            value, self._value = self._value, None
+        if value is not None and self._close is not None:
+            self._close(value)
 
 
 def _build_database() -> Database:
+    from .aws_secrets import database_url
     from .db.pool import Database
 
     settings = get_settings()
     return Database(
-        _resolve_database_url(settings),
+        database_url(settings),
         max_size=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
@@ -67,10 +69,10 @@ def _build_database() -> Database:
 
 
 def _build_embedder() -> Embedder:
-    from .embedder import get_embedder
+    from .embedder import load_embedder
 
     settings = get_settings()
-    return get_embedder(settings.model_dir, settings.embed_threads)
+    return load_embedder(settings.model_dir, settings.embed_threads, settings.embed_parallel)
 
 
 def _build_rate_limiter() -> RateLimiter:
@@ -80,9 +82,26 @@ def _build_rate_limiter() -> RateLimiter:
     return RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.redis_url)
 
 
-database: _Once[Database] = _Once(_build_database)
-embedder: _Once[Embedder] = _Once(_build_embedder)
+def _build_authenticator() -> Authenticator:
+    from .auth import Authenticator, service_keys
+
+    return Authenticator(service_keys(get_settings()), lambda: database())
+
+
+def _build_search_workers() -> ThreadPoolExecutor:
+    # The lexical query of a search runs here while the request thread embeds the query; one
+    # worker per pooled connection, since every search in flight holds one of those.
+    return ThreadPoolExecutor(max_workers=get_settings().db_pool_max, thread_name_prefix="coda-lexical")
+
+
+database: _Once[Database] = _Once(_build_database, lambda db: db.close())
+embedder: _Once[Embedder] = _Once(_build_embedder, lambda e: e.close())
 rate_limiter: _Once[RateLimiter] = _Once(_build_rate_limiter)
+authenticator: _Once[Authenticator] = _Once(_build_authenticator)
+search_workers: _Once[ThreadPoolExecutor] = _Once(_build_search_workers, lambda p: p.shutdown(wait=True))
+
+# In the order reset() releases them: users of the pool before the pool.
+_RESOURCES: tuple[_Once[Any], ...] = (search_workers, authenticator, rate_limiter, embedder, database)
 
 
 def prewarm() -> None:
@@ -90,8 +109,6 @@ def prewarm() -> None:
     model overlaps the rest of the cold start (Lambda init, local runner start-up). On by
     default on Lambda, else with ``MEMORY_PREWARM=1``; failures are left for the first
     request to report."""
-    import os
-
     wanted = os.environ.get("MEMORY_PREWARM", "1" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "0")
     if wanted.lower() not in ("1", "true", "yes"):
         return
@@ -107,14 +124,8 @@ def prewarm() -> None:
 
 
 def reset() -> None:
-    """Drop every cached resource (tests switch configuration between cases)."""
-    from . import auth
-    from .config import reset_settings
-
-    db = database.peek()
-    if db is not None:
-        db.close()
-    for once in (database, embedder, rate_limiter):
+    """Close and forget every resource and the settings: the next use rebuilds them from the
+    environment as it is now."""
+    for once in _RESOURCES:
         once.clear()
     reset_settings()
-    auth.clear_cache()

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import runtime
-from ..auth import Caller, Principal, authenticate
+from ..auth import Caller, Principal
 from ..config import get_settings
 from ..errors import (
     BadRequest,
@@ -26,6 +26,7 @@ from ..errors import (
     Unauthorized,
     ValidationFailed,
 )
+from ..models import validation_message
 from ..observability import logger, record_request
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _request_id(request: Request) -> str | None:
 
 async def caller(request: Request) -> Caller:
     """FastAPI dependency: authenticate ``X-API-Key`` and apply the per-key rate limit."""
-    principal: Principal = authenticate(request.headers.get("x-api-key"))
+    principal: Principal = runtime.authenticator().authenticate(request.headers.get("x-api-key"))
     request.state.principal = principal
     runtime.rate_limiter().check(principal.key_id)
     return Caller(principal, _client_ip(request), _request_id(request))
@@ -93,10 +94,10 @@ def _audit_denied(request: Request, exc: MemoryServiceError) -> None:
     principal = getattr(request.state, "principal", None)
     user_id = exc.details.get("user_id") if isinstance(exc.details, dict) else None
     try:
-        from .. import store
+        from ..db import audit
 
         with runtime.database().system_tx() as cur:
-            store.audit_denied(
+            audit.write_denied(
                 cur, user_id=user_id, actor=principal.key_id if principal else "anonymous",
                 action=f"{request.method} {_route(request)}", resource=request.url.path,
                 ip=_client_ip(request), result=f"denied:{exc.code}", request_id=_request_id(request),
@@ -122,11 +123,7 @@ def create_app(title: str) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [
-            ".".join(str(p) for p in e.get("loc", ())) + ": " + str(e.get("msg", "invalid"))
-            for e in exc.errors()
-        ]
-        return error_response(422, ValidationFailed.code, "; ".join(parts[:10]) or "invalid request")
+        return error_response(422, ValidationFailed.code, validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

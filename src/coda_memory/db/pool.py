@@ -1,8 +1,10 @@
-"""One connection pool per execution environment, and per-user transactions.
+"""The one database access object of a process: a connection pool and its transactions.
 
 Every query against per-user tables runs inside :meth:`Database.user_tx`, which sets
 ``app.current_user_id`` for that transaction only; row-level security in PostgreSQL does the
-isolation, so a bug in Python cannot read another user's rows.
+isolation, so a bug in Python cannot read another user's rows. Jobs and key lookups use
+:meth:`Database.system_tx` (no user: per-user tables read as empty; they go through SECURITY
+DEFINER functions). ``coda_memory.runtime`` builds the one instance a process uses.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import contextmanager, nullcontext
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ServiceUnavailable
 
@@ -37,7 +39,6 @@ class Database:
         connect_timeout: float = 5.0,
         statement_timeout_ms: int = 10_000,
     ) -> None:
-        self._url = url
         self._statement_timeout_ms = statement_timeout_ms
         self._pool = ConnectionPool(
             url,
@@ -90,13 +91,9 @@ class Database:
             with self._pool.connection() as conn:
                 yield conn
                 self._last_ok[conn] = time.monotonic()
-        except (psycopg.OperationalError, psycopg.errors.QueryCanceled) as exc:
+        # PoolTimeout: no connection came in time (not an OperationalError)
+        except (psycopg.OperationalError, psycopg.errors.QueryCanceled, PoolTimeout) as exc:
             raise ServiceUnavailable("database unavailable") from exc
-        except Exception as exc:
-            # psycopg_pool raises PoolTimeout (not an OperationalError) when no connection comes.
-            if type(exc).__name__ == "PoolTimeout":
-                raise ServiceUnavailable("database unavailable") from exc
-            raise
 
     @contextmanager
     def user_tx(self, user_id: str, *, pipeline: bool = False) -> Iterator[DictCursor]:
@@ -111,18 +108,21 @@ class Database:
             yield cur
 
     @contextmanager
-    def transaction(self, *, pipeline: bool = False) -> Iterator[DictCursor]:
+    def transaction(self, *, pipeline: bool = False, statement_timeout_ms: int | None = None) -> Iterator[DictCursor]:
         """A transaction with no user set yet: per-user tables read as empty until
-        :func:`set_user` scopes it (several users one after the other: ingest batches)."""
+        :func:`set_user` scopes it (several users one after the other: ingest batches).
+        ``statement_timeout_ms`` overrides the pool's timeout for this transaction only."""
         with self.connection() as conn, (conn.pipeline() if pipeline else nullcontext()), \
                 conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            if statement_timeout_ms is not None:
+                cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout_ms),))
             yield cur
 
     @contextmanager
-    def system_tx(self) -> Iterator[DictCursor]:
+    def system_tx(self, *, statement_timeout_ms: int | None = None) -> Iterator[DictCursor]:
         """A transaction with no user set: per-user tables read as empty (RLS); used for the
         SECURITY DEFINER functions (key lookup, audit of anonymous requests, jobs)."""
-        with self.transaction() as cur:
+        with self.transaction(statement_timeout_ms=statement_timeout_ms) as cur:
             yield cur
 
     def close(self) -> None:

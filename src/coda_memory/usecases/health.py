@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import runtime
+from .. import __version__, runtime
+from ..db import health as health_sql
+from ..embedder import DIMENSION, MODEL_NAME
 
 
 def health() -> dict[str, Any]:
-    """Liveness plus what the agent may want to know about the model and the database."""
-    from . import __version__
-    from .embedder import DIMENSION, MODEL_NAME
-
+    """Liveness plus what the agent may want to know about the model and the database;
+    ``"degraded"`` (still 200) when either is unavailable."""
     out: dict[str, Any] = {"status": "ok", "version": __version__}
     try:
         emb = runtime.embedder()
@@ -22,13 +22,7 @@ def health() -> dict[str, Any]:
         out["model"] = {"name": MODEL_NAME, "dimension": DIMENSION, "error": type(exc).__name__}
     try:
         with runtime.database().system_tx() as cur:
-            cur.execute(
-                """SELECT current_setting('server_version') AS server_version,
-                          (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector,
-                          (SELECT max(version) FROM schema_migrations) AS schema_version"""
-            )
-            row = cur.fetchone() or {}
-        out["database"] = {"status": "ok", **row}
+            out["database"] = {"status": "ok", **health_sql.facts(cur)}
     except Exception as exc:
         out["status"] = "degraded"
         out["database"] = {"status": "unavailable", "error": type(exc).__name__}

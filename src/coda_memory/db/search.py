@@ -1,5 +1,5 @@
-"""Search: candidates by meaning (pgvector HNSW) and by words (BM25 over the generated
-tsvector), fused, then ranked by the blended relevance score of the seed
+"""The search SQL: candidates by meaning (pgvector HNSW) and by words (BM25 over the generated
+tsvector), fused, then ranked in the database by the blended relevance score of the seed
 
     relevance = w_sim * match + w_imp * importance + w_rec * 1 / (1 + age_days * decay)
 
@@ -20,19 +20,16 @@ tsvector), fused, then ranked by the blended relevance score of the seed
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .config import Settings, get_settings
-from .db.pool import DictCursor
-from .models import SearchFilters
-from .store import MEMORY_COLUMNS
+from ..config import Settings
+from ..models import SearchFilters
+from .memories import MEMORY_COLUMNS
+from .pool import DictCursor
 
 _BM25_K1 = 1.2
 _BM25_B = 0.75
@@ -63,7 +60,7 @@ def _where(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
     return " AND ".join(clauses), params
 
 
-# Lexical candidates: the SECURITY DEFINER function bm25_candidates (migrations 0003/0004/0008).
+# Lexical candidates: the SECURITY DEFINER function bm25_candidates (db/functions/bm25_candidates.sql).
 # Under row-level security `search_vector @@ tsquery` (not LEAKPROOF) cannot use the GIN index,
 # so the lexical step read every row of the user; the function is scoped to the transaction's
 # app.current_user_id by itself (no user argument) and goes through the index. BM25: tf =
@@ -138,26 +135,10 @@ _MATCH_SQL = {
            " * (%(rrf_k)s::int + 1)",
 }
 
-# bm25_candidates runs on the request's connection in this pool while the calling thread embeds
-# the query (onnxruntime and psycopg's waits both release the GIL): the two ~2-3 ms steps overlap.
-# One worker per pooled database connection: every search in flight holds one of those.
-_lexical_pool: ThreadPoolExecutor | None = None
-_lexical_pool_lock = threading.Lock()
-
-
-def _lexical_executor() -> ThreadPoolExecutor:
-    global _lexical_pool
-    if _lexical_pool is None:
-        with _lexical_pool_lock:
-            if _lexical_pool is None:
-                _lexical_pool = ThreadPoolExecutor(max_workers=get_settings().db_pool_max,
-                                                   thread_name_prefix="coda-lexical")
-    return _lexical_pool
-
-
-def _lexical(cur: DictCursor, params: dict[str, Any]) -> dict[uuid.UUID, float]:
-    """{id: bm25 score} of the lexical candidates, best first, on ``cur``'s connection and
-    transaction."""
+def lexical_candidates(cur: DictCursor, query: str, n: int, filters: SearchFilters) -> dict[uuid.UUID, float]:
+    """{id: bm25 score} of the best ``n`` lexical candidates, best first. Runs on a cursor of
+    its own on ``cur``'s connection and transaction, so it can overlap the query embedding."""
+    params = dict(_lexical_params(filters), query=query, n=n, k1=_BM25_K1, b=_BM25_B)
     with cur.connection.cursor() as lex:
         lex.execute(_LEXICAL_SQL, params)
         return {row[0]: float(row[1]) for row in lex.fetchall()}
@@ -171,7 +152,7 @@ class Ranking:
     decay: float
     mode: str
     rrf_k: int
-    fusion: str = "rrf"
+    fusion: str = "convex"
     vector_weight: float = 0.5
 
     @classmethod
@@ -188,33 +169,21 @@ class Ranking:
                 "a": self.vector_weight, "rrf_k": self.rrf_k}
 
 
-def search(
+def rank(
     cur: DictCursor,
     user_id: str,
-    query: str,
-    embed: Callable[[str], np.ndarray],
-    top_k: int,
+    query_vector: np.ndarray,
+    lexical: dict[uuid.UUID, float],
     filters: SearchFilters,
     ranking: Ranking,
-    candidate_pool: int,
+    top_k: int,
+    n: int,
 ) -> list[dict[str, Any]]:
-    """Top ``top_k`` memories of ``user_id`` by relevance (RLS scopes the cursor already).
-
-    ``embed`` turns the query into its vector; in hybrid mode it runs while the lexical
-    candidates are computed by the database."""
+    """The top ``top_k`` memories of ``user_id`` by relevance, from the ``n`` nearest by
+    cosine and the ``lexical`` candidates (RLS scopes ``cur`` already)."""
     where, params = _where(filters)
-    n = max(candidate_pool, top_k)
-    params.update(user_id=user_id, n=n)
-    lexical: Future[dict[uuid.UUID, float]] | None = None
-    if ranking.mode == "hybrid":
-        lexical_params = dict(_lexical_params(filters), query=query, n=n, k1=_BM25_K1, b=_BM25_B)
-        lexical = _lexical_executor().submit(_lexical, cur, lexical_params)
-    try:
-        params["q"] = embed(query)
-    finally:
-        # never leave the lexical query running on a connection that goes back to the pool
-        lexed = lexical.result() if lexical is not None else {}
-    params.update(ranking.params(), top_k=top_k, t_ids=list(lexed), t_scores=list(lexed.values()))
+    params.update(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
+                  t_ids=list(lexical), t_scores=list(lexical.values()))
     sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS,
                              match=_MATCH_SQL[ranking.match_key])
     cur.execute(sql, params)

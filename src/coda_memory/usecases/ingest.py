@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import runtime, store
-from .auth import Caller, Principal
-from .config import get_settings
-from .db.pool import DictCursor, set_user
-from .errors import BadRequest, Forbidden, MemoryServiceError, QuotaExceeded, ValidationFailed
-from .events import event_to_item
-from .models import IngestItem, check_identifier, parse_model
-from .text import content_hash, extract_tags, merge_tags, score_importance
+from .. import runtime
+from ..auth import Caller, Principal
+from ..config import get_settings
+from ..db import audit, quotas
+from ..db import memories as memory_sql
+from ..db.pool import DictCursor, set_user
+from ..errors import BadRequest, Forbidden, MemoryServiceError, QuotaExceeded, ValidationFailed
+from ..events import event_to_item
+from ..models import IngestItem, check_identifier, parse_model
+from ..text import content_hash, extract_tags, merge_tags, score_importance
 
 
 @dataclass
@@ -116,7 +118,7 @@ def ingest(
 def _audit_forbidden_item(caller: Caller, exc: Forbidden) -> None:
     target = exc.details.get("user_id") if isinstance(exc.details, dict) else None
     with runtime.database().system_tx() as cur:
-        store.audit_denied(
+        audit.write_denied(
             cur, user_id=target, actor=caller.principal.key_id, action="ingest", resource=None,
             ip=caller.ip, result="denied:forbidden", request_id=caller.request_id,
         )
@@ -129,11 +131,11 @@ def _store_user_items(
     ``cur``, already scoped to ``user_id``."""
     settings = get_settings()
     out: list[tuple[_Pending, ItemResult]] = []
-    quota, by_hash, by_event = store.lock_quota_and_find_existing(
+    quota, by_hash, by_event = quotas.lock_and_find_existing(
         cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions,
         [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id],
     )
-    rows: list[store.NewMemory] = []
+    rows: list[memory_sql.NewMemory] = []
     remaining = quota.remaining
     for p, vec in group:
         existing = (by_event.get(p.event_id) if p.event_id else None) or by_hash.get(p.hash)
@@ -148,7 +150,7 @@ def _store_user_items(
             continue
         memory_id = uuid.uuid4()
         item = p.item
-        rows.append(store.NewMemory(
+        rows.append(memory_sql.NewMemory(
             id=memory_id, user_id=user_id, content=item.content, content_type=item.content_type,
             embedding=vec, source_type=item.source_type, source_id=item.source_id,
             context_id=item.context_id, event_id=p.event_id, importance=p.importance,
@@ -162,9 +164,9 @@ def _store_user_items(
         remaining -= 1
         out.append((p, ItemResult("created", str(memory_id), event_id=p.event_id)))
     if rows:
-        store.insert_memories(cur, rows)
-        store.add_to_quota(cur, user_id, len(rows))
-    store.audit(
+        memory_sql.insert_memories(cur, rows)
+        quotas.add(cur, user_id, len(rows))
+    audit.write(
         cur,
         [("ingest", r.memory_id, r.status, json.dumps({"source": p.item.source_type}))
          for p, r in out],
@@ -173,7 +175,7 @@ def _store_user_items(
     return out
 
 
-def _quota_message(quota: store.Quota) -> str:
+def _quota_message(quota: quotas.Quota) -> str:
     if quota.memory_count >= quota.max_memories:
         return f"memory quota exceeded: this user already has {quota.max_memories} memories"
     return f"daily ingestion quota exceeded: at most {quota.max_daily_ingestions} per UTC day"

@@ -1,20 +1,21 @@
-"""``POST /search`` and ``POST /context``: embed the query, rank the user's memories
-(:mod:`coda_memory.retrieval`), record the access, shape the answer."""
+"""``POST /search`` and ``POST /context``: embed the query while the database finds the lexical
+candidates, rank the user's memories (:mod:`coda_memory.db.search`), record the access, shape
+the answer."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from typing import Any
 
-from . import runtime
+from .. import runtime
+from ..auth import Caller
+from ..config import get_settings
+from ..db import search as search_sql
+from ..models import ContextRequest, SearchFilters, SearchRequest
 from .access import record_access
-from .auth import Caller
-from .config import get_settings
 from .context import ESTIMATORS, AssembledContext, assemble
 from .memories import memory_json
-from .models import ContextRequest, SearchRequest
-from .retrieval import Ranking
-from .retrieval import search as run_search
 
 _RESULT_FIELDS = (
     "id", "content", "content_type", "source_type", "source_id", "context_id", "tags",
@@ -22,15 +23,24 @@ _RESULT_FIELDS = (
 )
 
 
-def _search_rows(user_id: str, query: str, top_k: int, filters: Any) -> list[dict[str, Any]]:
+def _search_rows(user_id: str, query: str, top_k: int, filters: SearchFilters) -> list[dict[str, Any]]:
     settings = get_settings()
+    ranking = search_sql.Ranking.from_settings(settings)
+    n = max(settings.candidate_pool, top_k)
     # pipeline: BEGIN and the user setting travel with the lexical query, and the access
     # statistics with the commit (committed before the answer is sent; see access.py)
     with runtime.database().user_tx(user_id, pipeline=True) as cur:
-        rows = run_search(
-            cur, user_id, query, runtime.embedder().embed_one, top_k, filters,
-            Ranking.from_settings(settings), settings.candidate_pool,
-        )
+        lexical: Future[dict[Any, float]] | None = None
+        if ranking.mode == "hybrid":
+            # the lexical query and the embedding (onnxruntime and psycopg's waits both
+            # release the GIL) overlap: two ~2-3 ms steps
+            lexical = runtime.search_workers().submit(search_sql.lexical_candidates, cur, query, n, filters)
+        try:
+            vector = runtime.embedder().embed_one(query)
+        finally:
+            # never leave the lexical query running on a connection that goes back to the pool
+            lexed = lexical.result() if lexical is not None else {}
+        rows = search_sql.rank(cur, user_id, vector, lexed, filters, ranking, top_k, n)
         record_access(cur, user_id, [r["id"] for r in rows])
     return rows
 

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from . import runtime, store
-from .auth import Caller
-from .errors import NotFound, ValidationFailed
-from .models import check_identifier
+from .. import runtime
+from ..auth import Caller
+from ..db import audit, quotas
+from ..db import memories as memory_sql
+from ..errors import NotFound, ValidationFailed
+from ..models import check_identifier
 
 
 def _memory_uuid(memory_id: str) -> uuid.UUID:
@@ -26,7 +28,7 @@ def get_memory(caller: Caller, memory_id: str, user_id: str | None) -> dict[str,
     caller.principal.authorize(user_id)
     mid = _memory_uuid(memory_id)
     with runtime.database().user_tx(user_id) as cur:
-        row = store.get_memory(cur, user_id, mid)
+        row = memory_sql.get_memory(cur, user_id, mid)
     if row is None:
         raise NotFound("memory not found")
     return memory_json(row)
@@ -38,12 +40,12 @@ def delete_memory(caller: Caller, memory_id: str, user_id: str | None, hard: boo
     mid = _memory_uuid(memory_id)
     with runtime.database().user_tx(user_id) as cur:
         if hard:
-            found, was_live = store.hard_delete(cur, user_id, mid)
+            found, was_live = memory_sql.hard_delete(cur, user_id, mid)
         else:
-            found = was_live = store.soft_delete(cur, user_id, mid)
+            found = was_live = memory_sql.soft_delete(cur, user_id, mid)
         if found:
-            store.release_quota(cur, user_id, int(was_live))
-            store.audit(
+            quotas.release(cur, user_id, int(was_live))
+            audit.write(
                 cur, [("erase" if hard else "delete", str(mid), "ok", "{}")],
                 user_id=user_id, actor=caller.principal.key_id, ip=caller.ip,
                 request_id=caller.request_id,
@@ -57,8 +59,9 @@ def erase_user(caller: Caller, user_id: str) -> dict[str, Any]:
     user_id = check_identifier(user_id, "user_id")
     caller.principal.authorize(user_id)
     with runtime.database().user_tx(user_id) as cur:
-        erased = store.erase_user(cur, user_id)
-        store.audit(
+        erased = memory_sql.erase_user(cur, user_id)
+        quotas.clear(cur, user_id)
+        audit.write(
             cur, [("erase_user", user_id, "ok", json.dumps({"erased": erased}))],
             user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
         )

@@ -1,6 +1,6 @@
 """Scheduled retention jobs: archival, daily quota reset, retention purge.
 
-Each job calls one SECURITY DEFINER function of migration 0002 in a loop: one short
+Each job calls one SECURITY DEFINER function (``db/functions/jobs.sql``) in a loop: one short
 transaction per bounded batch (``FOR UPDATE SKIP LOCKED`` inside), until a batch comes back
 smaller than the batch size, the batch cap is reached, or the time budget runs out (a Lambda
 invocation has a deadline). Every run writes a summary row to the audit log; the SQL functions
@@ -13,17 +13,17 @@ Knobs (``coda_memory.config.Settings``): ``MEMORY_ARCHIVE_AFTER_DAYS`` (365),
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any
 
-import psycopg
-
-from .config import Settings, get_settings
+from .. import runtime
+from ..config import Settings, get_settings
+from ..db import jobs as job_sql
+from ..db.pool import Database, DictCursor
 
 JOBS = ("archival", "quota_reset", "retention_purge")
 
@@ -31,10 +31,8 @@ JOBS = ("archival", "quota_reset", "retention_purge")
 SAFETY_MARGIN_S = 10.0
 #: Upper bound on batches per run (a run that hits it leaves the rest for the next run).
 DEFAULT_MAX_BATCHES = 10_000
-
-
-class _Connectable(Protocol):
-    def connection(self) -> Any: ...
+#: A batch may take longer than a request (the API's statement timeout is 10 s by default).
+JOB_STATEMENT_TIMEOUT_MS = 60_000
 
 
 @dataclass
@@ -52,15 +50,16 @@ class JobResult:
 
 
 def _run_batches(
-    conn_source: _Connectable,
+    db: Database | None,
     job: str,
-    call: Callable[[psycopg.Connection, int], int],
+    call: Callable[[DictCursor, int], int],
     batch_size: int,
     params: dict[str, Any],
     request_id: str,
     time_left_s: Callable[[], float] | None,
     max_batches: int,
 ) -> JobResult:
+    db = db or runtime.database()
     result = JobResult(job=job, request_id=request_id, params=params)
     t0 = time.monotonic()
     status = "ok"
@@ -71,8 +70,8 @@ def _run_batches(
             ):
                 result.complete = False
                 break
-            with conn_source.connection() as conn, conn.transaction():
-                n = call(conn, batch_size)
+            with db.system_tx(statement_timeout_ms=JOB_STATEMENT_TIMEOUT_MS) as cur:
+                n = call(cur, batch_size)
             result.batches += 1
             result.affected += n
             if n < batch_size:
@@ -84,11 +83,8 @@ def _run_batches(
         result.duration_ms = int((time.monotonic() - t0) * 1000)
         details = {k: v for k, v in result.to_dict().items() if k not in ("job", "request_id")}
         try:
-            with conn_source.connection() as conn, conn.transaction():
-                conn.execute(
-                    "SELECT job_record_run(%s, %s, %s, %s::jsonb)",
-                    (job, status, request_id, json.dumps(details, default=str)),
-                )
+            with db.system_tx() as cur:
+                job_sql.record_run(cur, job, status, request_id, details)
         except Exception:
             if status == "ok":
                 raise
@@ -96,7 +92,7 @@ def _run_batches(
 
 
 def archive(
-    db: _Connectable,
+    db: Database | None = None,
     *,
     after_days: int,
     max_access_count: int,
@@ -108,18 +104,15 @@ def archive(
     """Archive memories older than ``after_days`` read fewer than ``max_access_count`` times."""
     rid = request_id or str(uuid.uuid4())
 
-    def call(conn: psycopg.Connection, limit: int) -> int:
-        row = conn.execute(
-            "SELECT job_archive_batch(%s, %s, %s, %s)", (after_days, max_access_count, limit, rid)
-        ).fetchone()
-        return int(row[0]) if row else 0
+    def call(cur: DictCursor, limit: int) -> int:
+        return job_sql.archive_batch(cur, after_days, max_access_count, limit, rid)
 
     params = {"after_days": after_days, "max_access_count": max_access_count, "batch_size": batch_size}
     return _run_batches(db, "archival", call, batch_size, params, rid, time_left_s, max_batches)
 
 
 def purge(
-    db: _Connectable,
+    db: Database | None = None,
     *,
     after_days: int,
     batch_size: int,
@@ -130,18 +123,15 @@ def purge(
     """Hard-delete memories that were soft-deleted more than ``after_days`` days ago."""
     rid = request_id or str(uuid.uuid4())
 
-    def call(conn: psycopg.Connection, limit: int) -> int:
-        row = conn.execute(
-            "SELECT job_purge_batch(%s, %s, %s)", (after_days, limit, rid)
-        ).fetchone()
-        return int(row[0]) if row else 0
+    def call(cur: DictCursor, limit: int) -> int:
+        return job_sql.purge_batch(cur, after_days, limit, rid)
 
     params = {"after_days": after_days, "batch_size": batch_size}
     return _run_batches(db, "retention_purge", call, batch_size, params, rid, time_left_s, max_batches)
 
 
 def reset_quotas(
-    db: _Connectable,
+    db: Database | None = None,
     *,
     batch_size: int,
     today: date | None = None,
@@ -153,11 +143,8 @@ def reset_quotas(
     rid = request_id or str(uuid.uuid4())
     day = today or datetime.now(UTC).date()
 
-    def call(conn: psycopg.Connection, limit: int) -> int:
-        row = conn.execute(
-            "SELECT job_reset_quotas_batch(%s, %s, %s)", (day, limit, rid)
-        ).fetchone()
-        return int(row[0]) if row else 0
+    def call(cur: DictCursor, limit: int) -> int:
+        return job_sql.reset_quotas_batch(cur, day, limit, rid)
 
     params = {"today": day.isoformat(), "batch_size": batch_size}
     return _run_batches(db, "quota_reset", call, batch_size, params, rid, time_left_s, max_batches)
@@ -165,7 +152,7 @@ def reset_quotas(
 
 def run_job(
     job: str,
-    db: _Connectable,
+    db: Database | None = None,
     settings: Settings | None = None,
     *,
     request_id: str | None = None,
@@ -195,65 +182,3 @@ def run_job(
             time_left_s=time_left_s,
         )
     raise ValueError(f"unknown job {job!r}; known: {', '.join(JOBS)}")
-
-
-# --- connection for the job functions -------------------------------------------------------
-
-
-def database_url(settings: Settings | None = None) -> str:
-    """``DATABASE_URL``, else the Secrets Manager secret named by ``DATABASE_URL_SECRET``."""
-    s = settings or get_settings()
-    if s.database_url is not None and s.database_url.get_secret_value():
-        return s.database_url.get_secret_value()
-    if s.database_url_secret:
-        from aws_lambda_powertools.utilities import parameters
-
-        value = parameters.get_secret(s.database_url_secret, max_age=300)
-        if isinstance(value, bytes):
-            value = value.decode()
-        value = str(value).strip()
-        if value.startswith("{"):
-            # An RDS-style JSON secret: {"url": ...} or its parts.
-            data = json.loads(value)
-            if "url" in data:
-                return str(data["url"])
-            return (
-                f"postgresql://{data['username']}:{data['password']}@{data['host']}:"
-                f"{data.get('port', 5432)}/{data.get('dbname', 'coda_memory')}"
-            )
-        return value
-    raise RuntimeError("no database configured: set DATABASE_URL or DATABASE_URL_SECRET")
-
-
-class JobConnections:
-    """One autocommit-off connection per execution environment, reconnected when broken.
-    The jobs run one at a time per function (reserved concurrency 1), so a pool is not needed."""
-
-    def __init__(self, url: str, *, connect_timeout: float = 5.0, statement_timeout_ms: int = 60_000):
-        self._url = url
-        self._connect_timeout = connect_timeout
-        self._statement_timeout_ms = statement_timeout_ms
-        self._conn: psycopg.Connection | None = None
-
-    def _connect(self) -> psycopg.Connection:
-        conn = psycopg.connect(
-            self._url, connect_timeout=max(1, int(self._connect_timeout)), autocommit=True
-        )
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(self._statement_timeout_ms),))
-        return conn
-
-    def connection(self) -> Any:
-        from contextlib import contextmanager
-
-        @contextmanager
-        def _cm() -> Any:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = self._connect()
-            yield self._conn
-
-        return _cm()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None

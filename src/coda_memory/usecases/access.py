@@ -17,11 +17,11 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 
-from . import store
-from .db.pool import DictCursor
+from ..db import memories as memory_sql
+from ..db.pool import DictCursor
 
 
 def record_access(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> None:
     """Count one access of each of ``ids`` by ``user_id`` in the transaction of ``cur``."""
     if ids:
-        store.touch(cur, user_id, Counter(ids))
+        memory_sql.touch(cur, user_id, Counter(ids))
