@@ -1,5 +1,7 @@
-"""What writing the access statistics with the search costs.
+"""What durability costs: access statistics written with the search, and commits that wait
+for the WAL flush.
 
+**Search.**
 ``POST /search`` through the real retrieve handler, one user with ``--memories`` memories,
 ``--samples`` searches with the statistics written in the search's transaction (the service
 as it is) interleaved with the same searches with the UPDATE left out (the cost floor: what a
@@ -10,13 +12,19 @@ UPDATE and the WAL flush at commit. The embedded server is
 durable (``synchronous_commit = on``): the commit that carries the UPDATE waits for the WAL
 flush, which a read-only search does not.
 
-    .venv/bin/python -m bench.access_stats [--memories 2000] [--samples 300] [--threads 8]
+**Ingest.** ``POST /ingest`` one memory at a time with the server's default
+(``synchronous_commit = on``: the answer waits for the WAL flush) and with the app role set to
+``synchronous_commit = off`` (what the embedded server used to run with), in alternating
+blocks (the pool is rebuilt between blocks so its connections take the setting).
+
+    .venv/bin/python -m bench.durability [--memories 2000] [--samples 300] [--threads 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -28,7 +36,7 @@ from typing import Any
 from bench import synth
 from bench.common import BENCH_PG_DIR, Handlers, apply_env, bench_env, machine, percentiles, write_json
 
-DATABASE = "coda_bench_access"
+DATABASE = "coda_bench_durability"
 USER = "bench-access-user"
 
 
@@ -87,6 +95,39 @@ def concurrent(api: Handlers, queries: list[str], threads: int) -> dict[str, Any
     return out
 
 
+def _role_commit_mode(pg: Any, mode: str) -> None:
+    """``synchronous_commit`` for new sessions of the app role; the pool is rebuilt."""
+    import psycopg
+    import psycopg.sql
+
+    from coda_memory import runtime
+
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("ALTER ROLE {} IN DATABASE {} SET synchronous_commit = {}").format(
+            psycopg.sql.Identifier("coda_app"), psycopg.sql.Identifier(DATABASE), psycopg.sql.Literal(mode)))
+    db = runtime.database.peek()
+    if db is not None:
+        db.close()
+    runtime.database.clear()
+
+
+def ingest(api: Handlers, pg: Any, samples: int, blocks: int = 6) -> dict[str, Any]:
+    out: dict[str, list[float]] = {"on": [], "off": []}
+    items = iter(synth.memories(USER, samples + blocks * 5, 99))
+    try:
+        for b in range(blocks):
+            mode = ("on", "off")[b % 2]
+            _role_commit_mode(pg, mode)
+            for _ in range(5):  # new connections, plans
+                api.call("POST", "/ingest", next(items))
+            for _ in range(samples // blocks):
+                item = next(items)
+                out[mode].append(_timed(lambda item=item: api.call("POST", "/ingest", item)))
+    finally:
+        _role_commit_mode(pg, "on")
+    return {f"synchronous_commit_{m}_ms": percentiles(s) for m, s in out.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--memories", type=int, default=2000)
@@ -108,13 +149,16 @@ def main(argv: list[str] | None = None) -> int:
         api.search(q, USER)
     res = {
         "machine": machine(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "memories": args.memories,
         "single": single(api, queries[50:]),
         "concurrent": concurrent(api, rng.sample(queries, len(queries)) * 2, args.threads),
         "threads": args.threads,
+        "ingest": ingest(api, pg, args.samples),
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(res, indent=2))
-    print(f"wrote {write_json('access_stats', res)}", file=sys.stderr)
+    print(f"wrote {write_json('durability', res)}", file=sys.stderr)
     return 0
 
 
