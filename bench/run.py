@@ -173,7 +173,7 @@ def ensure_loaded(pg: Any, users: list[str], per_user: int, reload: bool) -> dic
     log(f"loading {len(users)} users x {per_user:,} memories into {DATABASE} through /ingest/batch")
     with _admin(pg) as conn:
         conn.execute("DELETE FROM bench_meta")
-        conn.execute("TRUNCATE memories, memory_audit_log, user_quotas")
+        conn.execute("TRUNCATE memories, memory_audit_log, user_quotas CASCADE")  # and what references them
         # The definition of a partitioned index reads "ON ONLY memories": replayed as is, it
         # would create an empty parent index with no index on any partition.
         index_sql = conn.execute(

@@ -1,6 +1,6 @@
-"""Ingest function: POST /ingest, POST /ingest/batch, GET|DELETE /memory/{id},
-DELETE /users/{user_id}/memories (routed here by infra/template.yaml); plus direct invokes
-from the subscriber."""
+"""Ingest function: POST /ingest, POST /ingest/batch, GET /memories, GET|PATCH|DELETE
+/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories (routed here by
+infra/template.yaml); plus direct invokes from the subscriber."""
 
 from coda_memory import runtime
 
@@ -34,6 +34,30 @@ async def ingest_batch(request: Request, who: Caller = Depends(caller)) -> dict:
 @app.get("/memory/{memory_id}")
 async def get_memory(memory_id: str, user_id: str | None = None, who: Caller = Depends(caller)) -> dict:
     return memories.get_memory(who, memory_id, user_id)
+
+
+@app.get("/memories")
+async def list_memories(
+    user_id: str | None = None, limit: int = 20, cursor: str | None = None, content_type: str | None = None,
+    tag: str | None = None, context_id: str | None = None, created_after: str | None = None,
+    created_before: str | None = None, include_archived: bool = False, who: Caller = Depends(caller),
+) -> dict:
+    return memories.list_memories(
+        who, user_id, limit=limit, cursor=cursor, content_type=content_type, tag=tag, context_id=context_id,
+        created_after=created_after, created_before=created_before, include_archived=include_archived,
+    )
+
+
+@app.patch("/memory/{memory_id}")
+async def update_memory(
+    memory_id: str, request: Request, user_id: str | None = None, who: Caller = Depends(caller)
+) -> dict:
+    return memories.update_memory(who, memory_id, user_id, await json_body(request))
+
+
+@app.get("/memory/{memory_id}/history")
+async def memory_history(memory_id: str, user_id: str | None = None, who: Caller = Depends(caller)) -> dict:
+    return memories.memory_history(who, memory_id, user_id)
 
 
 @app.delete("/memory/{memory_id}")

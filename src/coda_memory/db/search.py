@@ -28,36 +28,12 @@ import numpy as np
 
 from ..config import Settings
 from ..models import SearchFilters
-from .memories import MEMORY_COLUMNS
+from .filters import where_clause as _where
+from .memories import MEMORY_COLUMNS, prefixed
 from .pool import DictCursor
 
 _BM25_K1 = 1.2
 _BM25_B = 0.75
-
-
-def _where(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
-    """WHERE clause over alias ``m`` (fixed fragments; every value is a bound parameter)."""
-    clauses = ["m.user_id = %(user_id)s", "NOT m.deleted", "NOT m.archived"]
-    params: dict[str, Any] = {}
-    if filters.content_types:
-        clauses.append("m.content_type = ANY(%(f_types)s)")
-        params["f_types"] = filters.content_types
-    if filters.tags:
-        clauses.append("m.tags && %(f_tags)s::text[]")
-        params["f_tags"] = filters.tags
-    if filters.min_importance is not None:
-        clauses.append("m.importance >= %(f_min_importance)s::real")  # column is real
-        params["f_min_importance"] = filters.min_importance
-    if filters.context_id is not None:
-        clauses.append("m.context_id = %(f_context_id)s")
-        params["f_context_id"] = filters.context_id
-    if filters.created_after is not None:
-        clauses.append("m.created_at >= %(f_after)s")
-        params["f_after"] = filters.created_after
-    if filters.created_before is not None:
-        clauses.append("m.created_at <= %(f_before)s")
-        params["f_before"] = filters.created_before
-    return " AND ".join(clauses), params
 
 
 # Lexical candidates: the SECURITY DEFINER function bm25_candidates (db/functions/bm25_candidates.sql).
@@ -108,7 +84,9 @@ scored AS (
            -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
            coalesce(nullif(1 - (m.embedding <=> %(q)s), 'NaN'::float8), 0) AS similarity
     FROM memories m JOIN c ON c.id = m.id
-    WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM c))
+    -- every filter again: the lexical candidates come from bm25_candidates, which does not
+    -- know all of them (expiry)
+    WHERE {where} AND m.id = ANY(ARRAY(SELECT id FROM c))
 ),
 normed AS (
     SELECT s.*, greatest(s.similarity, 0) AS cos,
@@ -210,8 +188,4 @@ def _count(cur: DictCursor, where: str, params: dict[str, Any]) -> int:
     return int(row["n"]) if row else 0
 
 
-def _prefixed(columns: str) -> str:
-    return ", ".join("m." + c.strip() for c in columns.split(","))
-
-
-_COLUMNS = _prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS metadata")
+_COLUMNS = prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS metadata")
