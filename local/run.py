@@ -250,6 +250,11 @@ class Backing:
             self.pg = None
 
 
+def uses_embedded_postgres() -> bool:
+    """The runner starts (and stops) the embedded server unless given another one."""
+    return not os.environ.get("DATABASE_URL") and not os.environ.get("DATABASE_ADMIN_URL")
+
+
 def start_backing(pg_dir: Path, need_redis: bool = True) -> Backing:
     from .services import start_postgres, start_redis
 
@@ -374,7 +379,7 @@ class StopSignals:
                 return
 
 
-def _hurry(pg_dir: Path, children: list[subprocess.Popen[bytes] | None]) -> None:
+def _hurry(pg_dir: Path | None, children: list[subprocess.Popen[bytes] | None]) -> None:
     """Second signal: kill the children, stop PostgreSQL immediately (no checkpoint; committed
     data is in its WAL), exit now -- whatever the main thread was waiting for."""
     from .services import stop_postgres_dir
@@ -384,7 +389,8 @@ def _hurry(pg_dir: Path, children: list[subprocess.Popen[bytes] | None]) -> None
         if proc is not None and proc.poll() is None:
             proc.kill()
     try:
-        stop_postgres_dir(pg_dir, immediate=True, timeout=10)
+        if pg_dir is not None:
+            stop_postgres_dir(pg_dir, immediate=True, timeout=10)
     finally:
         log.info("stopped (hurried)")
         logging.shutdown()
@@ -398,7 +404,9 @@ def serve(args: argparse.Namespace) -> int:
     signals.install()
     pg_dir = Path(os.environ.get("LOCAL_PG_DIR", REPO_ROOT / ".local" / "pg"))
     children: list[subprocess.Popen[bytes] | None] = []
-    signals.on_hurry = lambda: _hurry(pg_dir, children)
+    # decided before start-up: the runtime then exports its own DATABASE_URL
+    embedded_pg_dir = pg_dir if uses_embedded_postgres() else None
+    signals.on_hurry = lambda: _hurry(embedded_pg_dir, children)
 
     key = os.environ.get("MEMORY_API_KEY") or ""
     generated = not key

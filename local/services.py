@@ -127,15 +127,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
-    """``pid`` is a live postgres process started for ``data_dir`` (not a zombie, not a pid
-    reused since by an unrelated process)."""
+def _cmdline(pid: int) -> list[bytes] | None:
+    """``/proc/<pid>/cmdline`` split, ``[]`` for a zombie, None when there is no such process
+    (or no /proc: then the caller falls back on :func:`_pid_alive`)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        # no /proc (macOS): trust the pid when it is alive
-        return not Path("/proc/self").exists() and _pid_alive(pid)
+        return None
+    return [part for part in raw.split(b"\0") if part]
+
+
+def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
+    """``pid`` is a live postgres process started for ``data_dir``."""
+    if not Path("/proc/self").exists():
+        return _pid_alive(pid)
+    cmdline = _cmdline(pid)
     return bool(cmdline) and cmdline[0].endswith(b"postgres") and str(data_dir.resolve()).encode() in cmdline
+
+
+def _may_be_postmaster(pid: int) -> bool:
+    """False only when ``pid`` certainly is no postgres server: gone, a zombie, or reused by
+    another program. A lock file is removed only then (never one of a live server)."""
+    if not Path("/proc/self").exists():
+        return _pid_alive(pid)
+    cmdline = _cmdline(pid)
+    return bool(cmdline) and cmdline[0].endswith(b"postgres")
 
 
 def _first_int(path: Path) -> int | None:
@@ -163,12 +179,13 @@ def clear_stale_postgres(data_dir: Path) -> None:
     import json
 
     pid_file = data_dir / "postmaster.pid"
-    if pid_file.exists() and postmaster_pid(data_dir) is None:
+    pid = _first_int(pid_file)
+    if pid_file.exists() and (pid is None or not _may_be_postmaster(pid)):
         lines = pid_file.read_text().splitlines()
         socket_dir = Path(lines[4]) if len(lines) > 4 and lines[4].strip() else data_dir
         for lock in {*socket_dir.glob(".s.PGSQL.*.lock"), *data_dir.glob(".s.PGSQL.*.lock")}:
-            pid = _first_int(lock)
-            if pid is None or not _is_postmaster_of(pid, data_dir):
+            holder = _first_int(lock)
+            if holder is None or not _may_be_postmaster(holder):
                 lock.unlink(missing_ok=True)
                 lock.with_suffix("").unlink(missing_ok=True)  # the socket itself
         pid_file.unlink(missing_ok=True)
