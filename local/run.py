@@ -28,7 +28,8 @@ Environment: ``MEMORY_API_KEY`` (else one is generated and printed), ``DATABASE_
 ``DATABASE_ADMIN_URL``, ``REDIS_URL``, ``MEMORY_MODEL_DIR``, and for the runner itself
 ``LOCAL_HOST`` (127.0.0.1), ``LOCAL_API_PORT`` (3000), ``LOCAL_INVOKE_PORT`` (3001),
 ``LOCAL_PG_DIR`` (.local/pg), ``LOCAL_WORKERS`` (16 concurrent invocations),
-``LOCAL_SCHEDULER`` / ``LOCAL_SUBSCRIBER`` (1; 0 turns them off).
+``LOCAL_SCHEDULER`` / ``LOCAL_SUBSCRIBER`` (1; 0 turns them off), ``MEMORY_LOCAL_FAST_COMMIT``
+(unset: commits wait for the disk; 1: they do not, see ``local/services.py``).
 """
 
 from __future__ import annotations
