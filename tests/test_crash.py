@@ -295,9 +295,13 @@ print(json.dumps(getattr(app, sys.argv[1])(event, context)), flush=True)
 
 
 def _job_backend_in_transaction(conn: psycopg.Connection, app_name: str) -> bool:
+    """The (stopped) job's backend is inside a batch transaction that it cannot commit any more:
+    running the batch function, or waiting for the client's next statement -- not executing a
+    COMMIT the client sent just before it was stopped."""
     row = conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-        "AND state IN ('active', 'idle in transaction') AND xact_start IS NOT NULL", (app_name,)).fetchone()
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL "
+        "AND (state = 'idle in transaction' OR (state = 'active' AND query NOT ILIKE 'commit%%'))",
+        (app_name,)).fetchone()
     return bool(row[0])
 
 
@@ -319,6 +323,7 @@ def test_a_job_killed_mid_run_is_finished_by_the_next_run_and_nothing_is_done_tw
             time.sleep(0.002)
         for _ in range(2000):
             proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.02)  # whatever the client sent before it stopped is processed by now
             if _job_backend_in_transaction(admin_conn, app_name):
                 break
             proc.send_signal(signal.SIGCONT)
