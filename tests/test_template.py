@@ -316,6 +316,7 @@ def test_snapstart_on_the_api_functions(raw):
     # Lambda refuses SnapStart together with provisioned concurrency
     assert res["RetrieveFunction"]["Properties"]["SnapStart"] == {
         "ApplyOn": {"Fn::If": ["HasRetrieveProvisioned", "None", "PublishedVersions"]}}
-    for name in ("IngestFunction", "RetrieveFunction"):
+    assert res["McpFunction"]["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    for name in ("IngestFunction", "RetrieveFunction", "McpFunction"):
         assert res[name]["Properties"]["AutoPublishAlias"] == "live"  # SnapStart applies to versions
     assert "coda_memory.api.lambda_handler" in (REPO_ROOT / "functions/ingest/app.py").read_text()
