@@ -43,7 +43,7 @@ def test_request_record_carries_request_id_route_and_status_but_no_secret(api, u
     assert answer["statusCode"] == 404
     records = [r for r in _records(log_lines) if r.get("message") == "request"]
     assert [(r["method"], r["route"], r["status"]) for r in records] == [
-        ("POST", "/ingest", 201), ("GET", "/memory/{memory_id}", 404),
+        ("POST", "/ingest", 201), ("GET", "/memory/{id}", 404),
     ]
     assert records[-1]["correlation_id"] == event["requestContext"]["requestId"]
     assert all(isinstance(r["latency_ms"], float | int) and r["latency_ms"] >= 0 for r in records)
