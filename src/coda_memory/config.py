@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     rrf_k: int = Field(20, ge=1)
     candidate_pool: int = Field(50, ge=1, le=1_000)
     token_estimator: Literal["chars4", "words"] = "chars4"  # noqa: S105 - not a secret
+    # /context leaves out memories whose cosine similarity to the query is below this (a request's
+    # min_relevance overrides it); measured on LoCoMo dev, see README "Retrieval quality"
+    context_min_relevance: float = Field(0.2, ge=0, le=1)
 
     # --- retention jobs ----------------------------------------------------------------
     archive_after_days: int = Field(365, ge=1)

@@ -249,6 +249,14 @@ class SearchFilters(_Strict):
     context_id: Identifier | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    #: a JSON object the memory's metadata must contain (jsonb ``@>``)
+    metadata: dict[str, Any] | None = None
+    source_types: list[Identifier] | None = Field(None, max_length=100)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _valid_metadata(value)
 
     @field_validator("content_types")
     @classmethod
@@ -295,6 +303,8 @@ class SearchRequest(_Strict):
     user_id: Identifier
     top_k: int = Field(10, ge=1)
     filters: SearchFilters = Field(default_factory=lambda: SearchFilters())
+    #: drop results whose cosine similarity to the query is below this (None: keep all)
+    min_relevance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
     @field_validator("query")
     @classmethod
