@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tarfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -191,7 +192,16 @@ class TestPartitions:
 
 # --- the baseline and the function files ------------------------------------------------------
 
-OLD_MIGRATIONS = Path(__file__).parent / "fixtures" / "migrations_0001_0008"
+# The numbered migrations 0001-0008 as the releases before the baseline shipped them (frozen).
+OLD_MIGRATIONS_ARCHIVE = Path(__file__).parent / "fixtures" / "migrations_0001_0008.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def old_migrations(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("old")
+    with tarfile.open(OLD_MIGRATIONS_ARCHIVE) as archive:
+        archive.extractall(target, filter="data")
+    return target / "migrations_0001_0008"
 
 
 @contextmanager
@@ -206,12 +216,12 @@ def _scratch_database(postgres) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def _apply_old_release(url: str, up_to: int) -> None:
+def _apply_old_release(url: str, old: Path, up_to: int) -> None:
     """What the migrator of the releases before the baseline did: apply 0001..``up_to``."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
                      "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
-        for path in sorted(OLD_MIGRATIONS.glob("*.sql")):
+        for path in sorted(old.glob("*.sql")):
             version = int(path.name.split("_", 1)[0])
             if version <= up_to:
                 with conn.transaction():
@@ -242,19 +252,19 @@ def _catalog(url: str) -> dict[str, object]:
         return {name: conn.execute(sql).fetchall() for name, sql in queries.items()}  # type: ignore[arg-type]
 
 
-def test_a_database_of_the_old_migrations_upgrades_to_what_the_baseline_builds(postgres):
+def test_a_database_of_the_old_migrations_upgrades_to_what_the_baseline_builds(postgres, old_migrations):
     """The baseline is migrations 0001-0008 in one file: a database that applied them and a new
     one end up with the same catalog, and the old one only gains the function files."""
     with _scratch_database(postgres) as old, _scratch_database(postgres) as new:
-        _apply_old_release(old, BASELINE_VERSION)
+        _apply_old_release(old, old_migrations, BASELINE_VERSION)
         assert BASELINE_VERSION not in apply_migrations(old)  # nothing before the baseline re-runs
         assert apply_migrations(new)[0] == BASELINE_VERSION
         assert _catalog(old) == _catalog(new)
 
 
-def test_a_database_older_than_the_baseline_is_refused(postgres):
+def test_a_database_older_than_the_baseline_is_refused(postgres, old_migrations):
     with _scratch_database(postgres) as url:
-        _apply_old_release(url, 6)
+        _apply_old_release(url, old_migrations, 6)
         with pytest.raises(MigrationError, match="older than the baseline"):
             apply_migrations(url)
 
@@ -287,18 +297,18 @@ def test_editing_a_function_file_reapplies_it_and_touches_no_table(postgres, tmp
         assert apply_migrations(url, MIGRATIONS_DIR, edited) == []  # unchanged files are not re-applied
 
 
-def test_partitioning_migration_keeps_every_row(postgres):
+def test_partitioning_migration_keeps_every_row(postgres, old_migrations):
     """0007 (now part of the baseline) copied the unpartitioned table: rows, generated tsvector,
     flags and policies survived. Kept for databases that still take that step."""
     with _scratch_database(postgres) as url:
-        _apply_old_release(url, 6)
+        _apply_old_release(url, old_migrations, 6)
         with psycopg.connect(url, autocommit=True) as conn:
             ids = {_insert(conn, f"user-{i % 7}", f"memory number {i} about tea") for i in range(60)}
             conn.execute("UPDATE memories SET deleted = true, deleted_at = now() WHERE content LIKE '%%number 1%%'")
             snapshot = conn.execute(
                 "SELECT id, user_id, content, deleted, search_vector::text FROM memories ORDER BY id"
             ).fetchall()
-            conn.execute((OLD_MIGRATIONS / "0007_memories_hash_partitions.sql").read_bytes())
+            conn.execute((old_migrations / "0007_memories_hash_partitions.sql").read_bytes())
             after = conn.execute(
                 "SELECT id, user_id, content, deleted, search_vector::text FROM memories ORDER BY id"
             ).fetchall()

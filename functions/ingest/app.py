@@ -1,6 +1,6 @@
 """Ingest function: POST /ingest, POST /ingest/batch, GET /memories, GET|PATCH|DELETE
-/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories, GET /health; plus
-direct invokes from the subscriber."""
+/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories (routed here by
+infra/template.yaml); plus direct invokes from the subscriber."""
 
 from coda_memory import runtime
 
@@ -13,7 +13,7 @@ from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
 from coda_memory.models import BatchRequest, parse_model  # noqa: E402
-from coda_memory.usecases import health, ingest, memories  # noqa: E402
+from coda_memory.usecases import ingest, memories  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
@@ -70,11 +70,6 @@ async def delete_memory(
 @app.delete("/users/{user_id}/memories")
 async def erase_user(user_id: str, who: Caller = Depends(caller)) -> dict:
     return memories.erase_user(who, user_id)
-
-
-@app.get("/health")
-async def get_health(who: Caller = Depends(caller)) -> dict:
-    return health.health()
 
 
 handler = make_handler(app, direct={"ingest_events": ingest.ingest_events})

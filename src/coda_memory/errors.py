@@ -1,5 +1,5 @@
 """Domain errors. Each carries its HTTP status and a stable machine-readable code; the HTTP
-layer maps them to ``{"error": {"code", "message"}}`` in one place (``coda_memory.api.errors``).
+layer maps them to ``{"error": {"code", "message"}}`` in one place (``coda_memory.api.app.create_app``).
 Messages never contain secrets or memory content."""
 
 from __future__ import annotations
