@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(16_384, ge=2)
     max_batch_items: int = Field(100, ge=1, le=1_000)
     max_top_k: int = Field(100, ge=1)
+    # export pages stay below Lambda's 6 MB response limit: this counts the NDJSON as it will be
+    # escaped into the function's JSON response
+    export_page_bytes: int = Field(5_000_000, ge=10_000, le=5_500_000)
+    max_import_lines: int = Field(500, ge=1, le=10_000)
     max_context_tokens: int = Field(32_000, ge=1)
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
 

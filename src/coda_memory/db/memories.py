@@ -23,6 +23,12 @@ MEMORY_COLUMNS = (
     "archived, archived_at, version, updated_at, expires_at, merged_into"
 )
 
+#: What the export writes per memory (the embedding only on request).
+EXPORT_COLUMNS = (
+    "id, content, content_type, source_type, source_id, context_id, event_id, tags, metadata, importance, "
+    "confidence, created_at, expires_at, archived"
+)
+
 #: Fields a PATCH may change (``content`` also changes ``content_hash`` and ``embedding``).
 PATCHABLE = ("content", "content_type", "tags", "importance", "confidence", "metadata", "context_id",
              "expires_at")
@@ -242,6 +248,23 @@ def touch(cur: DictCursor, user_id: str, counts: Mapping[uuid.UUID, int]) -> Non
            WHERE m.user_id = %s AND m.id = c.id""",
         (ids, [counts[i] for i in ids], user_id),
     )
+
+
+def existing_ids(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``ids`` the user already has (deleted or not: the primary key covers both)."""
+    if not ids:
+        return set()
+    cur.execute("SELECT id FROM memories WHERE user_id = %s AND id = ANY(%s)", (user_id, list(ids)))
+    return {r["id"] for r in cur.fetchall()}
+
+
+def ids_taken_by_others(cur: DictCursor, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``ids`` belong to another user than the transaction's (SECURITY DEFINER
+    ``memory_ids_taken``: the service role cannot see other users' rows)."""
+    if not ids:
+        return set()
+    cur.execute("SELECT memory_ids_taken AS id FROM memory_ids_taken(%s::uuid[])", (list(ids),))
+    return {r["id"] for r in cur.fetchall()}
 
 
 def prefixed(columns: str) -> str:
