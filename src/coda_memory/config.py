@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     archive_max_access_count: int = Field(5, ge=0)
     purge_after_days: int = Field(30, ge=0)
     job_batch_size: int = Field(1_000, ge=1, le=100_000)
+    # consolidation: near-duplicates of the same content type at or above this cosine similarity
+    # are merged into the earliest (measured on LoCoMo dev, see README "Memory lifecycle")
+    consolidate_similarity: float = Field(0.95, ge=0.8, le=1.0)
+    consolidate_batch_size: int = Field(200, ge=1, le=10_000)
 
     # --- model -------------------------------------------------------------------------
     model_dir: Path | None = None
