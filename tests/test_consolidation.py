@@ -35,7 +35,8 @@ def db(postgres):
 def _seed(conn: psycopg.Connection, user: str, vec: str, *, age_days: float, content_type: str = "fact",
           tags: list[str] | None = None, importance: float = 0.5, access_count: int = 0, deleted: bool = False,
           expires_at: datetime | None = None) -> str:
-    content = f"memory {uuid.uuid4()}"
+    # no digits: consolidation only merges memories that carry the same numbers
+    content = "memory " + uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))
     row = conn.execute(
         """INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash,
                                  created_at, tags, importance, access_count, deleted, deleted_at, expires_at)
@@ -161,3 +162,19 @@ def test_consolidation_handler_runs_the_job_with_settings(api_env, monkeypatch):
 def test_bad_arguments_are_refused(db):
     with pytest.raises(psycopg.errors.RaiseException), db.system_tx() as cur:
         cur.execute("SELECT job_consolidate_batch(0, 10)")
+
+
+def test_memories_with_different_numbers_are_never_merged(db, admin_conn):
+    user = _user()
+    admin_conn.execute(
+        """INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash, created_at)
+           VALUES (%s, 'Dentist on March 24 at 9:30', 'fact', %s::vector, 't', 'h1', now() - interval '2 days'),
+                  (%s, 'Dentist on April 19 at 11:30', 'fact', %s::vector, 't', 'h2', now() - interval '1 day'),
+                  (%s, 'Dentist on 24 March at 9:30!', 'fact', %s::vector, 't', 'h3', now())""",
+        (user, SAME, user, NEAR, user, NEAR))
+    jobs.consolidate(db, similarity=0.95, batch_size=100)
+    rows = admin_conn.execute("SELECT content, merged_into IS NOT NULL FROM memories WHERE user_id = %s "
+                              "ORDER BY created_at", (user,)).fetchall()
+    # same numbers (in any order): merged; other numbers: kept apart
+    assert rows == [("Dentist on March 24 at 9:30", False), ("Dentist on April 19 at 11:30", False),
+                    ("Dentist on 24 March at 9:30!", True)]

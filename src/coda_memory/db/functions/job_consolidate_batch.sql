@@ -6,7 +6,9 @@
 -- archived), oldest first per user, FOR UPDATE SKIP LOCKED. For each it looks, among the user's
 -- live memories of the same content_type created before it, for those with cosine similarity
 -- >= p_similarity (the 10 nearest through the partition's HNSW index, then the threshold) and
--- picks the earliest: the survivor. The survivor gets the union of both tag lists (its own
+-- picks the earliest: the survivor. Both must also carry the same numbers (digit runs, as a
+-- multiset): sentence embeddings barely see numbers, and on synthetic notes "Dentist on Tuesday
+-- March 24 at 9:30" and "... April 19 at 11:30" scored 0.98 -- different facts, never merged. The survivor gets the union of both tag lists (its own
 -- first, at most p_max_tags), the higher importance and the summed access counts; the
 -- candidate is archived with merged_into = the survivor. Both get a history entry (survivor:
 -- `updated` with an `absorbed` change; candidate: `merged`) and a version. Every candidate is
@@ -38,7 +40,7 @@ BEGIN
         RAISE EXCEPTION 'job_consolidate_batch: p_similarity must be in (0, 1] and p_limit >= 1';
     END IF;
     FOR r IN
-        SELECT m.user_id, m.id, m.content_type, m.embedding, m.created_at, m.expires_at, m.tags,
+        SELECT m.user_id, m.id, m.content, m.content_type, m.embedding, m.created_at, m.expires_at, m.tags,
                m.importance, m.access_count
         FROM public.memories m
         WHERE m.checked_at IS NULL AND NOT m.deleted AND NOT m.archived
@@ -62,7 +64,7 @@ BEGIN
         IF r.expires_at IS NULL OR r.expires_at > now() THEN
             EXECUTE
                 'SELECT near.id FROM (
-                     SELECT m.id, m.created_at, m.embedding <=> $4 AS distance
+                     SELECT m.id, m.created_at, m.content, m.embedding <=> $4 AS distance
                      FROM public.memories m
                      WHERE m.user_id = $1 AND m.content_type = $2 AND m.id <> $3
                        AND NOT m.deleted AND NOT m.archived
@@ -72,10 +74,12 @@ BEGIN
                      LIMIT 10
                  ) near
                  WHERE near.distance <= 1 - $6
+                   AND ARRAY(SELECT x[1] FROM regexp_matches(near.content, ''[0-9]+'', ''g'') AS x ORDER BY 1) = $7
                  ORDER BY near.created_at, near.id
                  LIMIT 1'
             INTO v_survivor
-            USING r.user_id, r.content_type, r.id, r.embedding, r.created_at, p_similarity;
+            USING r.user_id, r.content_type, r.id, r.embedding, r.created_at, p_similarity,
+                  ARRAY(SELECT x[1] FROM regexp_matches(r.content, '[0-9]+', 'g') AS x ORDER BY 1);
         END IF;
         IF v_survivor IS NULL THEN
             UPDATE public.memories m SET checked_at = now() WHERE m.user_id = r.user_id AND m.id = r.id;
