@@ -68,49 +68,66 @@ def _ndjson(items: list[dict[str, Any]], embeddings: bool, rng: np.random.Genera
     return out.getvalue()
 
 
+def _imports(res: dict[str, Any], transport: Any, rng: np.random.Generator, small: str, big: str,
+             args: argparse.Namespace) -> None:
+    from coda_memory import transfer
+
+    for user, size, seed, embeddings in ((small, args.consolidation_size, 11, False),
+                                          (big, args.list_user_size, 12, True)):
+        items = list(synth.memories(user, size, seed=seed))
+        body = _ndjson(items, embeddings, rng)
+        log(f"import {len(items):,} memories {'with' if embeddings else 'without'} embeddings "
+            f"({len(body) / 1e6:.1f} MB)")
+        t0 = time.perf_counter()
+        totals = transfer.import_user(transport, user, io.BytesIO(body))
+        s = time.perf_counter() - t0
+        key = "import_with_embeddings" if embeddings else "import_without_embeddings"
+        res[key] = {"memories": totals.created, "seconds": round(s, 1), "per_s": round(totals.created / s),
+                    "rejected": len(totals.rejected)}
+        log(f"  {res[key]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list-user-size", type=int, default=50_000)
     parser.add_argument("--consolidation-size", type=int, default=10_000)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the database of the previous run and skip the imports (1.)")
+    parser.add_argument("--consolidation-only", action="store_true",
+                        help="with --reuse: undo the previous run's merges and measure only 5.")
     args = parser.parse_args(argv)
 
     from local.services import start_postgres
 
-    pg = start_postgres(BENCH_PG_DIR, database=DATABASE, fresh_database=True)
+    pg = start_postgres(BENCH_PG_DIR, database=DATABASE, fresh_database=not args.reuse)
     apply_env(bench_env(pg.app_url))
     api = Handlers()
     transport = _transport(api)
-    from coda_memory import transfer
-    from coda_memory.usecases import jobs
 
     res: dict[str, Any] = {"machine": machine()}
     rng = np.random.default_rng(7)
     small, big = "bench-consolidate", "bench-list"
 
     # 1. imports
-    items = list(synth.memories(small, args.consolidation_size, seed=11))
-    body = _ndjson(items, False, rng)
-    log(f"import {len(items):,} memories without embeddings ({len(body) / 1e6:.1f} MB)")
-    t0 = time.perf_counter()
-    totals = transfer.import_user(transport, small, io.BytesIO(body))
-    s = time.perf_counter() - t0
-    res["import_without_embeddings"] = {"memories": totals.created, "seconds": round(s, 1),
-                                        "per_s": round(totals.created / s), "rejected": len(totals.rejected)}
-    log(f"  {res['import_without_embeddings']}")
-
-    items = list(synth.memories(big, args.list_user_size, seed=12))
-    body = _ndjson(items, True, rng)
-    log(f"import {len(items):,} memories with embeddings ({len(body) / 1e6:.0f} MB)")
-    t0 = time.perf_counter()
-    totals = transfer.import_user(transport, big, io.BytesIO(body))
-    s = time.perf_counter() - t0
-    res["import_with_embeddings"] = {"memories": totals.created, "seconds": round(s, 1),
-                                     "per_s": round(totals.created / s), "rejected": len(totals.rejected)}
-    log(f"  {res['import_with_embeddings']}")
+    if not args.reuse:
+        _imports(res, transport, rng, small, big, args)
     import psycopg
 
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE memories")
+
+    if not args.consolidation_only:
+        _list_patch_export(res, api, transport, pg, big, small, args)
+    _consolidation(res, pg, small)
+    print(f"wrote {write_json('lifecycle', res)}")
+    return 0
+
+
+def _list_patch_export(res: dict[str, Any], api: Handlers, transport: Any, pg: Any, big: str, small: str,
+                       args: argparse.Namespace) -> None:
+    import psycopg
+
+    from coda_memory import transfer
 
     # 2. list
     log(f"GET /memories on {args.list_user_size:,} memories")
@@ -136,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute("SELECT set_config('app.current_user_id', %s, true)", (big,))
         mid = conn.execute("SELECT created_at, id FROM memories WHERE user_id = %s ORDER BY created_at, id "
                            "OFFSET %s LIMIT 1", (big, args.list_user_size // 2)).fetchone()
+        assert mid is not None
         plan = conn.execute(
             """EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT m.id FROM memories m
                WHERE m.user_id = %s AND NOT m.deleted AND (m.expires_at IS NULL OR m.expires_at > now())
@@ -167,12 +185,23 @@ def main(argv: list[str] | None = None) -> int:
                     "mb": round(len(out.getvalue()) / 1e6, 1)}
         log(f"  {key} {res[key]}")
 
-    # 5. consolidation of the smaller user only (the other user's rows marked compared)
-    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
-        conn.execute("UPDATE memories SET checked_at = now() WHERE user_id <> %s", (small,))
-        conn.execute("VACUUM ANALYZE memories")
-    from coda_memory import runtime
 
+
+def _consolidation(res: dict[str, Any], pg: Any, small: str) -> None:
+    import psycopg
+
+    from coda_memory import runtime
+    from coda_memory.usecases import jobs
+
+    # 5. consolidation of the smaller user only (the other user's queue entries dropped; a
+    # previous run's merges undone)
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute("UPDATE memories SET archived = false, archived_at = NULL, merged_into = NULL "
+                     "WHERE user_id = %s AND merged_into IS NOT NULL", (small,))
+        conn.execute("INSERT INTO memory_consolidation_queue (user_id, memory_id) SELECT user_id, id FROM memories "
+                     "WHERE user_id = %s AND NOT deleted AND NOT archived ON CONFLICT DO NOTHING", (small,))
+        conn.execute("DELETE FROM memory_consolidation_queue WHERE user_id <> %s", (small,))
+        conn.execute("VACUUM ANALYZE memories, memory_consolidation_queue")
     for similarity in (0.95,):
         t0 = time.perf_counter()
         result = jobs.consolidate(runtime.database(), similarity=similarity, batch_size=200)
@@ -194,8 +223,6 @@ def main(argv: list[str] | None = None) -> int:
         again = jobs.consolidate(runtime.database(), similarity=similarity, batch_size=200)
         res["consolidation"]["rerun_seconds"] = round(time.perf_counter() - t0, 2)
         res["consolidation"]["rerun_compared"] = again.affected
-    print(f"wrote {write_json('lifecycle', res)}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -133,8 +133,8 @@ def update_memory(
         sets.append(f"{key} = %({key})s")  # key is one of the fixed names above
         params[key] = Jsonb(value) if key == "metadata" else value
     if embedding is not None:
-        # a new content is compared again by consolidation
-        sets += ["embedding = %(embedding)s", "content_hash = %(hash)s", "checked_at = NULL"]
+        # (a trigger queues the new content for consolidation)
+        sets += ["embedding = %(embedding)s", "content_hash = %(hash)s"]
         params.update(embedding=embedding, hash=content_hash)
     cur.execute(
         f"UPDATE memories m SET {', '.join(sets)} WHERE m.user_id = %(u)s AND m.id = %(id)s "  # noqa: S608

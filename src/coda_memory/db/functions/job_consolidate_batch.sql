@@ -2,19 +2,25 @@
 -- A scheduled job step (see job_archive_batch.sql for how the jobs work).
 --
 -- Consolidation: fold near-duplicate live memories of a user into the earliest one.
--- One call takes at most p_limit memories not compared yet (checked_at IS NULL, live, not
--- archived), oldest first per user, FOR UPDATE SKIP LOCKED. For each it looks, among the user's
+-- One call takes at most p_limit entries of memory_consolidation_queue (memories stored or
+-- re-worded since they were last compared; a trigger fills it), oldest memory first per user,
+-- FOR UPDATE SKIP LOCKED. For each it looks, among the user's
 -- live memories of the same content_type created before it, for those with cosine similarity
 -- >= p_similarity (the 10 nearest through the partition's HNSW index, then the threshold) and
--- picks the earliest: the survivor. Both must also carry the same numbers (digit runs, as a
--- multiset): sentence embeddings barely see numbers, and on synthetic notes "Dentist on Tuesday
--- March 24 at 9:30" and "... April 19 at 11:30" scored 0.98 -- different facts, never merged. The survivor gets the union of both tag lists (its own
+-- picks the earliest whose words include every word of the candidate (the lexemes of the
+-- full-text vector: stemmed, stop words out, numbers in): the survivor. The candidate then adds
+-- nothing the survivor does not say. Sentence embeddings barely see which weekday, month,
+-- number or adjective a template-like note has: on synthetic notes "Signed up for a chess
+-- workshop in Berlin every Tuesday in March" and "... every Thursday in November" score 0.97,
+-- "Dentist on March 24 at 9:30" and "... April 19 at 11:30" 0.98 -- different facts, which the
+-- word check keeps apart (cosine alone merged 6.8% of 10k such notes at 0.95). The survivor gets the union of both tag lists (its own
 -- first, at most p_max_tags), the higher importance and the summed access counts; the
 -- candidate is archived with merged_into = the survivor. Both get a history entry (survivor:
--- `updated` with an `absorbed` change; candidate: `merged`) and a version. Every candidate is
--- stamped checked_at, merged or not, so a run only compares what was written since the last
--- one (a PATCH of content clears the stamp) and a second run changes nothing. One audit row per
--- user per batch. Returns how many candidates the batch compared (the loop's stop signal).
+-- `updated` with an `absorbed` change; candidate: `merged`) and a version. Every queue entry
+-- taken is deleted, merged or not (a memory deleted or archived meanwhile is just dropped), so
+-- a run only compares what was written since the last one and a second run changes nothing;
+-- memories that are not merged are never rewritten. One audit row per user per batch. Returns
+-- how many queue entries the batch took (the loop's stop signal).
 --
 -- The nearest-neighbour query is built per call with EXECUTE (planned with the user's value:
 -- pruning to one partition and the HNSW index, see bm25_candidates.sql for why generic plans
@@ -40,13 +46,13 @@ BEGIN
         RAISE EXCEPTION 'job_consolidate_batch: p_similarity must be in (0, 1] and p_limit >= 1';
     END IF;
     FOR r IN
-        SELECT m.user_id, m.id, m.content, m.content_type, m.embedding, m.created_at, m.expires_at, m.tags,
-               m.importance, m.access_count
-        FROM public.memories m
-        WHERE m.checked_at IS NULL AND NOT m.deleted AND NOT m.archived
-        ORDER BY m.user_id, m.created_at, m.id
+        SELECT q.user_id, q.memory_id AS id, m.search_vector, m.content_type, m.embedding, m.created_at, m.expires_at,
+               m.tags, m.importance, m.access_count, (m.deleted OR m.archived) AS gone
+        FROM public.memory_consolidation_queue q
+        JOIN public.memories m ON m.user_id = q.user_id AND m.id = q.memory_id
+        ORDER BY q.user_id, m.created_at, m.id
         LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF q, m SKIP LOCKED
     LOOP
         IF v_user IS DISTINCT FROM r.user_id THEN
             IF v_user IS NOT NULL AND v_merged > 0 THEN
@@ -59,12 +65,14 @@ BEGIN
             v_merged := 0;
         END IF;
         n := n + 1;
+        DELETE FROM public.memory_consolidation_queue q WHERE q.user_id = r.user_id AND q.memory_id = r.id;
+        CONTINUE WHEN r.gone;
         v_checked := v_checked + 1;
         v_survivor := NULL;
         IF r.expires_at IS NULL OR r.expires_at > now() THEN
             EXECUTE
                 'SELECT near.id FROM (
-                     SELECT m.id, m.created_at, m.content, m.embedding <=> $4 AS distance
+                     SELECT m.id, m.created_at, m.search_vector, m.embedding <=> $4 AS distance
                      FROM public.memories m
                      WHERE m.user_id = $1 AND m.content_type = $2 AND m.id <> $3
                        AND NOT m.deleted AND NOT m.archived
@@ -74,17 +82,14 @@ BEGIN
                      LIMIT 10
                  ) near
                  WHERE near.distance <= 1 - $6
-                   AND ARRAY(SELECT x[1] FROM regexp_matches(near.content, ''[0-9]+'', ''g'') AS x ORDER BY 1) = $7
+                   AND $7 <@ tsvector_to_array(near.search_vector)
                  ORDER BY near.created_at, near.id
                  LIMIT 1'
             INTO v_survivor
             USING r.user_id, r.content_type, r.id, r.embedding, r.created_at, p_similarity,
-                  ARRAY(SELECT x[1] FROM regexp_matches(r.content, '[0-9]+', 'g') AS x ORDER BY 1);
+                  tsvector_to_array(r.search_vector);
         END IF;
-        IF v_survivor IS NULL THEN
-            UPDATE public.memories m SET checked_at = now() WHERE m.user_id = r.user_id AND m.id = r.id;
-            CONTINUE;
-        END IF;
+        CONTINUE WHEN v_survivor IS NULL;
 
         SELECT m.tags, m.importance, m.access_count INTO s
         FROM public.memories m WHERE m.user_id = r.user_id AND m.id = v_survivor FOR UPDATE;
@@ -113,7 +118,7 @@ BEGIN
         VALUES (r.user_id, v_survivor, v_version, 'updated', 'job:consolidation', v_changes);
 
         UPDATE public.memories m
-        SET archived = true, archived_at = now(), merged_into = v_survivor, checked_at = now(),
+        SET archived = true, archived_at = now(), merged_into = v_survivor,
             version = m.version + 1, updated_at = now()
         WHERE m.user_id = r.user_id AND m.id = r.id
         RETURNING m.version INTO v_version;
