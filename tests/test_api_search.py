@@ -6,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from coda_memory.usecases import access
-
 
 @pytest.fixture()
 def corpus(api, user_id):
@@ -107,7 +105,6 @@ def test_importance_and_recency_count_in_relevance(api, user_id):
 
 def test_search_updates_access_statistics(api, user_id, corpus, admin_conn):
     r = api.search(query="peanuts allergy", user_id=user_id, top_k=1)
-    assert access.flush(10)
     mid = r.body["results"][0]["id"]
     row = admin_conn.execute("SELECT access_count, accessed_at FROM memories WHERE id = %s", (mid,)).fetchone()
     assert row[0] == 1 and row[1] is not None

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
+from .. import snapstart
 from ..observability import logger, traced
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
@@ -31,6 +32,7 @@ def make_handler(
     # to the client unless the API declared binary media types)
     asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])
     direct = direct or {}
+    snapstart.register()  # no-op unless the Lambda runtime provides snapshot_restore_py
 
     @traced
     def handler(event: dict[str, Any], context: Any) -> Any:

@@ -29,7 +29,8 @@ def _search_rows(
     settings = get_settings()
     ranking = search_sql.Ranking.from_settings(settings)
     n = max(settings.candidate_pool, top_k)
-    # pipeline: BEGIN and the user setting travel with the lexical query
+    # pipeline: BEGIN and the user setting travel with the lexical query, and the access
+    # statistics with the commit (committed before the answer is sent; see access.py)
     with runtime.database().user_tx(user_id, pipeline=True) as cur:
         lexical: Future[dict[Any, float]] | None = None
         if ranking.mode == "hybrid":
@@ -42,7 +43,7 @@ def _search_rows(
             # never leave the lexical query running on a connection that goes back to the pool
             lexed = lexical.result() if lexical is not None else {}
         rows = search_sql.rank(cur, user_id, vector, lexed, filters, ranking, top_k, n, min_relevance)
-    record_access(user_id, [r["id"] for r in rows])
+        record_access(cur, user_id, [r["id"] for r in rows])
     return rows
 
 
