@@ -181,3 +181,19 @@ def test_a_memory_is_merged_only_when_it_adds_no_word(db, admin_conn):
     # the same words in another order: merged; other numbers, or one word more: kept apart
     assert sorted(rows) == [("Dentist on 24 March at 9:30!", True), ("Dentist on April 19 at 11:30", False),
                             ("Dentist on Friday 24 March at 9:30", False), ("Dentist on March 24 at 9:30", False)]
+
+
+def test_a_merge_can_be_undone_and_stays_undone(api, user_id, admin_conn, db):
+    first = api.ingest(user_id=user_id, content="The user drinks oat milk lattes").body["memory_id"]
+    second = api.ingest(user_id=user_id, content="The user drinks oat milk lattes!").body["memory_id"]
+    jobs.consolidate(db, similarity=0.95, batch_size=500)
+    assert _row(admin_conn, second)[:2] == (True, first)
+    r = api.call("PATCH", f"/memory/{second}", query={"user_id": user_id}, body={"archived": False})
+    assert r.status == 200 and r.body["archived"] is False and r.body["merged_into"] is None
+    last = api.call("GET", f"/memory/{second}/history", query={"user_id": user_id}).body["history"][-1]
+    assert last["action"] == "restored"
+    assert last["changes"] == {"archived": {"old": True, "new": False}, "merged_into": {"old": first, "new": None}}
+    jobs.consolidate(db, similarity=0.95, batch_size=500)  # not queued again: the restore holds
+    assert _row(admin_conn, second)[:2] == (False, None)
+    assert {m["id"] for m in api.call("GET", "/memories", query={"user_id": user_id}).body["memories"]} == {
+        first, second}

@@ -189,6 +189,8 @@ class MemoryPatch(_Strict):
     metadata: dict[str, Any] | None = None
     context_id: Identifier | None = None
     expires_at: datetime | None = None
+    #: false restores an archived (or consolidated) memory; true archives it
+    archived: bool | None = None
 
     @field_validator("content")
     @classmethod

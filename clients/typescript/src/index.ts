@@ -116,6 +116,8 @@ export interface MemoryPatch {
   metadata?: Record<string, unknown>;
   context_id?: string | null;
   expires_at?: string | null;
+  /** false restores an archived or consolidated memory (history "restored"); true archives it. */
+  archived?: boolean;
 }
 
 export interface HistoryEntry {

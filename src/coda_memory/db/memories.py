@@ -31,7 +31,7 @@ EXPORT_COLUMNS = (
 
 #: Fields a PATCH may change (``content`` also changes ``content_hash`` and ``embedding``).
 PATCHABLE = ("content", "content_type", "tags", "importance", "confidence", "metadata", "context_id",
-             "expires_at")
+             "expires_at", "archived")
 
 
 @dataclass
@@ -132,6 +132,11 @@ def update_memory(
             raise ValueError(f"not a patchable field: {key}")
         sets.append(f"{key} = %({key})s")  # key is one of the fixed names above
         params[key] = Jsonb(value) if key == "metadata" else value
+    if "archived" in values:
+        # archiving stamps the time; restoring also undoes a consolidation merge
+        sets.append("archived_at = CASE WHEN %(archived)s THEN now() END")
+        if not values["archived"]:
+            sets.append("merged_into = NULL")
     if embedding is not None:
         # (a trigger queues the new content for consolidation)
         sets += ["embedding = %(embedding)s", "content_hash = %(hash)s"]
