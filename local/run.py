@@ -333,7 +333,7 @@ def _banner(rt: LocalRuntime, backing: Backing, key: str, generated: bool,
         lines.append(f"  NOT LOADED           {name}: {error}")
     lines += [
         f"  Try:   curl -s -H 'X-API-Key: {key}' {rt.api_url}/health",
-        "  Fire a job now:  python -m local.run fire archival   (quota_reset, retention_purge)",
+        "  Fire a job now:  python -m local.run fire archival   (quota_reset, retention_purge, consolidation)",
         "  Ctrl-C stops everything.",
         "",
     ]
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the local stack (default)")
     fire_p = sub.add_parser("fire", help="fire one scheduled function now")
-    fire_p.add_argument("job", help="archival | quota_reset | retention_purge, or a logical id")
+    fire_p.add_argument("job", help="archival | quota_reset | retention_purge | consolidation, or a logical id")
     sub.add_parser("routes", help="print the template's routes and schedules")
     args = parser.parse_args(argv)
     if args.command == "fire":

@@ -111,7 +111,9 @@ def test_search_updates_access_statistics(api, user_id, corpus, admin_conn):
 
 
 def test_context_respects_budget_and_relevance_order(api, user_id, corpus):
-    full = api.call("POST", "/context", body={"query": "health", "user_id": user_id, "max_tokens": 4000, "top_k": 6})
+    # min_relevance 0: every candidate, as /search returns them (the default leaves out weak matches)
+    full = api.call("POST", "/context", body={"query": "health", "user_id": user_id, "max_tokens": 4000, "top_k": 6,
+                                              "min_relevance": 0})
     assert full.status == 200 and full.body["truncated"] is False
     assert len(full.body["memory_ids"]) == 6
     assert full.body["token_count"] == -(-len(full.body["context"]) // 4)
@@ -121,7 +123,8 @@ def test_context_respects_budget_and_relevance_order(api, user_id, corpus):
     search = api.search(query="health", user_id=user_id, top_k=6)
     assert full.body["memory_ids"] == [x["id"] for x in search.body["results"]]
 
-    small = api.call("POST", "/context", body={"query": "health", "user_id": user_id, "max_tokens": 20, "top_k": 6})
+    small = api.call("POST", "/context", body={"query": "health", "user_id": user_id, "max_tokens": 20, "top_k": 6,
+                                               "min_relevance": 0})
     assert small.body["token_count"] <= 20 and small.body["truncated"] is True
     assert small.body["memory_ids"] and set(small.body["memory_ids"]) <= set(full.body["memory_ids"])
 

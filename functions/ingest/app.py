@@ -1,5 +1,6 @@
 """Ingest function: POST /ingest, POST /ingest/batch, GET /memories, GET|PATCH|DELETE
-/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories (routed here by
+/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories, GET
+/users/{user_id}/export, POST /users/{user_id}/import (routed here by
 infra/template.yaml); plus direct invokes from the subscriber."""
 
 from coda_memory import runtime
@@ -8,25 +9,28 @@ runtime.prewarm()  # start loading the model while FastAPI and the rest import (
 
 from fastapi import Depends, Path, Query, Request, Response  # noqa: E402
 
-from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
+from coda_memory.api.app import caller, create_app, json_body, raw_body  # noqa: E402
 from coda_memory.api.contract import (  # noqa: E402
     BODY,
     COMMON,
     BatchResponse,
     DeleteResult,
     EraseResult,
+    ImportResult,
     IngestResult,
     Memory,
     MemoryHistory,
     MemoryPage,
     error_responses,
     memory_links,
+    ndjson_body,
+    ndjson_response,
     request_body,
 )
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
 from coda_memory.models import ID_PATTERN, BatchRequest, IngestItem, MemoryPatch, parse_model  # noqa: E402
-from coda_memory.usecases import ingest, memories  # noqa: E402
+from coda_memory.usecases import ingest, memories, transfer  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
@@ -113,6 +117,33 @@ async def delete_memory(
 async def erase_user(user_id: str = Path(pattern=ID_PATTERN), who: Caller = Depends(caller)) -> dict:
     """Erase every memory of the user for good (right to be forgotten)."""
     return memories.erase_user(who, user_id)
+
+
+@app.get("/users/{user_id}/export", response_class=Response,
+         responses={200: ndjson_response("one memory per line (every field the import reads back), oldest first", {
+             "X-Memory-Count": "memories on this page",
+             "X-Next-Cursor": "pass as cursor for the next page; absent on the last page"}),
+             **error_responses(*COMMON, 400, 403)})
+async def export_user(
+    user_id: str = Path(pattern=ID_PATTERN),
+    cursor: str | None = Query(None, max_length=200, description="X-Next-Cursor of the previous page"),
+    embeddings: bool = Query(False, description="include each memory's embedding"),
+    who: Caller = Depends(caller),
+) -> Response:
+    """A page of the user's memories as NDJSON (archived included), oldest first."""
+    page = transfer.export_page(who, user_id, cursor, embeddings=embeddings)
+    headers = {"X-Memory-Count": str(page.count)}
+    if page.next_cursor:
+        headers["X-Next-Cursor"] = page.next_cursor
+    return Response(page.body, media_type="application/x-ndjson", headers=headers)
+
+
+@app.post("/users/{user_id}/import", response_model=ImportResult,
+          openapi_extra=ndjson_body("one memory per line, as the export writes them (ImportLine)"),
+          responses=error_responses(*COMMON, 403, 413))
+async def import_user(request: Request, user_id: str = Path(pattern=ID_PATTERN), who: Caller = Depends(caller)) -> dict:
+    """Store NDJSON lines for the user: ids and created_at kept, idempotent, a bad line rejected alone."""
+    return transfer.import_lines(who, user_id, await raw_body(request))
 
 
 handler = make_handler(app, direct={"ingest_events": ingest.ingest_events})

@@ -15,11 +15,12 @@ from local.template import REPO_ROOT
 TS_FILE = REPO_ROOT / "clients" / "typescript" / "src" / "index.ts"
 
 #: TypeScript interface -> schema of openapi.json (same name unless listed).
-RENAMED = {"IngestRequest": "IngestItem", "StoredMemory": "Memory", "ApiErrorBody": "ErrorBody"}
+RENAMED = {"IngestRequest": "IngestItem", "ApiErrorBody": "ErrorBody"}
 #: Interfaces that must have a schema (the request and response types of the client's calls).
 REQUIRED = {"IngestRequest", "IngestResult", "BatchResponse", "SearchFilters", "SearchRequest",
-            "SearchResult", "SearchResponse", "ContextRequest", "ContextResponse", "StoredMemory",
-            "DeleteResult", "EraseResult", "ApiErrorBody"}
+            "SearchResult", "SearchResponse", "ContextRequest", "ContextResponse", "Memory", "MemoryPage",
+            "MemoryPatch", "HistoryEntry", "MemoryHistory", "ImportResult", "DeleteResult", "EraseResult",
+            "ApiErrorBody"}
 
 _INTERFACE = re.compile(r"export interface (\w+)(?: extends (\w+))? \{\n(.*?)\n\}", re.S)
 _FIELD = re.compile(r"^  (\w+)(\??): (.+?);$", re.M)

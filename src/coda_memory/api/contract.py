@@ -106,6 +106,21 @@ def request_body(model: type[BaseModel], description: str | None = None) -> dict
     return {"requestBody": body}
 
 
+def ndjson_body(description: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route whose handler reads the raw body as NDJSON lines."""
+    return {"requestBody": {"required": True, "description": description,
+                            "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}}
+
+
+def ndjson_response(description: str, headers: dict[str, str]) -> dict[str, Any]:
+    """A ``responses=`` entry for an NDJSON answer with the given headers."""
+    return {
+        "description": description,
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        "headers": {name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()},
+    }
+
+
 # --- responses -------------------------------------------------------------------------------
 
 
@@ -201,6 +216,17 @@ class EraseResult(BaseModel):
     user_id: str
     erased: int = Field(description="memories erased for good")
     status: Literal["erased"]
+
+
+class RejectedLine(BaseModel):
+    line: int = Field(description="line number, from 1")
+    error: ErrorDetail
+
+
+class ImportResult(BaseModel):
+    created: int
+    duplicate: int
+    rejected: list[RejectedLine]
 
 
 class HealthModel(BaseModel):

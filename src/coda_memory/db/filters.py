@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from ..models import SearchFilters
 
 #: A memory whose ``expires_at`` has passed is invisible everywhere (alias ``m``) until the
@@ -37,4 +39,10 @@ def where_clause(filters: SearchFilters, *, include_archived: bool = False) -> t
     if filters.created_before is not None:
         clauses.append("m.created_at <= %(f_before)s")
         params["f_before"] = filters.created_before
+    if filters.metadata:
+        clauses.append("m.metadata @> %(f_metadata)s::jsonb")
+        params["f_metadata"] = Jsonb(filters.metadata)
+    if filters.source_types:
+        clauses.append("m.source_type = ANY(%(f_sources)s::text[])")
+        params["f_sources"] = filters.source_types
     return " AND ".join(clauses), params
