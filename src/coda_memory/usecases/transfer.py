@@ -126,8 +126,12 @@ def import_lines(caller: Caller, user_id: str, body: bytes) -> dict[str, Any]:
             ln.vector = vec
     for ln in lines:
         if ln.item.embedding is not None:
-            vec = np.asarray(ln.item.embedding, dtype=np.float32)
-            ln.vector = vec / np.linalg.norm(vec)  # the stored vectors are unit length
+            # The stored vectors are unit length. Scaled by the largest component first, in
+            # float64: the norm of components like 1e300 or 1e-300 would overflow or underflow
+            # (NaN in the vector, a 500: found probing the documented import).
+            vec = np.asarray(ln.item.embedding, dtype=np.float64)
+            vec = vec / np.max(np.abs(vec))
+            ln.vector = (vec / np.linalg.norm(vec)).astype(np.float32)
 
     created = duplicate = 0
     with runtime.database().user_tx(user_id) as cur:
