@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+FUNCTIONS_DIR = Path(__file__).with_name("functions")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x636F6461  # "coda"
 
@@ -81,9 +82,18 @@ def apply_migrations(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
                         (migration.version, migration.name, migration.checksum),
                     )
                 applied_now.append(migration.version)
+            apply_functions(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
+
+
+def apply_functions(conn: psycopg.Connection, directory: Path = FUNCTIONS_DIR) -> None:
+    """(Re-)create the SQL functions of ``functions/*.sql`` (idempotent: CREATE OR REPLACE), in
+    one transaction, after the numbered migrations."""
+    with conn.transaction():
+        for path in sorted(directory.glob("*.sql")):
+            conn.execute(path.read_text().encode())
 
 
 def main(argv: list[str]) -> int:

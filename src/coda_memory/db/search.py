@@ -35,54 +35,30 @@ _BM25_K1 = 1.2
 _BM25_B = 0.75
 
 
-def _where(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
-    """WHERE clause over alias ``m`` (fixed fragments; every value is a bound parameter)."""
-    clauses = ["m.user_id = %(user_id)s", "NOT m.deleted", "NOT m.archived"]
-    params: dict[str, Any] = {}
-    if filters.content_types:
-        clauses.append("m.content_type = ANY(%(f_types)s)")
-        params["f_types"] = filters.content_types
-    if filters.tags:
-        clauses.append("m.tags && %(f_tags)s::text[]")
-        params["f_tags"] = filters.tags
-    if filters.min_importance is not None:
-        clauses.append("m.importance >= %(f_min_importance)s::real")  # column is real
-        params["f_min_importance"] = filters.min_importance
-    if filters.context_id is not None:
-        clauses.append("m.context_id = %(f_context_id)s")
-        params["f_context_id"] = filters.context_id
-    if filters.created_after is not None:
-        clauses.append("m.created_at >= %(f_after)s")
-        params["f_after"] = filters.created_after
-    if filters.created_before is not None:
-        clauses.append("m.created_at <= %(f_before)s")
-        params["f_before"] = filters.created_before
-    return " AND ".join(clauses), params
+# The filters travel as one search_filters value (migration 0010): a tuple of SearchFilters'
+# fields in the type's attribute order (psycopg sends a tuple as a composite literal; a test
+# pins the order). What each filter means is said once, in the SQL function memory_visible
+# (db/functions/memory_visible.sql), which both the vector query and bm25_candidates apply.
+# A bound value: planned as a constant, the clauses of unset filters fold away.
+_FILTERS = "%(filters)s::search_filters"
+
+# The rows a search may return, over alias ``m``. NOT deleted / NOT archived are spelled out
+# (memory_visible says it too) because they are the predicate of the live-only HNSW index.
+_WHERE = f"m.user_id = %(user_id)s AND NOT m.deleted AND NOT m.archived AND memory_visible(m, {_FILTERS})"
 
 
-# Lexical candidates: the SECURITY DEFINER function bm25_candidates (migrations 0003/0004/0008).
-# Under row-level security `search_vector @@ tsquery` (not LEAKPROOF) cannot use the GIN index,
-# so the lexical step read every row of the user; the function is scoped to the transaction's
-# app.current_user_id by itself (no user argument) and goes through the index. BM25: tf =
-# positions of the lexeme, dl = number of lexemes, IDF from the user's live memory count and the
-# document frequency among matching rows.
-_LEXICAL_SQL = """
+def filters_param(filters: SearchFilters) -> tuple[Any, ...]:
+    """The filters as the fields of a ``search_filters`` value (None = no filter)."""
+    return tuple(getattr(filters, name) for name in SearchFilters.model_fields)
+
+
+# Lexical candidates: the SECURITY DEFINER function bm25_candidates (db/functions/): BM25 from
+# the user's term statistics and impact-ordered postings, at most a fixed number of postings
+# per query lexeme. Under row-level security the app role reads only its user's rows; the
+# function scopes itself to the transaction's app.current_user_id (no user argument).
+_LEXICAL_SQL = f"""
 SELECT id, score
-FROM bm25_candidates(%(query)s::text, %(n)s::integer, %(l_types)s::text[], %(l_tags)s::text[],
-                     %(l_min_importance)s::real, %(l_context_id)s::text,
-                     %(l_after)s::timestamptz, %(l_before)s::timestamptz, %(k1)s::float8, %(b)s::float8)"""
-
-
-def _lexical_params(filters: SearchFilters) -> dict[str, Any]:
-    """The filters as bm25_candidates' typed arguments (NULL = no filter)."""
-    return {
-        "l_types": filters.content_types or None,
-        "l_tags": filters.tags or None,
-        "l_min_importance": filters.min_importance,
-        "l_context_id": filters.context_id,
-        "l_after": filters.created_after,
-        "l_before": filters.created_before,
-    }
+FROM bm25_candidates(%(query)s::text, %(n)s::integer, {_FILTERS}, %(k1)s::float8, %(b)s::float8)"""
 
 
 # One statement ranks the candidates and returns only the top_k rows:
@@ -108,7 +84,7 @@ scored AS (
            -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
            coalesce(nullif(1 - (m.embedding <=> %(q)s), 'NaN'::float8), 0) AS similarity
     FROM memories m JOIN c ON c.id = m.id
-    WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM c))
+    WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM c)) AND memory_visible(m, {filters})
 ),
 normed AS (
     SELECT s.*, greatest(s.similarity, 0) AS cos,
@@ -138,7 +114,7 @@ _MATCH_SQL = {
 def lexical_candidates(cur: DictCursor, query: str, n: int, filters: SearchFilters) -> dict[uuid.UUID, float]:
     """{id: bm25 score} of the best ``n`` lexical candidates, best first. Runs on a cursor of
     its own on ``cur``'s connection and transaction, so it can overlap the query embedding."""
-    params = dict(_lexical_params(filters), query=query, n=n, k1=_BM25_K1, b=_BM25_B)
+    params = {"query": query, "n": n, "k1": _BM25_K1, "b": _BM25_B, "filters": filters_param(filters)}
     with cur.connection.cursor() as lex:
         lex.execute(_LEXICAL_SQL, params)
         return {row[0]: float(row[1]) for row in lex.fetchall()}
@@ -181,15 +157,14 @@ def rank(
 ) -> list[dict[str, Any]]:
     """The top ``top_k`` memories of ``user_id`` by relevance, from the ``n`` nearest by
     cosine and the ``lexical`` candidates (RLS scopes ``cur`` already)."""
-    where, params = _where(filters)
-    params.update(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
-                  t_ids=list(lexical), t_scores=list(lexical.values()))
-    sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS,
+    params = dict(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
+                  t_ids=list(lexical), t_scores=list(lexical.values()), filters=filters_param(filters))
+    sql = _SEARCH_SQL.format(where=_WHERE, filters=_FILTERS, columns=_COLUMNS, output=MEMORY_COLUMNS,
                              match=_MATCH_SQL[ranking.match_key])
     cur.execute(sql, params)
     rows = cur.fetchall()
     found = int(rows[0]["vector_found"]) if rows else 0
-    if found < n and _count(cur, where, params) > found:
+    if found < n and _count(cur, params) > found:
         # HNSW with a selective filter may stop early (hnsw.max_scan_tuples); re-run exactly.
         # (Users with fewer than n matching memories, the common case of a short count, already
         # got every one of them: no second run.)
@@ -204,8 +179,8 @@ def rank(
     return rows
 
 
-def _count(cur: DictCursor, where: str, params: dict[str, Any]) -> int:
-    cur.execute(f"SELECT count(*) AS n FROM memories m WHERE {where}", params)
+def _count(cur: DictCursor, params: dict[str, Any]) -> int:
+    cur.execute(f"SELECT count(*) AS n FROM memories m WHERE {_WHERE}", params)
     row = cur.fetchone()
     return int(row["n"]) if row else 0
 

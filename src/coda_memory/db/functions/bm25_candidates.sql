@@ -1,0 +1,85 @@
+-- Lexical candidates of a search: the p_limit best memories of the current user by BM25
+-- (k1, b; IDF ln(1 + (N - df + 0.5) / (df + 0.5)), N = the user's live memories, avgdl their
+-- mean length), read from the statistics and impact-ordered postings of migration 0010.
+--
+-- Cost bounded by the query, not by the user's memory: per query lexeme one df lookup and at
+-- most p_per_term postings read in impact order through a btree (a lexeme in fewer memories is
+-- read in full); then, for the best 4 * p_limit candidates, one probe per (candidate, lexeme
+-- not read in full) pair, so every returned score is the exact BM25 of that memory. A memory
+-- outside the top p_per_term of every lexeme it contains can be missed; those are memories
+-- made only of common words, which the vector stage covers.
+--
+-- Scoping: the user comes from the current transaction's app.current_user_id, never from an
+-- argument; no user set, no rows. With filters (a NULL or all-NULL p_filters is none), a posting counts only if its memory passes
+-- memory_visible(m, p_filters) (read in impact order until p_per_term pass).
+DROP FUNCTION IF EXISTS bm25_candidates(text, integer, text[], text[], real, text, timestamptz, timestamptz,
+                                        float8, float8);
+
+CREATE OR REPLACE FUNCTION bm25_candidates(
+    p_query    text,
+    p_limit    integer,
+    p_filters  search_filters DEFAULT NULL,
+    p_k1       float8         DEFAULT 1.2,
+    p_b        float8         DEFAULT 0.75,
+    p_per_term integer        DEFAULT 200
+)
+RETURNS TABLE (id uuid, score float8)
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE SET search_path = pg_catalog, public AS $fn$
+DECLARE
+    v_user    text   := NULLIF(current_setting('app.current_user_id', true), '');
+    v_lexemes text[] := tsvector_to_array(to_tsvector('english', coalesce(p_query, '')));
+    v_n       float8;
+    v_avgdl   float8;
+BEGIN
+    IF v_user IS NULL OR cardinality(v_lexemes) = 0 OR coalesce(p_limit, 0) < 1 THEN
+        RETURN;  -- no user, only stop words, or nothing asked for
+    END IF;
+    SELECT t.docs, t.total_length::float8 / greatest(t.docs, 1) INTO v_n, v_avgdl
+    FROM public.memory_lexicon_totals t WHERE t.user_id = v_user;
+    IF coalesce(v_n, 0) < 1 THEN
+        RETURN;
+    END IF;
+    p_per_term := greatest(coalesce(p_per_term, 200), p_limit);
+
+    RETURN QUERY
+    WITH terms AS (
+        SELECT x.lexeme, x.df, ln(1 + (v_n - x.df + 0.5) / (x.df + 0.5)) AS idf
+        FROM public.memory_lexicon x
+        WHERE x.user_id = v_user AND x.lexeme = ANY(v_lexemes) AND x.df > 0
+    ),
+    hits AS MATERIALIZED (  -- the top postings of each lexeme
+        SELECT p.id, t.lexeme, p.tf, p.dl, t.idf
+        FROM terms t CROSS JOIN LATERAL (
+            SELECT p.id, p.tf, p.dl FROM public.memory_postings p
+            WHERE p.user_id = v_user AND p.lexeme = t.lexeme
+              AND (p_filters IS NULL OR EXISTS (
+                      SELECT 1 FROM public.memories m
+                      WHERE m.user_id = v_user AND m.id = p.id AND public.memory_visible(m, p_filters)))
+            ORDER BY p.impact DESC, p.id
+            LIMIT p_per_term
+        ) p
+    ),
+    partial AS MATERIALIZED (  -- the best candidates by the lexemes read so far
+        SELECT h.id, sum(h.idf * public.bm25_weight(h.tf, h.dl, v_avgdl, p_k1, p_b)) AS s
+        FROM hits h GROUP BY h.id
+        ORDER BY s DESC, h.id
+        LIMIT 4 * p_limit
+    ),
+    rest AS (  -- their postings of lexemes not read in full
+        SELECT p.id, t.lexeme, p.tf, p.dl, t.idf
+        FROM terms t JOIN public.memory_postings p
+          ON p.user_id = v_user AND p.lexeme = t.lexeme AND p.id = ANY(ARRAY(SELECT c.id FROM partial c))
+        WHERE t.df > p_per_term
+          AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.id = p.id AND h.lexeme = p.lexeme)
+    )
+    SELECT a.id, sum(a.idf * public.bm25_weight(a.tf, a.dl, v_avgdl, p_k1, p_b))::float8 AS score
+    FROM (SELECT h.id, h.lexeme, h.tf, h.dl, h.idf FROM hits h JOIN partial c ON c.id = h.id
+          UNION ALL SELECT * FROM rest) a
+    GROUP BY a.id
+    ORDER BY score DESC, a.id
+    LIMIT p_limit;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION bm25_candidates(text, integer, search_filters, float8, float8, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION bm25_candidates(text, integer, search_filters, float8, float8, integer) TO coda_app;
