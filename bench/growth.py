@@ -148,6 +148,54 @@ def pg_cpu_per_search(admin: Any, api: Handlers, queries: list[str], n: int) -> 
     return out
 
 
+def _old_bm25_sql() -> str | None:
+    """The GIN-based bm25_candidates this work replaced (migration 0008), renamed, if found."""
+    for path in (REPO / "src/coda_memory/db/migrations/0008_bm25_custom_plans.sql",
+                 REPO / "tests/fixtures/migrations_0001_0008/0008_bm25_custom_plans.sql"):
+        if path.exists():
+            return path.read_text().replace("FUNCTION bm25_candidates(", "FUNCTION bench_bm25_gin(")
+    return None
+
+
+def lexical_options(admin: Any, queries: list[str], n: int = 100) -> dict[str, Any]:
+    """What each lexical design costs at this size: mean ms of the lexical step (as the owner,
+    scoped to the user like a request) and how many of the exact BM25 top 50 it returns."""
+    admin.execute("SELECT set_config('app.current_user_id', %s, false)", (USER,))
+    qs = queries[:n]
+
+    def run(sql: str, **params: Any) -> tuple[float, list[set[Any]]]:
+        got = []
+        t0 = time.perf_counter()
+        for q in qs:
+            got.append({r[0] for r in admin.execute(sql, {"q": q, **params})})
+        return round((time.perf_counter() - t0) * 1000 / len(qs), 2), got
+
+    new = "SELECT id FROM bm25_candidates(%(q)s, 50, NULL, 1.2, 0.75, %(m)s)"
+    _, exact = run(new, m=10**9)  # every posting of every lexeme: the exact top 50
+    out: dict[str, Any] = {"queries": len(qs)}
+    for m in (50, 100, 200, 400, 1000):
+        ms, got = run(new, m=m)
+        out[f"postings, top {m} per lexeme"] = {
+            "ms": ms, "exact_top50_recall": round(sum(len(g & e) for g, e in zip(got, exact, strict=True))
+                                                  / max(1, sum(len(e) for e in exact)), 3)}
+    ms, _ = run(new, m=10**9)
+    out["postings, every posting (exact)"] = {"ms": ms, "exact_top50_recall": 1.0}
+    old = _old_bm25_sql()
+    if old:  # the replaced design: GIN, unnest every matching memory, df per search
+        admin.execute("CREATE INDEX IF NOT EXISTS bench_fts ON memories USING gin (user_id, search_vector) "
+                      "WHERE NOT deleted AND NOT archived")
+        admin.execute(old)
+        ms, got = run("SELECT id FROM bench_bm25_gin(%(q)s, 50)")
+        out["GIN + unnest per search (before)"] = {
+            "ms": ms, "exact_top50_recall": round(sum(len(g & e) for g, e in zip(got, exact, strict=True))
+                                                  / max(1, sum(len(e) for e in exact)), 3)}
+        admin.execute("DROP FUNCTION bench_bm25_gin(text, integer, text[], text[], real, text, timestamptz, "
+                      "timestamptz, float8, float8)")
+        admin.execute("DROP INDEX bench_fts")
+    admin.execute("SELECT set_config('app.current_user_id', '', false)")
+    return out
+
+
 def http_stage(urls: dict[str, str], queries: list[str], items: list[str], n: int) -> dict[str, Any]:
     import httpx
 
@@ -184,7 +232,8 @@ def http_stage(urls: dict[str, str], queries: list[str], items: list[str], n: in
             "ingest_ms": percentiles(ingest[5:])}
 
 
-def run(sizes: list[int], keep_live: int, samples: int, seconds: float, clients: int) -> dict[str, Any]:
+def run(sizes: list[int], keep_live: int, samples: int, seconds: float, clients: int,
+        options: bool = True) -> dict[str, Any]:
     import psycopg
 
     from bench.run import http_mixed, start_gateway, stop_gateway
@@ -228,6 +277,9 @@ def run(sizes: list[int], keep_live: int, samples: int, seconds: float, clients:
             stage = {"stage": label, "memories": size + 40 * k, "live": live,
                      **http_stage(urls, questions, items, samples),
                      "pg_cpu_ms_per_search": pg_cpu_per_search(admin, api, questions, min(200, samples))}
+            if options and label == f"{top:,}":
+                log("  lexical options ...")
+                stage["lexical_options"] = lexical_options(admin, questions)
             log(f"  {json.dumps(stage)}")
             if label in ("archived", f"{top:,}") and seconds > 0:
                 log(f"  {clients} clients, 80/20, {seconds:.0f}s ...")
@@ -254,6 +306,11 @@ def report(res: dict[str, Any]) -> None:
         print(f"| {s['stage']} ({s['live']:,}) | {lat(s['search_ms'])} | {lat(s['search_vector_ms'])} | "
               f"{lat(s['ingest_ms'])} | {cpu['hybrid']} / {cpu['vector']} |")
     for s in res["stages"]:
+        for name, v in s.get("lexical_options", {}).items():
+            if isinstance(v, dict):
+                print(f"lexical step at {s['stage']}: {name}: {v['ms']} ms, "
+                      f"exact top-50 recall {v['exact_top50_recall']}")
+    for s in res["stages"]:
         if "mixed" in s:
             m = s["mixed"]
             print(f"\n{s['stage']}: {m['clients']} clients 80/20 {m['seconds']}s: {m['throughput_rps']} req/s, "
@@ -268,9 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--seconds", type=float, default=20.0, help="50-client mixed run (0: skip)")
     p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--skip-options", action="store_true", help="skip the lexical design comparison")
     args = p.parse_args(argv)
     (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    res = run([int(s) for s in args.sizes.split(",")], args.keep_live, args.samples, args.seconds, args.clients)
+    res = run([int(s) for s in args.sizes.split(",")], args.keep_live, args.samples, args.seconds, args.clients,
+              not args.skip_options)
     report(res)
     print(f"\nwrote {write_json('growth', res)}")
     return 0

@@ -77,8 +77,13 @@ WITH v AS (
 ),
 t AS (SELECT id, bm25, rank
       FROM unnest(%(t_ids)s::uuid[], %(t_scores)s::float8[]) WITH ORDINALITY AS t(id, bm25, rank)),
-c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, t.bm25
-      FROM v FULL JOIN t ON v.id = t.id),
+-- the exact BM25 of the nearest that are not lexical candidates (hybrid only), so both lists
+-- are scored on both measures
+vb AS (SELECT id, score FROM bm25_scores(%(query)s::text, ARRAY(SELECT id FROM v WHERE id NOT IN (SELECT id FROM t)),
+                                         %(k1)s::float8, %(b)s::float8)
+       WHERE %(hybrid)s),
+c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coalesce(t.bm25, vb.score) AS bm25
+      FROM v FULL JOIN t ON v.id = t.id LEFT JOIN vb ON vb.id = v.id),
 scored AS (
     SELECT {columns}, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
            -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
@@ -148,6 +153,7 @@ class Ranking:
 def rank(
     cur: DictCursor,
     user_id: str,
+    query: str,
     query_vector: np.ndarray,
     lexical: dict[uuid.UUID, float],
     filters: SearchFilters,
@@ -158,7 +164,8 @@ def rank(
     """The top ``top_k`` memories of ``user_id`` by relevance, from the ``n`` nearest by
     cosine and the ``lexical`` candidates (RLS scopes ``cur`` already)."""
     params = dict(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
-                  t_ids=list(lexical), t_scores=list(lexical.values()), filters=filters_param(filters))
+                  t_ids=list(lexical), t_scores=list(lexical.values()), filters=filters_param(filters),
+                  query=query, k1=_BM25_K1, b=_BM25_B, hybrid=ranking.mode == "hybrid")
     sql = _SEARCH_SQL.format(where=_WHERE, filters=_FILTERS, columns=_COLUMNS, output=MEMORY_COLUMNS,
                              match=_MATCH_SQL[ranking.match_key])
     cur.execute(sql, params)

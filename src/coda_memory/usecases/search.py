@@ -39,7 +39,7 @@ def _search_rows(user_id: str, query: str, top_k: int, filters: SearchFilters) -
         finally:
             # never leave the lexical query running on a connection that goes back to the pool
             lexed = lexical.result() if lexical is not None else {}
-        rows = search_sql.rank(cur, user_id, vector, lexed, filters, ranking, top_k, n)
+        rows = search_sql.rank(cur, user_id, query, vector, lexed, filters, ranking, top_k, n)
     record_access(user_id, [r["id"] for r in rows])
     return rows
 

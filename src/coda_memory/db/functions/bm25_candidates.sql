@@ -4,10 +4,10 @@
 --
 -- Cost bounded by the query, not by the user's memory: per query lexeme one df lookup and at
 -- most p_per_term postings read in impact order through a btree (a lexeme in fewer memories is
--- read in full); then, for the best 4 * p_limit candidates, one probe per (candidate, lexeme
--- not read in full) pair, so every returned score is the exact BM25 of that memory. A memory
--- outside the top p_per_term of every lexeme it contains can be missed; those are memories
--- made only of common words, which the vector stage covers.
+-- read in full); the best 2 * p_limit candidates by those postings are then scored exactly by
+-- bm25_scores (one probe per candidate and lexeme), so every returned score is the exact BM25
+-- of that memory. A memory outside the top p_per_term of every lexeme it contains can be
+-- missed; those are memories made only of common words, which the vector stage covers.
 --
 -- Scoping: the user comes from the current transaction's app.current_user_id, never from an
 -- argument; no user set, no rows. With filters (a NULL or all-NULL p_filters is none), a posting counts only if its memory passes
@@ -43,11 +43,11 @@ BEGIN
 
     RETURN QUERY
     WITH terms AS (
-        SELECT x.lexeme, x.df, ln(1 + (v_n - x.df + 0.5) / (x.df + 0.5)) AS idf
+        SELECT x.lexeme, ln(1 + (v_n - x.df + 0.5) / (x.df + 0.5)) AS idf
         FROM public.memory_lexicon x
         WHERE x.user_id = v_user AND x.lexeme = ANY(v_lexemes) AND x.df > 0
     ),
-    hits AS MATERIALIZED (  -- the top postings of each lexeme
+    hits AS (  -- the top postings of each lexeme
         SELECT p.id, t.lexeme, p.tf, p.dl, t.idf
         FROM terms t CROSS JOIN LATERAL (
             SELECT p.id, p.tf, p.dl FROM public.memory_postings p
@@ -59,24 +59,15 @@ BEGIN
             LIMIT p_per_term
         ) p
     ),
-    partial AS MATERIALIZED (  -- the best candidates by the lexemes read so far
-        SELECT h.id, sum(h.idf * public.bm25_weight(h.tf, h.dl, v_avgdl, p_k1, p_b)) AS s
+    partial AS (  -- the best candidates by the lexemes read so far
+        SELECT h.id
         FROM hits h GROUP BY h.id
-        ORDER BY s DESC, h.id
-        LIMIT 4 * p_limit
-    ),
-    rest AS (  -- their postings of lexemes not read in full
-        SELECT p.id, t.lexeme, p.tf, p.dl, t.idf
-        FROM terms t JOIN public.memory_postings p
-          ON p.user_id = v_user AND p.lexeme = t.lexeme AND p.id = ANY(ARRAY(SELECT c.id FROM partial c))
-        WHERE t.df > p_per_term
-          AND NOT EXISTS (SELECT 1 FROM hits h WHERE h.id = p.id AND h.lexeme = p.lexeme)
+        ORDER BY sum(h.idf * public.bm25_weight(h.tf, h.dl, v_avgdl, p_k1, p_b)) DESC, h.id
+        LIMIT 2 * p_limit
     )
-    SELECT a.id, sum(a.idf * public.bm25_weight(a.tf, a.dl, v_avgdl, p_k1, p_b))::float8 AS score
-    FROM (SELECT h.id, h.lexeme, h.tf, h.dl, h.idf FROM hits h JOIN partial c ON c.id = h.id
-          UNION ALL SELECT * FROM rest) a
-    GROUP BY a.id
-    ORDER BY score DESC, a.id
+    SELECT s.id, s.score
+    FROM public.bm25_scores(p_query, ARRAY(SELECT c.id FROM partial c), p_k1, p_b) s
+    ORDER BY s.score DESC, s.id
     LIMIT p_limit;
 END
 $fn$;

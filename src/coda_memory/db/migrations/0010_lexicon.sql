@@ -41,8 +41,8 @@ CREATE TABLE memory_postings (
     tf      integer NOT NULL,
     dl      integer NOT NULL,
     impact  real    NOT NULL,
-    -- probes of (lexeme, memory) pairs and deletes by the triggers
-    PRIMARY KEY (user_id, lexeme, id)
+    -- probes of (lexeme, memory) pairs (index-only) and deletes by the triggers
+    PRIMARY KEY (user_id, lexeme, id) INCLUDE (tf, dl)
 ) WITH (fillfactor = 90);
 -- the top M postings of a lexeme, best first, without visiting the heap for tf and dl
 CREATE INDEX memory_postings_impact ON memory_postings (user_id, lexeme, impact DESC, id) INCLUDE (tf, dl);
