@@ -9,11 +9,12 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 MODEL  := layers/model/build/model/manifest.json
 MODEL_INPUTS := layers/model/build.py layers/model/requirements-build.txt
 
-.PHONY: help venv layer run test test-fast test-ts lint build bench bench-retrieval clean
+.PHONY: help venv layer run test test-unit test-fast test-ts lint build bench bench-retrieval clean
 
 help:
 	@echo "make run    - set up and start the local stack (API on :3000, Lambda invoke on :3001)"
 	@echo "make test   - set up and run the whole test suite"
+	@echo "make test-unit - the pure tests only (no database, no Redis): seconds"
 	@echo "make test-ts - TypeScript client tests (node --test) against a local stack"
 	@echo "make layer  - build the int8 ONNX model (cached)"
 	@echo "make lint   - ruff + mypy on the core"
@@ -56,6 +57,9 @@ test-ts: venv layer
 	else \
 		echo "WARNING: node/npm not found: skipping the TypeScript client tests"; \
 	fi
+
+test-unit: venv layer
+	$(PY) -m pytest tests/unit
 
 test-fast: venv layer
 	$(PY) -m pytest -m "not slow"

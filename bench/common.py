@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from local.apigw import LambdaContext, make_event
+from local.apigw import InProcessApi, make_event
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -75,19 +75,14 @@ def apigw_event(method: str, path: str, body: Any = None, key: str = BENCH_KEY) 
 
 
 class Handlers:
-    """The ingest and retrieve functions' real ``handler(event, context)``."""
+    """The functions' real ``handler(event, context)``, each request sent to the function the
+    template routes it to."""
 
     def __init__(self) -> None:
-        from functions.ingest.app import handler as ingest_handler
-        from functions.retrieve.app import handler as retrieve_handler
-
-        self._ingest = ingest_handler
-        self._retrieve = retrieve_handler
-        self._ctx = LambdaContext()
+        self._api = InProcessApi()
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        handler = self._retrieve if path in ("/search", "/context") else self._ingest
-        result = handler(apigw_event(method, path, body), self._ctx)
+        result = self._api(method, path, body=body, api_key=BENCH_KEY, source_ip="127.0.0.1")
         raw = result.get("body") or ""
         return int(result["statusCode"]), json.loads(raw) if raw else None
 
@@ -106,17 +101,18 @@ class Handlers:
         return results
 
 
+def percentile(samples: list[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile (``q`` in 0..100) of ``samples`` (not empty): the
+    smallest sample with at least q% of the samples at or below it. Every benchmark uses this."""
+    s = sorted(samples)
+    return s[max(0, min(len(s), math.ceil(q / 100 * len(s))) - 1)]
+
+
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
     if not samples_ms:
         return {"n": 0}
-    s = sorted(samples_ms)
-
-    def pick(q: float) -> float:
-        # nearest-rank percentile
-        return round(s[max(0, min(len(s), math.ceil(q * len(s))) - 1)], 2)
-
-    return {"n": len(s), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99),
-            "mean": round(statistics.fmean(s), 2), "max": round(s[-1], 2)}
+    return {"n": len(samples_ms), **{f"p{q}": round(percentile(samples_ms, q), 2) for q in (50, 95, 99)},
+            "mean": round(statistics.fmean(samples_ms), 2), "max": round(max(samples_ms), 2)}
 
 
 def machine() -> dict[str, Any]:

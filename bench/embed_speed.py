@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
 from bench.common import machine as machine_info  # noqa: E402
+from bench.common import percentile as pct  # noqa: E402
 from coda_memory.embedder import Embedder, default_model_dir  # noqa: E402
 
 FP32_DIR = REPO / ".cache" / "model-fp32"
@@ -48,11 +49,6 @@ def machine() -> str:
         f"{info['nproc']} CPUs (nproc {len(os.sched_getaffinity(0))}), {info['cpu']}, "
         f"Python {info['python']}"
     )
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
 def latency(emb: Embedder, texts: list[str], n: int) -> list[float]:

@@ -149,11 +149,19 @@ def pg_cpu_per_search(admin: Any, api: Handlers, queries: list[str], n: int) -> 
 
 
 def _old_bm25_sql() -> str | None:
-    """The GIN-based bm25_candidates this work replaced (migration 0008), renamed, if found."""
-    for path in (REPO / "src/coda_memory/db/migrations/0008_bm25_custom_plans.sql",
-                 REPO / "tests/fixtures/migrations_0001_0008/0008_bm25_custom_plans.sql"):
-        if path.exists():
-            return path.read_text().replace("FUNCTION bm25_candidates(", "FUNCTION bench_bm25_gin(")
+    """The GIN-based bm25_candidates this work replaced (migration 0008, kept in the frozen
+    archive of the old migrations), renamed."""
+    import tarfile
+
+    archive = REPO / "tests" / "fixtures" / "migrations_0001_0008.tar.gz"
+    if not archive.exists():
+        return None
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.name.endswith("0008_bm25_custom_plans.sql"):
+                f = tar.extractfile(member)
+                if f is not None:
+                    return f.read().decode().replace("FUNCTION bm25_candidates(", "FUNCTION bench_bm25_gin(")
     return None
 
 

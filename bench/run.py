@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from bench.common import (
     settings_override,
     write_json,
 )
+from local.services import free_port
 
 DATABASE = "coda_bench"
 SEED = 20251125
@@ -320,14 +320,8 @@ def bulk_ingest(api: Handlers, users: list[str], batches: int) -> dict[str, Any]
 # --- HTTP -------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_gateway(pg: Any, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    api_port, invoke_port = _free_port(), _free_port()
+    api_port, invoke_port = free_port(), free_port()
     env = dict(os.environ)
     env.update(bench_env(pg.app_url))
     env.update(extra_env or {})

@@ -35,22 +35,17 @@ from pathlib import Path
 import psycopg
 import redis
 
+from bench.common import percentile
+from local.services import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 PG_DIR = REPO / ".local" / "pg-bench-subscriber"
 RESULTS = REPO / "bench" / "results"
 STREAM = "memory.ingest.stream"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_stack(key: str) -> tuple[subprocess.Popen[str], str, str]:
-    api_port, invoke_port = _free_port(), _free_port()
+    api_port, invoke_port = free_port(), free_port()
     env = {
         **os.environ,
         "LOCAL_PG_DIR": str(PG_DIR),
@@ -102,11 +97,6 @@ def event(user: str, i: int, tag: str) -> dict:
     }
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
 def measure_latency(r: redis.Redis, conn: psycopg.Connection, n: int, rate: float) -> dict:
     users = [f"lat-user-{k}" for k in range(10)]
     sent: dict[str, float] = {}
@@ -150,9 +140,9 @@ def measure_latency(r: redis.Redis, conn: psycopg.Connection, n: int, rate: floa
         "events": n,
         "rate_per_s": rate,
         "stored": len(delays),
-        "p50_ms": round(pct(delays, 50), 1),
-        "p95_ms": round(pct(delays, 95), 1),
-        "p99_ms": round(pct(delays, 99), 1),
+        "p50_ms": round(percentile(delays, 50), 1),
+        "p95_ms": round(percentile(delays, 95), 1),
+        "p99_ms": round(percentile(delays, 99), 1),
         "max_ms": round(max(delays), 1),
         "mean_ms": round(statistics.fmean(delays), 1),
     }

@@ -1,6 +1,7 @@
 """API Gateway REST (v1) proxy events, shaped like `sam local generate-event apigateway
-aws-proxy`, and a minimal Lambda context: how tests and benchmarks call a function's real
-``handler(event, context)`` in-process, the way API Gateway and Lambda do."""
+aws-proxy`, the Lambda context object, and :class:`InProcessApi`: how tests and benchmarks call
+the real ``handler(event, context)`` of the function the template routes a request to, in this
+process, the way API Gateway and Lambda do."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import base64
 import json
 import time
 import uuid
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .template import LocalTemplate
 
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
@@ -93,3 +98,45 @@ def make_event(
             "protocol": "HTTP/1.1",
         },
     }
+
+
+# What API Gateway answers for a method and path no route matches.
+NO_ROUTE = {"statusCode": 403, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"message": "Missing Authentication Token"})}
+
+
+@cache
+def _default_template() -> LocalTemplate:
+    from .template import load
+
+    return load()
+
+
+class InProcessApi:
+    """The template's REST API in this process: each request becomes the API Gateway event of
+    its route (resource path and path parameters from ``infra/template.yaml``) and goes to the
+    handler of the function behind that route -- the routes are never listed anywhere else."""
+
+    def __init__(self, template: LocalTemplate | None = None) -> None:
+        self.template = template or _default_template()
+        self._handlers: dict[str, Any] = {}
+
+    def handler(self, logical_id: str) -> Any:
+        if logical_id not in self._handlers:
+            from .lambda_invoke import import_handler
+
+            self._handlers[logical_id] = import_handler(self.template.functions[logical_id])
+        return self._handlers[logical_id]
+
+    def __call__(self, method: str, path: str, **event: Any) -> dict[str, Any]:
+        """Lambda's answer (``statusCode``, ``headers``, ``body``) to ``method path``; ``event``
+        takes :func:`make_event`'s keyword arguments (``body``, ``query``, ``api_key``, ...)."""
+        try:
+            route, params = self.template.route_for(method, path)
+        except KeyError:
+            return dict(NO_ROUTE)
+        spec = self.template.functions[route.function]
+        request = make_event(method, path, resource=route.path, path_parameters=params or None, **event)
+        context = LambdaContext(spec.function_name, memory_mb=spec.memory_mb, timeout_s=spec.timeout_s)
+        result: dict[str, Any] = self.handler(route.function)(request, context)
+        return result

@@ -20,16 +20,18 @@ Added on top, because SAM CLI does not emulate them:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .lambda_invoke import InProcessRunner
 from .template import LocalTemplate
+
+if TYPE_CHECKING:
+    from coda_memory.db.pool import Database
 
 log = logging.getLogger("local.gateway")
 
@@ -38,45 +40,38 @@ UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "missing or invalid
 
 
 class ApiKeyCheck:
-    """Accepts the service key, and keys that ``resolve_api_key`` knows (cached briefly)."""
+    """Accepts what the API accepts: the service key, and active keys stored in ``api_keys``
+    (the service's own :class:`~coda_memory.auth.Authenticator`, on a small pool of its own)."""
 
-    def __init__(self, service_key: str | None, database_url: str | None = None, ttl_s: float = 30.0):
-        self._service = hashlib.sha256(service_key.encode()).digest() if service_key else None
+    def __init__(self, service_key: str | None, database_url: str | None = None) -> None:
+        from coda_memory.auth import Authenticator
+
         self._database_url = database_url
-        self._ttl = ttl_s
-        self._cache: dict[str, tuple[bool, float]] = {}
+        self._database: Database | None = None
         self._lock = threading.Lock()
+        self._auth = Authenticator([service_key] if service_key else [], self._pool)
+
+    def _pool(self) -> Database:
+        if self._database_url is None:
+            raise LookupError("no database to look keys up in")
+        with self._lock:
+            if self._database is None:
+                from coda_memory.db.pool import Database
+
+                self._database = Database(self._database_url, max_size=2, connect_timeout=3)
+            return self._database
 
     def __call__(self, key: str | None) -> bool:
-        if not key or len(key) > 512:
-            return False
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass"))
-        if self._service is not None and hmac.compare_digest(digest.digest(), self._service):
-            return True
-        return self._known_in_database(digest.hexdigest())
+        from coda_memory.errors import Unauthorized
 
-    def _known_in_database(self, key_hash: str) -> bool:
-        if not self._database_url:
-            return False
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key_hash)
-            if hit and hit[1] > now:
-                return hit[0]
         try:
-            import psycopg
-
-            with psycopg.connect(self._database_url, connect_timeout=3) as conn:
-                row = conn.execute("SELECT 1 FROM resolve_api_key(%s)", (key_hash,)).fetchone()
-            ok = row is not None
+            self._auth.authenticate(key)
+            return True
+        except Unauthorized:
+            return False
         except Exception as exc:  # the gateway stays up when the database is not
             log.warning("api key lookup failed: %s", type(exc).__name__)
             return False
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[key_hash] = (ok, now + self._ttl)
-        return ok
 
 
 def make_gateway_app(

@@ -59,6 +59,27 @@ class FunctionNotFoundError(KeyError):
     pass
 
 
+def import_handler(spec: FunctionSpec) -> Any:
+    """The function's ``handler`` callable (``CodeUri`` + ``Handler``), imported in this process."""
+    dotted = spec.dotted_module
+    if dotted:
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
+        module = importlib.import_module(dotted)
+    else:
+        # Code outside the repo: load the file under a private module name.
+        name = f"_local_lambda_{spec.logical_id}"
+        module = sys.modules.get(name)
+        if module is None:
+            loader_spec = importlib.util.spec_from_file_location(name, spec.module_file)
+            if loader_spec is None or loader_spec.loader is None:
+                raise ImportError(f"cannot load {spec.module_file}")
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[name] = module
+            loader_spec.loader.exec_module(module)
+    return getattr(module, spec.attr)
+
+
 class InProcessRunner:
     """Runs the template's functions in this process, ``workers`` invocations at a time."""
 
@@ -90,29 +111,9 @@ class InProcessRunner:
             handler = self._handlers.get(spec.logical_id)
             if handler is not None:
                 return handler
-            module = self._import(spec)
-            handler = getattr(module, spec.attr)
+            handler = import_handler(spec)
             self._handlers[spec.logical_id] = handler
             return handler
-
-    @staticmethod
-    def _import(spec: FunctionSpec) -> Any:
-        dotted = spec.dotted_module
-        if dotted:
-            if str(REPO_ROOT) not in sys.path:
-                sys.path.insert(0, str(REPO_ROOT))
-            return importlib.import_module(dotted)
-        # Code outside the repo: load the file under a private module name.
-        name = f"_local_lambda_{spec.logical_id}"
-        if name in sys.modules:
-            return sys.modules[name]
-        loader_spec = importlib.util.spec_from_file_location(name, spec.module_file)
-        if loader_spec is None or loader_spec.loader is None:
-            raise ImportError(f"cannot load {spec.module_file}")
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[name] = module
-        loader_spec.loader.exec_module(module)
-        return module
 
     def preload(self) -> dict[str, str]:
         """Import every handler now; returns {logical id: error} for those that failed."""

@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PG_DIR = REPO_ROOT / ".local" / "pg"
 APP_ROLE = "coda_app"
 
-# Reloadable settings for a laptop-sized server: HNSW builds want memory (DESIGN.md).
+# Reloadable settings for a laptop-sized server: HNSW index builds want maintenance memory.
 _PG_SETTINGS = {
     "maintenance_work_mem": "1GB",
     "work_mem": "16MB",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,24 @@ class Schedule:
     input: str | None = None
 
 
+@dataclass(frozen=True)
+class Route:
+    """One API route of the template: ``method`` + resource ``path`` (``/memory/{id}``) served
+    by the function ``function`` (logical id)."""
+
+    method: str
+    path: str
+    function: str
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """The path parameters when ``method path`` is this route, else None."""
+        if method.upper() != self.method:
+            return None
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+        found = re.fullmatch(pattern, path)
+        return found.groupdict() if found else None
+
+
 @dataclass
 class LocalTemplate:
     path: Path
@@ -90,6 +109,29 @@ class LocalTemplate:
                 found.append(Schedule(spec.logical_id, name, expr, enabled,
                                       raw_input if isinstance(raw_input, str) else None))
         return found
+
+    @property
+    def routes(self) -> list[Route]:
+        """Every (method, resource path) of the REST API and the function behind it."""
+        return sorted(
+            (Route(method.upper(), r.path, self._logical_id(r.function_name)) for r in self.api.routes
+             for method in r.methods),
+            key=lambda r: (r.path, r.method),
+        )
+
+    def route_for(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route serving ``method path`` and its path parameters (KeyError if none)."""
+        for route in self.routes:
+            params = route.match(method, path)
+            if params is not None:
+                return route, params
+        raise KeyError(f"no route for {method} {path}")
+
+    def _logical_id(self, name: str) -> str:
+        for spec in self.functions.values():
+            if name in (spec.logical_id, spec.function_name):
+                return spec.logical_id
+        return name
 
     def api_key_required(self) -> bool:
         """True when the template's REST API requires an API key (``Auth.ApiKeyRequired``)."""

@@ -30,7 +30,12 @@ class Response:
 
 
 def invoke(handler: Any, method: str, path: str, **kwargs: Any) -> Response:
-    result = handler(make_event(method, path, **kwargs), LambdaContext())
+    """Call one function's ``handler`` directly with an API Gateway event."""
+    return read_response(handler(make_event(method, path, **kwargs), LambdaContext()))
+
+
+def read_response(result: dict[str, Any]) -> Response:
+    """Lambda's proxy answer as a :class:`Response` (JSON body decoded, headers lower case)."""
     raw = result.get("body") or ""
     if result.get("isBase64Encoded"):
         raw = base64.b64decode(raw).decode()

@@ -47,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # --- the API through its real Lambda handlers ------------------------------------------------
 
-from tests.apigw import SERVICE_KEY, Response, invoke  # noqa: E402
+from tests.apigw import SERVICE_KEY, Response, read_response  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -77,30 +77,18 @@ def api_env(postgres: Postgres, redis_server: RedisServer) -> Iterator[dict[str,
 
 
 class Api:
-    """Calls routes through the ingest and retrieve functions' handlers."""
-
-    _ROUTES = {
-        ("POST", "/ingest"): "ingest", ("POST", "/ingest/batch"): "ingest",
-        ("GET", "/memory/{id}"): "ingest", ("DELETE", "/memory/{id}"): "ingest",
-        ("DELETE", "/users/{user_id}/memories"): "ingest", ("GET", "/health"): "ingest",
-        ("POST", "/search"): "retrieve", ("POST", "/context"): "retrieve",
-    }
+    """Calls routes the way API Gateway does: the template says which function serves a route
+    (``local.apigw.InProcessApi``), and that function's real handler answers."""
 
     def __init__(self) -> None:
-        from functions.ingest.app import handler as ingest_handler
-        from functions.retrieve.app import handler as retrieve_handler
+        from local.apigw import InProcessApi
 
-        self.handlers = {"ingest": ingest_handler, "retrieve": retrieve_handler}
+        self.gateway = InProcessApi()
+        self.handlers = {"ingest": self.gateway.handler("IngestFunction"),
+                         "retrieve": self.gateway.handler("RetrieveFunction")}
 
-    def call(self, method: str, path: str, **kwargs: object) -> Response:
-        resource, params = path, None
-        parts = path.split("/")
-        if path.startswith("/memory/"):
-            resource, params = "/memory/{id}", {"id": parts[2]}
-        elif path.startswith("/users/"):
-            resource, params = "/users/{user_id}/memories", {"user_id": parts[2]}
-        handler = self.handlers[self._ROUTES.get((method, resource), "ingest")]
-        return invoke(handler, method, path, resource=resource, path_parameters=params, **kwargs)  # type: ignore[arg-type]
+    def call(self, method: str, path: str, *, api_key: str | None = SERVICE_KEY, **kwargs: object) -> Response:
+        return read_response(self.gateway(method, path, api_key=api_key, **kwargs))
 
     def ingest(self, **item: object) -> Response:
         item.setdefault("content_type", "fact")

@@ -10,8 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coda_memory.usecases.context import assemble, chars4, words
-
 GOOD = {"content": "valid content", "content_type": "fact", "source_type": "test", "user_id": "bad-input-user"}
 FUTURE = (datetime.now(UTC) + timedelta(days=2)).isoformat()
 
@@ -160,8 +158,14 @@ def test_hostile_strings_are_data_not_code(api, user_id, admin_conn):
 
 
 def test_unknown_route_and_method(api):
-    assert api.call("GET", "/nope").status == 404
-    r = api.call("PUT", "/ingest", body=GOOD)
+    # API Gateway answers a method and path the template has no route for itself
+    assert api.call("GET", "/nope").status == 403
+    assert api.call("PUT", "/ingest", body=GOOD).body == {"message": "Missing Authentication Token"}
+    # and should such an event reach a function anyway, it answers with the API's error body
+    from tests.apigw import invoke
+
+    assert invoke(api.handlers["ingest"], "GET", "/nope").status == 404
+    r = invoke(api.handlers["ingest"], "PUT", "/ingest", body=GOOD)
     assert r.status == 405 and r.error_code == "method_not_allowed"
 
 
@@ -201,28 +205,3 @@ def test_any_text_is_stored_or_cleanly_refused(api, user_id, content):
     assert r.status in (200, 201, 422), r.body
 
 
-memories = st.lists(
-    st.fixed_dictionaries({
-        "id": st.uuids().map(str),
-        "content": st.text(min_size=1, max_size=400),
-        "content_type": st.sampled_from(["fact", "event"]),
-        "created_at": st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2030, 1, 1)),
-    }),
-    max_size=12,
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(mems=memories, budget=st.integers(min_value=1, max_value=400), estimator=st.sampled_from([chars4, words]))
-def test_context_never_exceeds_budget_and_keeps_order(mems, budget, estimator):
-    out = assemble(mems, budget, estimator)
-    assert out.token_count <= budget
-    assert out.token_count == (estimator(out.context) if out.context else 0)
-    order = [m["id"] for m in mems]
-    positions = [order.index(i) for i in out.memory_ids]
-    assert positions == sorted(positions)
-    assert len(set(out.memory_ids)) == len(out.memory_ids)
-    if len(out.memory_ids) < len(mems):
-        assert out.truncated or not out.context
-    if not out.truncated:
-        assert len(out.memory_ids) == len(mems)

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from coda_memory.db import search as search_sql
+from coda_memory.db.filters import filters_param, where_clause
 from coda_memory.db.pool import Database
-from coda_memory.db.search import _WHERE, filters_param
 from coda_memory.models import SearchFilters
 from coda_memory.usecases import jobs
 from tests.dbrows import VEC
@@ -212,6 +212,18 @@ def test_soft_and_hard_delete_and_erase_keep_the_statistics(api, admin_conn, use
     assert _stats(admin_conn, user_id) == ((0, 0), {}, set())
 
 
+def test_patch_keeps_the_statistics(api, admin_conn, user_id):
+    mid = api.ingest(user_id=user_id, content="Caroline went to the support group").body["memory_id"]
+    api.ingest(user_id=user_id, content="Melanie painted the lake")
+    r = api.call("PATCH", f"/memory/{mid}", query={"user_id": user_id},
+                 body={"content": "Caroline went camping by the lake with the kids"})
+    assert r.status == 200
+    _assert_in_sync(admin_conn, user_id)
+    assert api.call("PATCH", f"/memory/{mid}", query={"user_id": user_id}, body={"importance": 0.9}).status == 200
+    _assert_in_sync(admin_conn, user_id)
+    assert ("support",) not in {(lex,) for lex in _stats(admin_conn, user_id)[1]}
+
+
 def test_archive_and_purge_jobs_keep_the_statistics(postgres, admin_conn):
     user = _user("lexjob")
     old = datetime.now(UTC) - timedelta(days=800)
@@ -301,9 +313,9 @@ def test_the_live_only_hnsw_index_serves_the_vector_query_under_rls(postgres, ve
             # small table: make the planner show whether it can use the partial index at all
             cur.execute("SET LOCAL enable_seqscan = off")
             cur.execute("SET LOCAL enable_bitmapscan = off")
-            cur.execute(f"EXPLAIN SELECT m.id FROM memories m WHERE {_WHERE} "
-                        "ORDER BY m.embedding <=> %(q)s::vector LIMIT 50",
-                        {"user_id": user, "q": q, "filters": filters_param(SearchFilters())})
+            where, params = where_clause(SearchFilters())
+            cur.execute(f"EXPLAIN SELECT m.id FROM memories m WHERE {where} "
+                        "ORDER BY m.embedding <=> %(q)s::vector LIMIT 50", dict(params, user_id=user, q=q))
             plan = "\n".join(next(iter(r.values())) for r in cur.fetchall())
     finally:
         db.close()

@@ -23,9 +23,9 @@ import pytest
 from botocore.config import Config
 
 from local.run import LocalRuntime, template_environment
-from local.scheduler import Cron, ScheduleError, Scheduler, next_fire, scheduled_event
+from local.scheduler import Scheduler, scheduled_event
 from local.services import REPO_ROOT, free_port
-from local.template import DEFAULT_TEMPLATE, Schedule, load
+from local.template import DEFAULT_TEMPLATE, load
 from tests.apigw import SERVICE_KEY
 
 MODEL_DIR = REPO_ROOT / "layers" / "model" / "build" / "model"
@@ -235,22 +235,6 @@ def test_boto3_invoke_of_a_scheduled_job(lam):
 # --- scheduler -------------------------------------------------------------------------------
 
 
-def test_cron_and_rate_expressions():
-    t = datetime(2026, 3, 4, 10, 30, tzinfo=UTC)  # a Wednesday
-    assert next_fire("cron(0 0 * * ? *)", t) == datetime(2026, 3, 5, 0, 0, tzinfo=UTC)
-    assert next_fire("cron(15 3 * * ? *)", t) == datetime(2026, 3, 5, 3, 15, tzinfo=UTC)
-    assert next_fire("cron(0/20 * * * ? *)", t) == datetime(2026, 3, 4, 10, 40, tzinfo=UTC)
-    assert next_fire("cron(0 9 ? * MON-FRI *)", t) == datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
-    assert next_fire("cron(0 9 ? * 1 *)", t) == datetime(2026, 3, 8, 9, 0, tzinfo=UTC)  # 1 = Sunday
-    assert next_fire("cron(0 12 1 JAN,JUL ? *)", t) == datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
-    assert next_fire("rate(5 minutes)", t, t) == t + timedelta(minutes=5)
-    assert next_fire("rate(1 day)", t + timedelta(days=3, seconds=1), t) == t + timedelta(days=4)
-    for bad in ("cron(0 0 * * * *)", "cron(0 0 L * ? *)", "cron(61 0 * * ? *)", "rate(0 days)", "every day"):
-        with pytest.raises(ScheduleError):
-            next_fire(bad, t)
-    assert Cron.parse("0 0 * * ? 2030").next_after(t).year == 2030
-
-
 def test_scheduler_fires_the_templates_schedules_when_due():
     template = load(DEFAULT_TEMPLATE)
     start = datetime(2026, 3, 4, 23, 59, 30, tzinfo=UTC)
@@ -271,11 +255,6 @@ def test_scheduler_fires_the_templates_schedules_when_due():
     assert [f for f, _ in fired] == ["QuotaResetFunction"]  # midnight UTC came first
     event = fired[0][1]
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
-
-
-def test_disabled_and_unsupported_schedules_are_skipped():
-    s = [Schedule("A", "a", "rate(1 day)", enabled=False), Schedule("B", "b", "cron(0 0 L * ? *)", True)]
-    assert Scheduler(s, lambda *_: None).entries == []
 
 
 def test_template_environment_excludes_secrets_and_connections():

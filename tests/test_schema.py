@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import tarfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from coda_memory.db.migrate import MIGRATIONS_DIR, apply_migrations, discover
+from coda_memory.db.migrate import BASELINE_VERSION, MigrationError, apply_migrations, discover, functions
 from tests.dbrows import insert_memory as _insert
 
 
@@ -18,12 +23,14 @@ def _as_user(conn: psycopg.Connection, user: str | None) -> None:
 
 
 def test_migrations_are_recorded_and_idempotent(postgres, admin_conn):
-    versions = [m.version for m in discover()]
-    assert versions == sorted(versions) and versions[0] == 1
+    versions = [BASELINE_VERSION] + [m.version for m in discover()]
+    assert versions == sorted(versions)
     assert apply_migrations(postgres.admin_url) == []  # second run: nothing to do
     assert apply_migrations(postgres.admin_url) == []
     recorded = [r[0] for r in admin_conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
     assert recorded == versions
+    applied = dict(admin_conn.execute("SELECT name, checksum FROM schema_functions").fetchall())
+    assert applied == {f.name: f.checksum for f in functions()}
 
 
 def test_schema_has_live_only_hnsw_and_user_leading_keys(admin_conn):
@@ -38,14 +45,16 @@ def test_schema_has_live_only_hnsw_and_user_leading_keys(admin_conn):
     assert not any("ivfflat" in d for d in indexes.values())
     assert not any("gin" in d and "search_vector" in d for d in indexes.values())
     assert any("gin" in d and "tags" in d for d in indexes.values())
-    # Sharding-ready: every index but the vector one leads with user_id.
+    # Sharding-ready: every index but the vector one leads with user_id -- and memories_id, the
+    # global id lookup that keeps an imported id from shadowing another user's memory (on a
+    # sharded database: a global index / a lookup on every shard, run only by imports with ids).
     for name, definition in indexes.items():
-        if "hnsw" in definition:
+        if "hnsw" in definition or name == "memories_id":
             continue
         cols = definition.split("(", 1)[1]
         assert cols.startswith("user_id"), name
-    for table in ("memories", "memory_audit_log", "user_quotas", "memory_postings", "memory_lexicon",
-                  "memory_lexicon_totals"):
+    for table in ("memories", "memory_audit_log", "user_quotas", "memory_history", "memory_postings",
+                  "memory_lexicon", "memory_lexicon_totals"):
         pk = admin_conn.execute(
             """SELECT a.attname FROM pg_index i JOIN pg_attribute a
                ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -134,7 +143,7 @@ class TestRowLevelSecurity:
 
 
 class TestPartitions:
-    """memories is hash-partitioned by user_id (0007): one HNSW graph per partition, so a
+    """memories is hash-partitioned by user_id: one HNSW graph per partition, so a
     search walks one partition's graph instead of every user's."""
 
     def test_memories_is_hash_partitioned_by_user_and_every_partition_is_locked(self, admin_conn):
@@ -184,28 +193,125 @@ class TestPartitions:
         assert len(scanned) == 1, plan
 
 
-def test_partitioning_migration_keeps_every_row(postgres, tmp_path):
-    """0007 copies the unpartitioned table: rows, generated tsvector, flags and policies survive."""
+# --- the baseline and the function files ------------------------------------------------------
+
+# The numbered migrations 0001-0008 as the releases before the baseline shipped them (frozen).
+OLD_MIGRATIONS_ARCHIVE = Path(__file__).parent / "fixtures" / "migrations_0001_0008.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def old_migrations(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("old")
+    with tarfile.open(OLD_MIGRATIONS_ARCHIVE) as archive:
+        archive.extractall(target, filter="data")
+    return target / "migrations_0001_0008"
+
+
+@contextmanager
+def _scratch_database(postgres) -> Iterator[str]:
     database = f"coda_migrate_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
-    url = psycopg.conninfo.make_conninfo(postgres.admin_url, dbname=database)
     try:
-        before = tmp_path / "before"
-        before.mkdir()
-        for path in MIGRATIONS_DIR.glob("*.sql"):
-            if int(path.name.split("_", 1)[0]) < 7:
-                (before / path.name).write_text(path.read_text())
-        assert apply_migrations(url, before) == [1, 2, 3, 4, 5, 6]
+        yield psycopg.conninfo.make_conninfo(postgres.admin_url, dbname=database)
+    finally:
+        with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def _apply_old_release(url: str, old: Path, up_to: int) -> None:
+    """What the migrator of the releases before the baseline did: apply 0001..``up_to``."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                     "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        for path in sorted(old.glob("*.sql")):
+            version = int(path.name.split("_", 1)[0])
+            if version <= up_to:
+                with conn.transaction():
+                    conn.execute(path.read_bytes())
+                    conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 'old')", (version, path.stem))
+
+
+def _catalog(url: str) -> dict[str, object]:
+    """What the service depends on: columns, indexes, policies, privileges, storage, functions."""
+    queries = {
+        "columns": """SELECT table_name, column_name, data_type, column_default, is_nullable, generation_expression
+                      FROM information_schema.columns WHERE table_schema = 'public'
+                        AND table_name <> 'schema_functions' ORDER BY 1, 2""",
+        "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2",
+        "policies": "SELECT tablename, policyname, roles::text, qual, with_check FROM pg_policies ORDER BY 1, 2",
+        "tables": """SELECT relname, relkind, relrowsecurity, relforcerowsecurity, reloptions::text, relacl::text
+                     FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')
+                       AND relname <> 'schema_functions' ORDER BY 1""",
+        "storage": """SELECT attrelid::regclass::text, attname, attstorage FROM pg_attribute
+                      WHERE attrelid = 'memories'::regclass AND attnum > 0 ORDER BY 1, 2""",
+        "functions": """SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid),
+                               p.proacl::text
+                        FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'f'
+                          AND NOT EXISTS (SELECT 1 FROM pg_depend d  -- not an extension's own
+                                          WHERE d.objid = p.oid AND d.deptype = 'e') ORDER BY 1, 2""",
+    }
+    with psycopg.connect(url) as conn:
+        return {name: conn.execute(sql).fetchall() for name, sql in queries.items()}  # type: ignore[arg-type]
+
+
+def test_a_database_of_the_old_migrations_upgrades_to_what_the_baseline_builds(postgres, old_migrations):
+    """The baseline is migrations 0001-0008 in one file: a database that applied them and a new
+    one end up with the same catalog, and the old one only gains the function files."""
+    with _scratch_database(postgres) as old, _scratch_database(postgres) as new:
+        _apply_old_release(old, old_migrations, BASELINE_VERSION)
+        assert BASELINE_VERSION not in apply_migrations(old)  # nothing before the baseline re-runs
+        assert apply_migrations(new)[0] == BASELINE_VERSION
+        assert _catalog(old) == _catalog(new)
+
+
+def test_a_database_older_than_the_baseline_is_refused(postgres, old_migrations):
+    with _scratch_database(postgres) as url:
+        _apply_old_release(url, old_migrations, 6)
+        with pytest.raises(MigrationError, match="older than the baseline"):
+            apply_migrations(url)
+
+
+def test_editing_a_function_file_reapplies_it_and_touches_no_table(postgres, tmp_path):
+    with _scratch_database(postgres) as url:
+        apply_migrations(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            _insert(conn, "fn-user", "a memory that must stay as it is")
+            before = conn.execute("SELECT id, content, xmin::text FROM memories").fetchall()
+        edited = tmp_path / "functions"
+        edited.mkdir()
+        for f in functions():
+            (edited / f"{f.name}.sql").write_text(f.sql)
+        target = edited / "or_tsquery.sql"
+        target.write_text(target.read_text().replace(
+            "CREATE OR REPLACE FUNCTION or_tsquery(q text) RETURNS tsquery",
+            "CREATE OR REPLACE FUNCTION or_tsquery(q text) RETURNS tsquery\n-- edited"))
+        from coda_memory.db.migrate import MIGRATIONS_DIR
+
+        assert apply_migrations(url, MIGRATIONS_DIR, edited) == []
+        with psycopg.connect(url, autocommit=True) as conn:
+            body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'or_tsquery'").fetchone()[0]
+            recorded = conn.execute("SELECT checksum FROM schema_functions WHERE name = 'or_tsquery'").fetchone()[0]
+            assert conn.execute("SELECT id, content, xmin::text FROM memories").fetchall() == before
+            # the function still works for the service role's queries
+            assert conn.execute("SELECT or_tsquery('zebra crossing')::text").fetchone()[0] == "'cross' | 'zebra'"
+        assert recorded == hashlib.sha256(target.read_text().encode()).hexdigest()
+        assert "-- edited" not in body  # the comment sits before the body: the body itself is unchanged
+        assert apply_migrations(url, MIGRATIONS_DIR, edited) == []  # unchanged files are not re-applied
+
+
+def test_partitioning_migration_keeps_every_row(postgres, old_migrations):
+    """0007 (now part of the baseline) copied the unpartitioned table: rows, generated tsvector,
+    flags and policies survived. Kept for databases that still take that step."""
+    with _scratch_database(postgres) as url:
+        _apply_old_release(url, old_migrations, 6)
         with psycopg.connect(url, autocommit=True) as conn:
             ids = {_insert(conn, f"user-{i % 7}", f"memory number {i} about tea") for i in range(60)}
             conn.execute("UPDATE memories SET deleted = true, deleted_at = now() WHERE content LIKE '%%number 1%%'")
             snapshot = conn.execute(
                 "SELECT id, user_id, content, deleted, search_vector::text FROM memories ORDER BY id"
             ).fetchall()
-        applied = apply_migrations(url)
-        assert applied[0] == 7
-        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute((old_migrations / "0007_memories_hash_partitions.sql").read_bytes())
             after = conn.execute(
                 "SELECT id, user_id, content, deleted, search_vector::text FROM memories ORDER BY id"
             ).fetchall()
@@ -213,6 +319,3 @@ def test_partitioning_migration_keeps_every_row(postgres, tmp_path):
             assert conn.execute("SELECT to_regclass('memories_unpartitioned')").fetchone() == (None,)
             policies = {r[0] for r in conn.execute("SELECT policyname FROM pg_policies WHERE tablename = 'memories'")}
             assert policies == {"memories_by_user", "memories_owner"}
-    finally:
-        with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

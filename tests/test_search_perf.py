@@ -12,7 +12,8 @@ import uuid
 import psycopg
 import pytest
 
-from coda_memory.db.search import _LEXICAL_SQL, _SEARCH_SQL, _WHERE, filters_param
+from coda_memory.db.filters import filters_param, where_clause
+from coda_memory.db.search import _LEXICAL_SQL, _SEARCH_SQL
 from coda_memory.models import SearchFilters
 from tests.dbrows import insert_memory as _insert
 
@@ -117,4 +118,6 @@ def test_search_sql_uses_the_definer_function():
     assert "bm25_candidates(" in _LEXICAL_SQL
     assert "@@" not in _LEXICAL_SQL and "@@" not in _SEARCH_SQL
     assert filters_param(SearchFilters(tags=None, content_types=None)) == (None,) * 6
-    assert "m.user_id" in _WHERE and "memory_visible(m, " in _WHERE
+    where, params = where_clause(SearchFilters())
+    assert "m.user_id" in where and "memory_visible(m, " in where and "NOT m.archived" in where
+    assert params == {"filters": (None,) * 6}

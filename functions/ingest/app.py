@@ -1,5 +1,6 @@
-"""Ingest function: POST /ingest, POST /ingest/batch, GET|DELETE /memory/{id},
-DELETE /users/{user_id}/memories, GET /health; plus direct invokes from the subscriber."""
+"""Ingest function: POST /ingest, POST /ingest/batch, GET /memories, GET|PATCH|DELETE
+/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories (routed here by
+infra/template.yaml); plus direct invokes from the subscriber."""
 
 from coda_memory import runtime
 
@@ -12,7 +13,7 @@ from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
 from coda_memory.models import BatchRequest, parse_model  # noqa: E402
-from coda_memory.usecases import health, ingest, memories  # noqa: E402
+from coda_memory.usecases import ingest, memories  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
@@ -35,6 +36,30 @@ async def get_memory(memory_id: str, user_id: str | None = None, who: Caller = D
     return memories.get_memory(who, memory_id, user_id)
 
 
+@app.get("/memories")
+async def list_memories(
+    user_id: str | None = None, limit: int = 20, cursor: str | None = None, content_type: str | None = None,
+    tag: str | None = None, context_id: str | None = None, created_after: str | None = None,
+    created_before: str | None = None, include_archived: bool = False, who: Caller = Depends(caller),
+) -> dict:
+    return memories.list_memories(
+        who, user_id, limit=limit, cursor=cursor, content_type=content_type, tag=tag, context_id=context_id,
+        created_after=created_after, created_before=created_before, include_archived=include_archived,
+    )
+
+
+@app.patch("/memory/{memory_id}")
+async def update_memory(
+    memory_id: str, request: Request, user_id: str | None = None, who: Caller = Depends(caller)
+) -> dict:
+    return memories.update_memory(who, memory_id, user_id, await json_body(request))
+
+
+@app.get("/memory/{memory_id}/history")
+async def memory_history(memory_id: str, user_id: str | None = None, who: Caller = Depends(caller)) -> dict:
+    return memories.memory_history(who, memory_id, user_id)
+
+
 @app.delete("/memory/{memory_id}")
 async def delete_memory(
     memory_id: str, user_id: str | None = None, hard: bool = False, who: Caller = Depends(caller)
@@ -45,11 +70,6 @@ async def delete_memory(
 @app.delete("/users/{user_id}/memories")
 async def erase_user(user_id: str, who: Caller = Depends(caller)) -> dict:
     return memories.erase_user(who, user_id)
-
-
-@app.get("/health")
-async def get_health(who: Caller = Depends(caller)) -> dict:
-    return health.health()
 
 
 handler = make_handler(app, direct={"ingest_events": ingest.ingest_events})

@@ -1,5 +1,5 @@
 """Domain errors. Each carries its HTTP status and a stable machine-readable code; the HTTP
-layer maps them to ``{"error": {"code", "message"}}`` in one place (``coda_memory.api.errors``).
+layer maps them to ``{"error": {"code", "message"}}`` in one place (``coda_memory.api.app.create_app``).
 Messages never contain secrets or memory content."""
 
 from __future__ import annotations
@@ -11,11 +11,15 @@ class MemoryServiceError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, message: str, *, details: Any = None, headers: dict[str, str] | None = None,
+        fields: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.message = message
-        self.details = details
+        self.details = details  # for the server side (audit), never sent
         self.headers = headers or {}
+        self.fields = fields or {}  # extra members of the error object sent to the client
 
 
 class BadRequest(MemoryServiceError):

@@ -54,6 +54,49 @@ def _check_tags(tags: list[str]) -> list[str]:
     return cleaned
 
 
+def _valid_content(value: str) -> str:
+    limit = get_settings().max_content_chars
+    if len(value) > limit * 2:  # cheap early bound before normalising huge input
+        raise ValueError(f"content has at most {limit} characters")
+    value = sanitize(value)
+    if not value:
+        raise ValueError("content is empty after removing control characters and white space")
+    if len(value) > limit:
+        raise ValueError(f"content has at most {limit} characters")
+    return value
+
+
+def _valid_content_type(value: str) -> str:
+    allowed = get_settings().content_types
+    if value not in allowed:
+        raise ValueError(f"content_type must be one of: {', '.join(allowed)}")
+    return value
+
+
+def _valid_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    value = sanitize_json(value)
+    limit = get_settings().max_metadata_bytes
+    try:
+        size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode())
+    except ValueError as exc:
+        raise ValueError("metadata must be JSON without NaN or Infinity") from exc
+    if size > limit:
+        raise ValueError(f"metadata is at most {limit} bytes as JSON")
+    return value
+
+
+def _valid_expires_at(value: datetime | None) -> datetime | None:
+    """A future instant (UTC); None = never expires."""
+    if value is None:
+        return None
+    value = _as_utc(value)
+    if value <= datetime.now(UTC):
+        raise ValueError("expires_at must be in the future")
+    if value.year > 9999 - 1:
+        raise ValueError("expires_at is too far in the future")
+    return value
+
+
 class IngestItem(_Strict):
     """One memory to store (``POST /ingest`` body, or an item of ``/ingest/batch``)."""
 
@@ -68,27 +111,17 @@ class IngestItem(_Strict):
     importance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     confidence: float = Field(1.0, ge=0, le=1, allow_inf_nan=False)
     created_at: datetime | None = None
+    expires_at: datetime | None = None
 
     @field_validator("content")
     @classmethod
     def _content(cls, value: str) -> str:
-        limit = get_settings().max_content_chars
-        if len(value) > limit * 2:  # cheap early bound before normalising huge input
-            raise ValueError(f"content has at most {limit} characters")
-        value = sanitize(value)
-        if not value:
-            raise ValueError("content is empty after removing control characters and white space")
-        if len(value) > limit:
-            raise ValueError(f"content has at most {limit} characters")
-        return value
+        return _valid_content(value)
 
     @field_validator("content_type")
     @classmethod
     def _content_type(cls, value: str) -> str:
-        allowed = get_settings().content_types
-        if value not in allowed:
-            raise ValueError(f"content_type must be one of: {', '.join(allowed)}")
-        return value
+        return _valid_content_type(value)
 
     @field_validator("tags")
     @classmethod
@@ -98,15 +131,12 @@ class IngestItem(_Strict):
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        value = sanitize_json(value)
-        limit = get_settings().max_metadata_bytes
-        try:
-            size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode())
-        except ValueError as exc:
-            raise ValueError("metadata must be JSON without NaN or Infinity") from exc
-        if size > limit:
-            raise ValueError(f"metadata is at most {limit} bytes as JSON")
-        return value
+        return _valid_metadata(value)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expires_at(cls, value: datetime | None) -> datetime | None:
+        return _valid_expires_at(value)
 
     @field_validator("created_at")
     @classmethod
@@ -119,6 +149,83 @@ class IngestItem(_Strict):
         if value.year < 1970:
             raise ValueError("created_at must be after 1970")
         return value
+
+
+class MemoryPatch(_Strict):
+    """``PATCH /memory/{id}`` body: any of the fields; ``context_id`` and ``expires_at`` may be
+    null (cleared). Only the fields present in the body change."""
+
+    content: str | None = None
+    content_type: str | None = None
+    tags: list[str] | None = None
+    importance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    metadata: dict[str, Any] | None = None
+    context_id: Identifier | None = None
+    expires_at: datetime | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_content(value)
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_content_type(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_tags(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _valid_metadata(value)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expires_at(cls, value: datetime | None) -> datetime | None:
+        return _valid_expires_at(value)
+
+    @model_validator(mode="after")
+    def _fields(self) -> MemoryPatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        nullable = {"context_id", "expires_at"}
+        cleared = [f for f in self.model_fields_set - nullable if getattr(self, f) is None]
+        if cleared:
+            raise ValueError(f"{', '.join(sorted(cleared))} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields present in the body with their (validated) values."""
+        return {f: getattr(self, f) for f in self.model_fields_set}
+
+
+class ListQuery(_Strict):
+    """Query of ``GET /memories``."""
+
+    user_id: Identifier
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=200)
+    content_type: str | None = None
+    tag: str | None = Field(None, min_length=1, max_length=256)
+    context_id: Identifier | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    include_archived: bool = False
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_content_type(value)
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _as_utc(value)
 
 
 class BatchRequest(_Strict):

@@ -1,4 +1,4 @@
-"""Powertools Logger (JSON, correlation id = API Gateway request id), Metrics (EMF) and Tracer.
+"""Powertools Logger (JSON, correlation id = API Gateway request id), EMF metrics and Tracer.
 
 Log lines carry method, route, status, latency: never keys, content or queries.
 """
@@ -9,14 +9,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "coda-memory")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CodaMemory")
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 # X-Ray tracing costs ~0.5 s of cold start (aws_xray_sdk imports botocore), so the Tracer is
 # only built on Lambda with tracing on (the template's EnableTracing parameter).

@@ -13,7 +13,7 @@ import { RedisClient } from "./resp.js";
 export { RedisClient, RedisConnectionError, RedisReplyError } from "./resp.js";
 
 // ------------------------------------------------------------------------------------------
-// Types of the API contract (DESIGN.md "API contract").
+// Types of the API contract (README "API").
 
 export type ContentType = "conversation" | "fact" | "preference" | "event" | (string & {});
 

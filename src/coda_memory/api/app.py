@@ -39,8 +39,12 @@ _STATUS_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None,
+    fields: dict[str, Any] | None = None,
+) -> JSONResponse:
+    return JSONResponse({"error": {**(fields or {}), "code": code, "message": message}}, status_code=status,
+                        headers=headers)
 
 
 def _reject_constant(name: str) -> Any:
@@ -119,7 +123,7 @@ def create_app(title: str) -> FastAPI:
     async def _service_error(request: Request, exc: MemoryServiceError) -> JSONResponse:
         if isinstance(exc, (Unauthorized, Forbidden, RateLimited)):
             _audit_denied(request, exc)
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.fields)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,13 +13,19 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
+from ..models import SearchFilters
+from .filters import NOT_EXPIRED, where_clause
 from .pool import DictCursor
 
 MEMORY_COLUMNS = (
     "id, user_id, content, content_type, source_type, source_id, context_id, tags, importance, "
     "confidence, metadata, content_hash, created_at, ingested_at, accessed_at, access_count, "
-    "archived, archived_at"
+    "archived, archived_at, version, updated_at, expires_at, merged_into"
 )
+
+#: Fields a PATCH may change (``content`` also changes ``content_hash`` and ``embedding``).
+PATCHABLE = ("content", "content_type", "tags", "importance", "confidence", "metadata", "context_id",
+             "expires_at")
 
 
 @dataclass
@@ -39,26 +45,131 @@ class NewMemory:
     metadata: dict[str, Any]
     content_hash: str
     created_at: datetime | None
+    expires_at: datetime | None = None
+    archived: bool = False
+
+
+@dataclass
+class HistoryEntry:
+    memory_id: uuid.UUID
+    version: int
+    action: str  # created | imported | updated | deleted | expired | merged | restored
+    actor: str
+    changes: dict[str, Any]
 
 
 # --- writes -----------------------------------------------------------------------------------
 
 
-def insert_memories(cur: DictCursor, rows: Sequence[NewMemory]) -> None:
+def insert_memories(cur: DictCursor, rows: Sequence[NewMemory], *, actor: str, action: str = "created") -> None:
+    """Insert ``rows`` (all of the transaction's user) and their first history entries."""
     cur.executemany(
         """INSERT INTO memories (id, user_id, content, content_type, embedding, source_type,
                source_id, context_id, event_id, importance, confidence, tags, metadata,
-               content_hash, created_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))""",
+               content_hash, created_at, expires_at, archived, archived_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), %s,
+                   %s, CASE WHEN %s THEN now() END)""",
         [
             (
                 r.id, r.user_id, r.content, r.content_type, r.embedding, r.source_type,
                 r.source_id, r.context_id, r.event_id, r.importance, r.confidence, r.tags,
-                Jsonb(r.metadata), r.content_hash, r.created_at,
+                Jsonb(r.metadata), r.content_hash, r.created_at, r.expires_at, r.archived, r.archived,
             )
             for r in rows
         ],
     )
+    if rows:
+        write_history(cur, rows[0].user_id, [HistoryEntry(r.id, 1, action, actor, {}) for r in rows])
+
+
+def write_history(cur: DictCursor, user_id: str, entries: Sequence[HistoryEntry]) -> None:
+    if not entries:
+        return
+    cur.executemany(
+        """INSERT INTO memory_history (user_id, memory_id, version, action, actor, changes)
+           VALUES (%s, %s, %s, %s, %s, %s)""",
+        [(user_id, e.memory_id, e.version, e.action, e.actor, Jsonb(e.changes)) for e in entries],
+    )
+
+
+def history(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The history of a memory, oldest first (kept after a soft delete)."""
+    cur.execute(
+        """SELECT version, action, at, actor, changes FROM memory_history
+           WHERE user_id = %s AND memory_id = %s ORDER BY version""",
+        (user_id, memory_id),
+    )
+    return cur.fetchall()
+
+
+def lock_for_update(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str, Any] | None:
+    """The visible memory, locked until the transaction ends (None when there is none)."""
+    cur.execute(
+        f"""SELECT {MEMORY_COLUMNS} FROM memories m
+            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND {NOT_EXPIRED}
+            FOR UPDATE""",  # noqa: S608 - fixed fragments
+        (user_id, memory_id),
+    )
+    return cur.fetchone()
+
+
+def update_memory(
+    cur: DictCursor, user_id: str, memory_id: uuid.UUID, values: Mapping[str, Any],
+    embedding: np.ndarray | None, content_hash: str | None,
+) -> dict[str, Any]:
+    """Set ``values`` (keys from :data:`PATCHABLE`) on the memory, bump its version, and return
+    the row. A plain UPDATE of the row, so generated columns and triggers follow."""
+    sets = ["version = version + 1", "updated_at = now()"]
+    params: dict[str, Any] = {"u": user_id, "id": memory_id}
+    for key, value in values.items():
+        if key not in PATCHABLE:
+            raise ValueError(f"not a patchable field: {key}")
+        sets.append(f"{key} = %({key})s")  # key is one of the fixed names above
+        params[key] = Jsonb(value) if key == "metadata" else value
+    if embedding is not None:
+        # a new content is compared again by consolidation
+        sets += ["embedding = %(embedding)s", "content_hash = %(hash)s", "checked_at = NULL"]
+        params.update(embedding=embedding, hash=content_hash)
+    cur.execute(
+        f"UPDATE memories m SET {', '.join(sets)} WHERE m.user_id = %(u)s AND m.id = %(id)s "  # noqa: S608
+        f"RETURNING {prefixed(MEMORY_COLUMNS)}",
+        params,
+    )
+    row = cur.fetchone()
+    assert row is not None  # locked by lock_for_update in this transaction
+    return row
+
+
+def find_live_by_hash(cur: DictCursor, user_id: str, content_hash: str) -> dict[str, Any] | None:
+    """The live (not deleted) memory with this content hash, expired or not."""
+    cur.execute(
+        f"""SELECT m.id, NOT {NOT_EXPIRED} AS expired FROM memories m
+            WHERE m.user_id = %s AND m.content_hash = %s AND NOT m.deleted""",  # noqa: S608
+        (user_id, content_hash),
+    )
+    return cur.fetchone()
+
+
+def retire_expired(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> int:
+    """Soft-delete expired memories whose content is being stored again (the unique content
+    hash index covers every live row, expired or not); returns how many went."""
+    if not ids:
+        return 0
+    cur.execute(
+        f"""UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
+            WHERE m.user_id = %s AND m.id = ANY(%s) AND NOT m.deleted AND NOT {NOT_EXPIRED}
+            RETURNING m.id, m.version""",  # noqa: S608
+        (user_id, list(ids)),
+    )
+    gone = cur.fetchall()
+    _deleted_history(cur, user_id, gone, "expired", "system")
+    return len(gone)
+
+
+def _deleted_history(cur: DictCursor, user_id: str, rows: Sequence[dict[str, Any]], action: str, actor: str) -> None:
+    write_history(cur, user_id, [
+        HistoryEntry(r["id"], r["version"], action, actor, {"deleted": {"old": False, "new": True}}) for r in rows
+    ])
 
 
 # --- reads and deletes ------------------------------------------------------------------------
@@ -66,19 +177,44 @@ def insert_memories(cur: DictCursor, rows: Sequence[NewMemory]) -> None:
 
 def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str, Any] | None:
     cur.execute(
-        f"SELECT {MEMORY_COLUMNS} FROM memories WHERE user_id = %s AND id = %s AND NOT deleted",  # noqa: S608
+        f"SELECT {MEMORY_COLUMNS} FROM memories m "  # noqa: S608
+        f"WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND {NOT_EXPIRED}",
         (user_id, memory_id),
     )
     return cur.fetchone()
 
 
-def soft_delete(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> bool:
+def list_page(
+    cur: DictCursor, user_id: str, filters: SearchFilters, limit: int,
+    after: tuple[datetime, uuid.UUID] | None, *, include_archived: bool = False, newest_first: bool = True,
+    columns: str = MEMORY_COLUMNS,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` visible memories of ``user_id`` in (created_at, id) order, after the
+    keyset position ``after`` (exclusive). Served by ``memories_user_created_id``."""
+    where, params = where_clause(filters, include_archived=include_archived)
+    params.update(user_id=user_id, limit=limit)
+    direction = "DESC" if newest_first else "ASC"
+    if after is not None:
+        where += f" AND (m.created_at, m.id) {'<' if newest_first else '>'} (%(c_at)s, %(c_id)s)"
+        params.update(c_at=after[0], c_id=after[1])
     cur.execute(
-        """UPDATE memories SET deleted = true, deleted_at = now()
-           WHERE user_id = %s AND id = %s AND NOT deleted""",
+        f"SELECT {prefixed(columns)} FROM memories m WHERE {where} "  # noqa: S608 - fixed fragments
+        f"ORDER BY m.created_at {direction}, m.id {direction} LIMIT %(limit)s",
+        params,
+    )
+    return cur.fetchall()
+
+
+def soft_delete(cur: DictCursor, user_id: str, memory_id: uuid.UUID, actor: str) -> bool:
+    cur.execute(
+        f"""UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
+            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND {NOT_EXPIRED}
+            RETURNING m.id, m.version""",  # noqa: S608
         (user_id, memory_id),
     )
-    return cur.rowcount == 1
+    rows = cur.fetchall()
+    _deleted_history(cur, user_id, rows, "deleted", actor)
+    return bool(rows)
 
 
 def hard_delete(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> tuple[bool, bool]:
@@ -106,3 +242,7 @@ def touch(cur: DictCursor, user_id: str, counts: Mapping[uuid.UUID, int]) -> Non
            WHERE m.user_id = %s AND m.id = c.id""",
         (ids, [counts[i] for i in ids], user_id),
     )
+
+
+def prefixed(columns: str) -> str:
+    return ", ".join("m." + c.strip() for c in columns.split(","))

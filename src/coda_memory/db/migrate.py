@@ -1,11 +1,21 @@
-"""Numbered SQL migrations, applied in order and recorded in ``schema_migrations``.
+"""The schema: a baseline, numbered migrations, and SQL functions kept one per file.
 
 Run as the schema owner (not the service role)::
 
     python -m coda_memory.db.migrate postgresql://postgres@/coda_memory?host=/path
 
-Running twice changes nothing; a changed, already applied file is an error (migrations are
-append-only). Concurrent runners serialise on an advisory lock.
+* ``baseline.sql`` is the schema as of :data:`BASELINE_VERSION`. A new database starts there
+  (recorded as that version); a database that applied the old numbered migrations up to it
+  goes on from where it is.
+* ``migrations/NNNN_name.sql``: schema changes after the baseline, applied in order, each once,
+  recorded with its checksum in ``schema_migrations``. They are append-only: a changed file
+  that was already applied is an error.
+* ``functions/*.sql``: the current definition of each SQL function (``CREATE OR REPLACE``),
+  applied after the migrations whenever the file's checksum differs from the one recorded in
+  ``schema_functions`` -- Flyway's repeatable migrations. Editing a function means editing its
+  one file; no table is touched by re-applying it.
+
+Running twice changes nothing. Concurrent runners serialise on an advisory lock.
 """
 
 from __future__ import annotations
@@ -18,8 +28,11 @@ from pathlib import Path
 
 import psycopg
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-FUNCTIONS_DIR = Path(__file__).with_name("functions")
+HERE = Path(__file__).parent
+MIGRATIONS_DIR = HERE / "migrations"
+FUNCTIONS_DIR = HERE / "functions"
+BASELINE = HERE / "baseline.sql"
+BASELINE_VERSION = 8
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x636F6461  # "coda"
 
@@ -36,11 +49,13 @@ class Migration:
 
 
 class MigrationError(RuntimeError):
-    """A migration file is malformed or was edited after being applied."""
+    """A migration file is malformed, was edited after being applied, or the database is older
+    than the baseline."""
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """All migrations in ``directory``, ordered by version (numbers must be unique)."""
+    """All numbered migrations in ``directory``, ordered by version (numbers must be unique and
+    come after the baseline)."""
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
         match = _NAME.match(path.name)
@@ -49,12 +64,22 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         version = int(match.group(1))
         if version in found:
             raise MigrationError(f"two migrations numbered {version:04d}")
+        if version <= BASELINE_VERSION:
+            raise MigrationError(f"migration {path.name} is not after the baseline ({BASELINE_VERSION})")
         found[version] = Migration(version, match.group(2), path.read_text())
     return [found[v] for v in sorted(found)]
 
 
-def apply_migrations(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
-    """Apply pending migrations; return the versions applied by this call."""
+def functions(directory: Path = FUNCTIONS_DIR) -> list[Migration]:
+    """The function files, by name (version 0: they have no order of their own)."""
+    return [Migration(0, path.stem, path.read_text()) for path in sorted(directory.glob("*.sql"))]
+
+
+def apply_migrations(
+    url: str, directory: Path = MIGRATIONS_DIR, functions_dir: Path = FUNCTIONS_DIR
+) -> list[int]:
+    """Bring the database up to date; return the migration versions applied by this call (the
+    baseline counts as :data:`BASELINE_VERSION`)."""
     applied_now: list[int] = []
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -66,7 +91,23 @@ def apply_migrations(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
                        checksum text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_functions (
+                       name text PRIMARY KEY,
+                       checksum text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
             done: dict[int, str] = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            if not done:
+                baseline = Migration(BASELINE_VERSION, "baseline", BASELINE.read_text())
+                _apply(conn, baseline)
+                done[baseline.version] = baseline.checksum
+                applied_now.append(baseline.version)
+            elif max(done) < BASELINE_VERSION:
+                raise MigrationError(
+                    f"the database is at schema version {max(done)}, older than the baseline "
+                    f"{BASELINE_VERSION}: upgrade it with an earlier release first"
+                )
             for migration in discover(directory):
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:
@@ -75,26 +116,39 @@ def apply_migrations(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
                             "it was applied; add a new migration instead"
                         )
                     continue
-                with conn.transaction():
-                    conn.execute(migration.sql.encode())
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum),
-                    )
+                _apply(conn, migration)
                 applied_now.append(migration.version)
-            if directory == MIGRATIONS_DIR:  # a partial set (tests) predates the functions
-                apply_functions(conn)
+            _apply_functions(conn, functions_dir)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
 
 
-def apply_functions(conn: psycopg.Connection, directory: Path = FUNCTIONS_DIR) -> None:
-    """(Re-)create the SQL functions of ``functions/*.sql`` (idempotent: CREATE OR REPLACE), in
-    one transaction, after the numbered migrations."""
+def _apply(conn: psycopg.Connection, migration: Migration) -> None:
     with conn.transaction():
-        for path in sorted(directory.glob("*.sql")):
-            conn.execute(path.read_text().encode())
+        conn.execute(migration.sql.encode())
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+            (migration.version, migration.name, migration.checksum),
+        )
+
+
+def _apply_functions(conn: psycopg.Connection, directory: Path) -> list[str]:
+    """(Re-)apply the function files whose checksum changed; all in one transaction, with
+    body checks deferred so files may call functions defined in files after them."""
+    recorded: dict[str, str] = dict(conn.execute("SELECT name, checksum FROM schema_functions").fetchall())
+    changed = [f for f in functions(directory) if recorded.get(f.name) != f.checksum]
+    if changed:
+        with conn.transaction():
+            conn.execute("SET LOCAL check_function_bodies = off")
+            for function in changed:
+                conn.execute(function.sql.encode())
+                conn.execute(
+                    """INSERT INTO schema_functions (name, checksum) VALUES (%s, %s)
+                       ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now()""",
+                    (function.name, function.checksum),
+                )
+    return [f.name for f in changed]
 
 
 def main(argv: list[str]) -> int:

@@ -30,11 +30,12 @@ class Quota:
 def lock_and_find_existing(
     cur: DictCursor, user_id: str, default_max: int, default_daily: int,
     hashes: Sequence[str], event_ids: Sequence[str],
-) -> tuple[Quota, dict[str, uuid.UUID], dict[str, uuid.UUID]]:
+) -> tuple[Quota, dict[str, uuid.UUID], dict[str, uuid.UUID], list[uuid.UUID]]:
     """Lock the user's quota row for this transaction (creating it with the defaults), so
     concurrent ingests of one user are serialised and quota checks are exact -- the daily
     counter rolls over at UTC midnight even before the reset job runs -- and find the live
-    memories with one of ``hashes`` and any memory with one of ``event_ids``.
+    memories with one of ``hashes`` and any memory with one of ``event_ids``; the live memories
+    with one of ``hashes`` that have expired come back apart (to be retired, not matched).
 
     The three statements are all sent before the first result is read: in pipeline mode
     (``user_tx(..., pipeline=True)``) that is one round trip. The lookup runs after the lock
@@ -54,7 +55,9 @@ def lock_and_find_existing(
             (user_id,),
         )
         found.execute(
-            """SELECT id, content_hash, event_id, deleted FROM memories
+            """SELECT id, content_hash, event_id, deleted,
+                      coalesce(expires_at <= now(), false) AS expired
+               FROM memories
                WHERE user_id = %s AND ((content_hash = ANY(%s) AND NOT deleted) OR event_id = ANY(%s))""",
             (user_id, list(hashes), list(event_ids)),
         )
@@ -63,12 +66,22 @@ def lock_and_find_existing(
     assert row is not None
     by_hash: dict[str, uuid.UUID] = {}
     by_event: dict[str, uuid.UUID] = {}
+    expired: list[uuid.UUID] = []
     for r in existing:
-        if not r["deleted"]:
+        if not r["deleted"] and r["expired"]:
+            # invisible already; it gives way to the new memory (the caller retires it)
+            expired.append(r["id"])
+        elif not r["deleted"]:
             by_hash[r["content_hash"]] = r["id"]
         if r["event_id"] is not None:
             by_event[r["event_id"]] = r["id"]
-    return Quota(**row), by_hash, by_event
+    return Quota(**row), by_hash, by_event, expired
+
+
+def lock(cur: DictCursor, user_id: str) -> None:
+    """Hold the user's quota row until the transaction ends: serialises a change of content
+    with concurrent ingests of the user, so the content-hash dedup sees a settled state."""
+    cur.execute("SELECT 1 FROM user_quotas WHERE user_id = %s FOR UPDATE", (user_id,))
 
 
 def add(cur: DictCursor, user_id: str, created: int) -> None:

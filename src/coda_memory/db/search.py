@@ -28,28 +28,13 @@ import numpy as np
 
 from ..config import Settings
 from ..models import SearchFilters
-from .memories import MEMORY_COLUMNS
+from .filters import FILTERS, filters_param
+from .filters import where_clause as _where
+from .memories import MEMORY_COLUMNS, prefixed
 from .pool import DictCursor
 
 _BM25_K1 = 1.2
 _BM25_B = 0.75
-
-
-# The filters travel as one search_filters value (migration 0010): a tuple of SearchFilters'
-# fields in the type's attribute order (psycopg sends a tuple as a composite literal; a test
-# pins the order). What each filter means is said once, in the SQL function memory_visible
-# (db/functions/memory_visible.sql), which both the vector query and bm25_candidates apply.
-# A bound value: planned as a constant, the clauses of unset filters fold away.
-_FILTERS = "%(filters)s::search_filters"
-
-# The rows a search may return, over alias ``m``. NOT deleted / NOT archived are spelled out
-# (memory_visible says it too) because they are the predicate of the live-only HNSW index.
-_WHERE = f"m.user_id = %(user_id)s AND NOT m.deleted AND NOT m.archived AND memory_visible(m, {_FILTERS})"
-
-
-def filters_param(filters: SearchFilters) -> tuple[Any, ...]:
-    """The filters as the fields of a ``search_filters`` value (None = no filter)."""
-    return tuple(getattr(filters, name) for name in SearchFilters.model_fields)
 
 
 # Lexical candidates: the SECURITY DEFINER function bm25_candidates (db/functions/): BM25 from
@@ -58,7 +43,7 @@ def filters_param(filters: SearchFilters) -> tuple[Any, ...]:
 # function scopes itself to the transaction's app.current_user_id (no user argument).
 _LEXICAL_SQL = f"""
 SELECT id, score
-FROM bm25_candidates(%(query)s::text, %(n)s::integer, {_FILTERS}, %(k1)s::float8, %(b)s::float8)"""
+FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8, %(b)s::float8)"""
 
 
 # One statement ranks the candidates and returns only the top_k rows:
@@ -89,7 +74,9 @@ scored AS (
            -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
            coalesce(nullif(1 - (m.embedding <=> %(q)s), 'NaN'::float8), 0) AS similarity
     FROM memories m JOIN c ON c.id = m.id
-    WHERE m.user_id = %(user_id)s AND m.id = ANY(ARRAY(SELECT id FROM c)) AND memory_visible(m, {filters})
+    -- every filter again: the lexical candidates come from bm25_candidates, which does not
+    -- check expiry
+    WHERE {where} AND m.id = ANY(ARRAY(SELECT id FROM c))
 ),
 normed AS (
     SELECT s.*, greatest(s.similarity, 0) AS cos,
@@ -163,15 +150,16 @@ def rank(
 ) -> list[dict[str, Any]]:
     """The top ``top_k`` memories of ``user_id`` by relevance, from the ``n`` nearest by
     cosine and the ``lexical`` candidates (RLS scopes ``cur`` already)."""
-    params = dict(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
-                  t_ids=list(lexical), t_scores=list(lexical.values()), filters=filters_param(filters),
+    where, params = _where(filters)
+    params.update(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
+                  t_ids=list(lexical), t_scores=list(lexical.values()),
                   query=query, k1=_BM25_K1, b=_BM25_B, hybrid=ranking.mode == "hybrid")
-    sql = _SEARCH_SQL.format(where=_WHERE, filters=_FILTERS, columns=_COLUMNS, output=MEMORY_COLUMNS,
+    sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS,
                              match=_MATCH_SQL[ranking.match_key])
     cur.execute(sql, params)
     rows = cur.fetchall()
     found = int(rows[0]["vector_found"]) if rows else 0
-    if found < n and _count(cur, params) > found:
+    if found < n and _count(cur, where, params) > found:
         # HNSW with a selective filter may stop early (hnsw.max_scan_tuples); re-run exactly.
         # (Users with fewer than n matching memories, the common case of a short count, already
         # got every one of them: no second run.)
@@ -186,14 +174,10 @@ def rank(
     return rows
 
 
-def _count(cur: DictCursor, params: dict[str, Any]) -> int:
-    cur.execute(f"SELECT count(*) AS n FROM memories m WHERE {_WHERE}", params)
+def _count(cur: DictCursor, where: str, params: dict[str, Any]) -> int:
+    cur.execute(f"SELECT count(*) AS n FROM memories m WHERE {where}", params)
     row = cur.fetchone()
     return int(row["n"]) if row else 0
 
 
-def _prefixed(columns: str) -> str:
-    return ", ".join("m." + c.strip() for c in columns.split(","))
-
-
-_COLUMNS = _prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS metadata")
+_COLUMNS = prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS metadata")

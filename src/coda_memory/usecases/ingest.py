@@ -131,10 +131,14 @@ def _store_user_items(
     ``cur``, already scoped to ``user_id``."""
     settings = get_settings()
     out: list[tuple[_Pending, ItemResult]] = []
-    quota, by_hash, by_event = quotas.lock_and_find_existing(
+    quota, by_hash, by_event, expired = quotas.lock_and_find_existing(
         cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions,
         [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id],
     )
+    if expired:
+        retired = memory_sql.retire_expired(cur, user_id, expired)
+        quotas.release(cur, user_id, retired)
+        quota.memory_count -= retired
     rows: list[memory_sql.NewMemory] = []
     remaining = quota.remaining
     for p, vec in group:
@@ -155,7 +159,7 @@ def _store_user_items(
             embedding=vec, source_type=item.source_type, source_id=item.source_id,
             context_id=item.context_id, event_id=p.event_id, importance=p.importance,
             confidence=item.confidence, tags=p.tags, metadata=item.metadata,
-            content_hash=p.hash, created_at=item.created_at,
+            content_hash=p.hash, created_at=item.created_at, expires_at=item.expires_at,
         ))
         # Later items of the same batch with the same content are duplicates of this one.
         by_hash[p.hash] = memory_id
@@ -164,7 +168,7 @@ def _store_user_items(
         remaining -= 1
         out.append((p, ItemResult("created", str(memory_id), event_id=p.event_id)))
     if rows:
-        memory_sql.insert_memories(cur, rows)
+        memory_sql.insert_memories(cur, rows, actor=caller.principal.key_id)
         quotas.add(cur, user_id, len(rows))
     audit.write(
         cur,

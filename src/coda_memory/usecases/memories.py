@@ -1,7 +1,10 @@
-"""Reading and deleting memories: one memory (soft or hard), or everything of a user."""
+"""Reading, listing, correcting and deleting memories: one memory (soft or hard), a page of a
+user's memories, a memory's history, or everything of a user."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from collections.abc import Sequence
@@ -12,8 +15,9 @@ from .. import runtime
 from ..auth import Caller
 from ..db import audit, quotas
 from ..db import memories as memory_sql
-from ..errors import NotFound, ValidationFailed
-from ..models import check_identifier
+from ..errors import BadRequest, Conflict, NotFound, ValidationFailed
+from ..models import ListQuery, MemoryPatch, SearchFilters, check_identifier, parse_model
+from ..text import content_hash
 
 
 def _memory_uuid(memory_id: str) -> uuid.UUID:
@@ -23,10 +27,15 @@ def _memory_uuid(memory_id: str) -> uuid.UUID:
         raise ValidationFailed("memory id must be a UUID") from None
 
 
-def get_memory(caller: Caller, memory_id: str, user_id: str | None) -> dict[str, Any]:
+def _target(caller: Caller, memory_id: str, user_id: str | None) -> tuple[str, uuid.UUID]:
+    """The validated, authorised (user_id, memory uuid) of a /memory/{id} request."""
     user_id = check_identifier(user_id, "user_id")
     caller.principal.authorize(user_id)
-    mid = _memory_uuid(memory_id)
+    return user_id, _memory_uuid(memory_id)
+
+
+def get_memory(caller: Caller, memory_id: str, user_id: str | None) -> dict[str, Any]:
+    user_id, mid = _target(caller, memory_id, user_id)
     with runtime.database().user_tx(user_id) as cur:
         row = memory_sql.get_memory(cur, user_id, mid)
     if row is None:
@@ -34,15 +43,133 @@ def get_memory(caller: Caller, memory_id: str, user_id: str | None) -> dict[str,
     return memory_json(row)
 
 
+def list_memories(
+    caller: Caller, user_id: str | None, *, limit: int = 20, cursor: str | None = None, **filters: Any
+) -> dict[str, Any]:
+    """A page of the user's visible memories, newest first (``created_at DESC, id DESC``).
+
+    ``filters``: ``content_type``, ``tag``, ``context_id``, ``created_after``,
+    ``created_before`` (ISO 8601 strings or datetimes), ``include_archived``. The cursor is the
+    keyset position of the page's last memory, so memories stored after the first page was read
+    (newer) never shift later pages."""
+    query = parse_model(ListQuery, {"user_id": user_id, "limit": limit, "cursor": cursor,
+                                    **{k: v for k, v in filters.items() if v is not None}})
+    caller.principal.authorize(query.user_id)
+    after = decode_cursor(query.cursor) if query.cursor else None
+    list_filters = parse_model(SearchFilters, {
+        "content_types": [query.content_type] if query.content_type else None,
+        "tags": [query.tag] if query.tag else None, "context_id": query.context_id,
+        "created_after": query.created_after, "created_before": query.created_before,
+    })
+    with runtime.database().user_tx(query.user_id) as cur:
+        rows = memory_sql.list_page(cur, query.user_id, list_filters, query.limit + 1, after,
+                                    include_archived=query.include_archived)
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return {
+        "memories": [memory_json(r) for r in rows],
+        "next_cursor": encode_cursor(rows[-1]) if more else None,
+    }
+
+
+def encode_cursor(row: dict[str, Any]) -> str:
+    """An opaque keyset position: the (created_at, id) of the last row returned."""
+    raw = f"{row['created_at'].isoformat()}|{row['id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, mid = raw.split("|")
+        created = datetime.fromisoformat(at)
+        if created.tzinfo is None:
+            raise ValueError("naive")
+        return created, uuid.UUID(mid)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("cursor is not valid; pass next_cursor of the previous page unchanged") from None
+
+
+def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: dict[str, Any]) -> dict[str, Any]:
+    """Change the given fields of a memory (``PATCH /memory/{id}``) and return it with its new
+    ``version``. A new content is embedded again and re-hashed (the full-text vector is a
+    generated column); content equal to another live memory of the user is a 409 naming it.
+    Every change is one ``updated`` history entry with the old and new values."""
+    user_id, mid = _target(caller, memory_id, user_id)
+    if not isinstance(patch, dict):
+        raise BadRequest("request body must be a JSON object")
+    wanted = parse_model(MemoryPatch, patch).changes()
+    new_hash = content_hash(wanted["content"]) if "content" in wanted else None
+    # embedded before the transaction: no row lock is held while the model runs (wasted when the
+    # content turns out unchanged, which a client rarely sends)
+    vector = runtime.embedder().embed_one(wanted["content"]) if "content" in wanted else None
+    with runtime.database().user_tx(user_id) as cur:
+        quotas.lock(cur, user_id)
+        row = memory_sql.lock_for_update(cur, user_id, mid)
+        if row is None:
+            raise NotFound("memory not found")
+        changes = {
+            k: {"old": _plain(row[k]), "new": _plain(v)} for k, v in wanted.items() if _plain(row[k]) != _plain(v)
+        }
+        if not changes:
+            return memory_json(row)
+        embedding = None
+        if "content" in changes and new_hash != row["content_hash"]:
+            _check_content_free(cur, user_id, mid, new_hash or "")
+            embedding = vector
+        values = {k: wanted[k] for k in changes}
+        row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash)
+        memory_sql.write_history(cur, user_id, [
+            memory_sql.HistoryEntry(mid, row["version"], "updated", caller.principal.key_id, changes)
+        ])
+        audit.write(
+            cur, [("update", str(mid), "ok", json.dumps({"fields": sorted(changes)}))],
+            user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
+        )
+    return memory_json(row)
+
+
+def _check_content_free(cur: Any, user_id: str, mid: uuid.UUID, new_hash: str) -> None:
+    """Raise 409 when another visible memory of the user has this content; an expired one
+    holding it is retired (it is invisible already and the unique index must let go)."""
+    other = memory_sql.find_live_by_hash(cur, user_id, new_hash)
+    if other is None or other["id"] == mid:
+        return
+    if other["expired"]:
+        quotas.release(cur, user_id, memory_sql.retire_expired(cur, user_id, [other["id"]]))
+        return
+    raise Conflict("another memory of this user already has this content",
+                   fields={"memory_id": str(other["id"])})
+
+
+def memory_history(caller: Caller, memory_id: str, user_id: str | None) -> dict[str, Any]:
+    """Every change of a memory, oldest first (also after a soft delete)."""
+    user_id, mid = _target(caller, memory_id, user_id)
+    with runtime.database().user_tx(user_id) as cur:
+        rows = memory_sql.history(cur, user_id, mid)
+    if not rows:
+        raise NotFound("memory not found")
+    return {"memory_id": str(mid), "history": [memory_json(r) for r in rows]}
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value for comparisons and history (timestamps as ISO 8601, reals rounded)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
 def delete_memory(caller: Caller, memory_id: str, user_id: str | None, hard: bool) -> dict[str, Any]:
-    user_id = check_identifier(user_id, "user_id")
-    caller.principal.authorize(user_id)
-    mid = _memory_uuid(memory_id)
+    user_id, mid = _target(caller, memory_id, user_id)
     with runtime.database().user_tx(user_id) as cur:
         if hard:
             found, was_live = memory_sql.hard_delete(cur, user_id, mid)
         else:
-            found = was_live = memory_sql.soft_delete(cur, user_id, mid)
+            found = was_live = memory_sql.soft_delete(cur, user_id, mid, caller.principal.key_id)
         if found:
             quotas.release(cur, user_id, int(was_live))
             audit.write(

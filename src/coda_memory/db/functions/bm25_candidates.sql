@@ -1,3 +1,5 @@
+-- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
+--
 -- Lexical candidates of a search: the p_limit best memories of the current user by BM25
 -- (k1, b; IDF ln(1 + (N - df + 0.5) / (df + 0.5)), N = the user's live memories, avgdl their
 -- mean length), read from the statistics and impact-ordered postings of migration 0010.
@@ -10,8 +12,10 @@
 -- missed; those are memories made only of common words, which the vector stage covers.
 --
 -- Scoping: the user comes from the current transaction's app.current_user_id, never from an
--- argument; no user set, no rows. With filters (a NULL or all-NULL p_filters is none), a posting counts only if its memory passes
--- memory_visible(m, p_filters) (read in impact order until p_per_term pass).
+-- argument; no user set, no rows. With filters (a NULL or all-NULL p_filters is none), a
+-- posting counts only if its memory passes memory_visible(m, p_filters) (read in impact order
+-- until p_per_term pass). Without filters expiry is not checked here: the ranking query
+-- applies every filter and expiry to all candidates again.
 DROP FUNCTION IF EXISTS bm25_candidates(text, integer, text[], text[], real, text, timestamptz, timestamptz,
                                         float8, float8);
 

@@ -1,3 +1,5 @@
+-- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
+--
 -- The BM25 weight of one term in one memory without its IDF:
 -- tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)). Plain SQL, not STRICT: inlined into its callers
 -- (a STRICT one is not, and costs a function call per posting).

@@ -1,3 +1,5 @@
+-- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
+--
 -- Exact BM25 of the given memories of the current user for p_query: IDF
 -- ln(1 + (N - df + 0.5) / (df + 0.5)) with N = the user's live memories and df from
 -- memory_lexicon, tf and length from memory_postings, avgdl = the user's mean length

@@ -1,3 +1,5 @@
+-- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
+--
 -- Keeps memory_lexicon_totals, memory_lexicon and memory_postings (migration 0010) equal to the
 -- live memories (NOT deleted AND NOT archived) of each user, in the transaction that writes
 -- memories, whatever the statement: insert (ingest, batch, import), update (soft delete,

@@ -1,13 +1,18 @@
--- Whether memory m is visible to a search with filters f: the one place that says what each
--- filter means. Used by the vector query (db/search.py, as coda_app under RLS) and by
--- bm25_candidates. A plain SQL expression, so the planner inlines it into the calling query
--- (no function call per row, and m.col stays a column reference). A NULL attribute, an empty
--- array, or a NULL f = no filter.
--- A new filter: an attribute of search_filters (a migration), the same-named SearchFilters
--- field (models.py), and one line here.
+-- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
+--
+-- Whether memory m passes the filters f of a search or a listing, and has not expired: the one
+-- place that says what each filter means. Used by every WHERE clause built by db/filters.py
+-- (search's vector query, its ranking, listing; as coda_app under RLS) and by bm25_candidates.
+-- Deleted and archived are not tested here: callers say NOT deleted / NOT archived themselves
+-- (they are the predicates of the live-only indexes, and a listing may include archived rows).
+--
+-- A plain SQL expression, so the planner inlines it (m.col stays a column; with f a bound
+-- constant the clauses of unset filters fold away). A NULL attribute, an empty array, or a NULL
+-- f = no filter. A new filter: an attribute of search_filters (a migration), the same-named
+-- SearchFilters field (models.py), and one line here.
 CREATE OR REPLACE FUNCTION memory_visible(m memories, f search_filters) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
-    SELECT NOT m.deleted AND NOT m.archived
+    SELECT (m.expires_at IS NULL OR m.expires_at > now())
        AND (f.content_types IS NULL OR cardinality(f.content_types) = 0 OR m.content_type = ANY(f.content_types))
        AND (f.tags IS NULL OR cardinality(f.tags) = 0 OR m.tags && f.tags)
        AND (f.min_importance IS NULL OR m.importance >= f.min_importance)

@@ -25,8 +25,8 @@ from coda_memory.embedder import (
     load_embedder,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -193,13 +193,17 @@ def test_default_model_dir_env_override(tmp_path: Path, monkeypatch: pytest.Monk
     )
 
 
-def test_runtime_keeps_one_embedder_until_reset(api_env) -> None:
+def test_runtime_keeps_one_embedder_until_reset() -> None:
     from coda_memory import runtime
 
-    first = runtime.embedder()
-    assert runtime.embedder() is first
     runtime.reset()
-    assert runtime.embedder() is not first
+    try:
+        first = runtime.embedder()
+        assert runtime.embedder() is first
+        runtime.reset()
+        assert runtime.embedder() is not first
+    finally:
+        runtime.reset()
 
 
 def test_home_fallback_when_unwritable(monkeypatch: pytest.MonkeyPatch) -> None:

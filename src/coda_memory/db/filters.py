@@ -1,0 +1,39 @@
+"""The search and list filters as one SQL WHERE clause.
+
+What each filter means is said once, in the SQL function ``memory_visible(m, f)``
+(``db/functions/memory_visible.sql``), over a ``search_filters`` value (migration 0010) built
+here from :class:`SearchFilters`' fields in order; bm25_candidates applies the same function.
+A new filter: a ``search_filters`` attribute, the same-named SearchFilters field, one line in
+the function.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import SearchFilters
+
+#: A memory whose ``expires_at`` has passed is invisible everywhere (alias ``m``) until the
+#: retention purge erases it (memory_visible says the same for searches and listings).
+NOT_EXPIRED = "(m.expires_at IS NULL OR m.expires_at > now())"
+
+#: The filters as one bound ``search_filters`` value (psycopg sends a tuple as a composite
+#: literal). Planned as a constant, so the clauses of unset filters fold away.
+FILTERS = "%(filters)s::search_filters"
+
+
+def filters_param(filters: SearchFilters) -> tuple[Any, ...]:
+    """``filters`` as the attributes of a ``search_filters`` value, in order (None = no filter;
+    a test pins the order against the type)."""
+    return tuple(getattr(filters, name) for name in SearchFilters.model_fields)
+
+
+def where_clause(filters: SearchFilters, *, include_archived: bool = False) -> tuple[str, dict[str, Any]]:
+    """WHERE clause over alias ``m`` (fixed fragments; every value is a bound parameter): the
+    user's visible memories (not deleted, not expired, not archived unless asked) matching
+    ``filters``. Used by search and by listing. NOT deleted / NOT archived are spelled out:
+    they are the predicates of the live-only HNSW index."""
+    clauses = ["m.user_id = %(user_id)s", "NOT m.deleted", f"memory_visible(m, {FILTERS})"]
+    if not include_archived:
+        clauses.append("NOT m.archived")
+    return " AND ".join(clauses), {"filters": filters_param(filters)}
