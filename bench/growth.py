@@ -204,6 +204,31 @@ def lexical_options(admin: Any, queries: list[str], n: int = 100) -> dict[str, A
     return out
 
 
+def write_costs(admin: Any, text: str, n: int = 30) -> dict[str, float]:
+    """Median ms of the statistics triggers per single-row write (EXPLAIN ANALYZE's trigger
+    time, in transactions rolled back): insert, soft delete, archive."""
+    import statistics
+
+    def trigger_ms(sql: str, params: tuple[Any, ...]) -> float:
+        with admin.transaction(force_rollback=True):
+            plan = "\n".join(r[0] for r in admin.execute("EXPLAIN (ANALYZE, FORMAT TEXT) " + sql, params))
+        return sum(float(m) for m in re.findall(r"Trigger memories_lexicon_\w+: time=([\d.]+)", plan))
+
+    vec = "[" + ",".join(["0.01"] * 384) + "]"
+    mid = admin.execute("SELECT id FROM memories WHERE user_id = %s AND NOT archived AND NOT deleted LIMIT 1",
+                        (USER,)).fetchone()[0]
+    out = {
+        "insert": [trigger_ms("INSERT INTO memories (user_id, content, content_type, embedding, source_type, "
+                              "content_hash) VALUES (%s, %s, 'fact', %s::vector, 'w', md5(%s))",
+                              (USER, f"{text} {i}", vec, f"{text} {i}")) for i in range(n)],
+        "soft delete": [trigger_ms("UPDATE memories SET deleted = true WHERE user_id = %s AND id = %s", (USER, mid))
+                        for _ in range(n)],
+        "archive": [trigger_ms("UPDATE memories SET archived = true WHERE user_id = %s AND id = %s", (USER, mid))
+                    for _ in range(n)],
+    }
+    return {k: round(statistics.median(v), 3) for k, v in out.items()}
+
+
 def http_stage(urls: dict[str, str], queries: list[str], items: list[str], n: int) -> dict[str, Any]:
     import httpx
 
@@ -285,6 +310,7 @@ def run(sizes: list[int], keep_live: int, samples: int, seconds: float, clients:
             stage = {"stage": label, "memories": size + 40 * k, "live": live,
                      **http_stage(urls, questions, items, samples),
                      "pg_cpu_ms_per_search": pg_cpu_per_search(admin, api, questions, min(200, samples))}
+            stage["trigger_ms_per_write"] = write_costs(admin, items[0])
             if options and label == f"{top:,}":
                 log("  lexical options ...")
                 stage["lexical_options"] = lexical_options(admin, questions)
@@ -313,6 +339,9 @@ def report(res: dict[str, Any]) -> None:
         cpu = s["pg_cpu_ms_per_search"]
         print(f"| {s['stage']} ({s['live']:,}) | {lat(s['search_ms'])} | {lat(s['search_vector_ms'])} | "
               f"{lat(s['ingest_ms'])} | {cpu['hybrid']} / {cpu['vector']} |")
+    for s in res["stages"]:
+        if "trigger_ms_per_write" in s:
+            print(f"statistics triggers at {s['stage']}, ms per single-row write: {s['trigger_ms_per_write']}")
     for s in res["stages"]:
         for name, v in s.get("lexical_options", {}).items():
             if isinstance(v, dict):

@@ -1,32 +1,41 @@
 -- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
 --
--- Exact BM25 of the given memories of the current user for p_query: IDF
--- ln(1 + (N - df + 0.5) / (df + 0.5)) with N = the user's live memories and df from
--- memory_lexicon, tf and length from memory_postings, avgdl = the user's mean length
--- (migration 0010). One index probe per (memory, query lexeme): the cost follows the ids given,
--- not the user's memory. Memories without a query lexeme are left out.
+-- Exact BM25 (migration 0010's statistics; k1, b as given) of memories of the current user.
 --
--- Scoped to the transaction's app.current_user_id (no user argument). SECURITY INVOKER: as
--- coda_app, row-level security applies on top; bm25_candidates calls it as the schema owner.
+-- bm25_query_terms: the query's lexemes that occur in the user's live memories, each with its
+-- IDF ln(1 + (N - df + 0.5) / (df + 0.5)) (N = live memories, df from memory_lexicon) and the
+-- user's mean length. Plain SQL without SET, so it is inlined into the caller.
+-- bm25_scores: the BM25 of the given ids, tf and length read from each memory's tsvector (one
+-- primary-key lookup per id: the cost follows the ids, not the user's memory).
+-- The search's ranking query scores its vector candidates the same way on the rows it fetches
+-- anyway (db/search.py). Scoped to the transaction's app.current_user_id (no user argument);
+-- SECURITY INVOKER: as coda_app row-level security applies on top.
+CREATE OR REPLACE FUNCTION bm25_query_terms(p_query text)
+RETURNS TABLE (lexeme text, idf float8, avgdl float8)
+LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
+    SELECT x.lexeme, ln(1 + (t.docs - x.df + 0.5) / (x.df + 0.5))::float8, (t.total_length::float8 / t.docs)::float8
+    FROM public.memory_lexicon_totals t
+    JOIN public.memory_lexicon x ON x.user_id = t.user_id
+    WHERE t.user_id = NULLIF(current_setting('app.current_user_id', true), '') AND t.docs > 0
+      AND x.lexeme = ANY(tsvector_to_array(to_tsvector('english', coalesce(p_query, '')))) AND x.df > 0
+$fn$;
+
+DROP FUNCTION IF EXISTS bm25_scores_probe(text, uuid[], float8, float8);
+
 CREATE OR REPLACE FUNCTION bm25_scores(p_query text, p_ids uuid[], p_k1 float8 DEFAULT 1.2,
                                        p_b float8 DEFAULT 0.75)
 RETURNS TABLE (id uuid, score float8)
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, public AS $fn$
-    WITH stats AS (
-        SELECT t.user_id, t.docs::float8 AS n, t.total_length::float8 / t.docs AS avgdl
-        FROM public.memory_lexicon_totals t
-        WHERE t.user_id = NULLIF(current_setting('app.current_user_id', true), '') AND t.docs > 0
-    ),
-    terms AS (
-        SELECT x.lexeme, ln(1 + (s.n - x.df + 0.5) / (x.df + 0.5)) AS idf
-        FROM stats s JOIN public.memory_lexicon x ON x.user_id = s.user_id
-        WHERE x.lexeme = ANY(tsvector_to_array(to_tsvector('english', coalesce(p_query, '')))) AND x.df > 0
-    )
-    SELECT p.id, sum(t.idf * public.bm25_weight(p.tf, p.dl, s.avgdl, p_k1, p_b))::float8
-    FROM stats s CROSS JOIN terms t
-    JOIN public.memory_postings p ON p.user_id = s.user_id AND p.lexeme = t.lexeme AND p.id = ANY(p_ids)
-    GROUP BY p.id
+    WITH q AS MATERIALIZED (SELECT * FROM public.bm25_query_terms(p_query))
+    SELECT m.id,
+           (SELECT sum(q.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1), length(m.search_vector),
+                                                  q.avgdl, p_k1, p_b))
+            FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
+    FROM public.memories m
+    WHERE m.user_id = NULLIF(current_setting('app.current_user_id', true), '') AND m.id = ANY(p_ids)
+      AND NOT m.deleted AND NOT m.archived
 $fn$;
 
 REVOKE ALL ON FUNCTION bm25_scores(text, uuid[], float8, float8) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION bm25_query_terms(text) TO coda_app;
 GRANT EXECUTE ON FUNCTION bm25_scores(text, uuid[], float8, float8) TO coda_app;
