@@ -339,3 +339,31 @@ def test_a_short_hnsw_scan_is_completed_by_the_exact_re_run(postgres, vector_use
     finally:
         db.close()
     assert sorted(r["content"] for r in rows) == ["live memory 170", "live memory 7", "live memory 70"]
+
+
+def test_migration_0010_backfills_the_statistics_of_existing_memories(postgres, tmp_path):
+    """A database at the baseline with memories (live, archived, deleted) gets statistics equal
+    to the from-scratch ones, and impacts on the same scale as the triggers' (bm25_impact)."""
+    from coda_memory.db.migrate import apply_migrations
+    from tests.test_schema import _scratch_database
+
+    empty = tmp_path / "none"
+    empty.mkdir()
+    with _scratch_database(postgres) as url:
+        apply_migrations(url, empty, empty)  # the baseline only
+        with psycopg.connect(url, autocommit=True) as conn:
+            user = _user()
+            for text in CORPUS:
+                _insert(conn, user, text)
+            conn.execute("UPDATE memories SET archived = true WHERE content LIKE 'Melanie%%'")
+            conn.execute("UPDATE memories SET deleted = true WHERE content LIKE 'The kids%%'")
+        apply_migrations(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            _assert_in_sync(conn, user)
+            wrong = conn.execute(
+                """SELECT count(*) FROM memory_postings p JOIN memory_lexicon_totals t USING (user_id)
+                   WHERE abs(p.impact - bm25_impact(p.tf, p.dl, t.total_length::float8 / t.docs)) > 1e-5""",
+            ).fetchone()[0]
+            assert wrong == 0
+            _insert(conn, user, "Caroline painted the lake")  # the triggers carry on from there
+            _assert_in_sync(conn, user)

@@ -93,7 +93,7 @@ GROUP BY 1, 2;
 
 INSERT INTO memory_postings (user_id, lexeme, id, tf, dl, impact)
 SELECT m.user_id, l.lexeme, m.id, coalesce(cardinality(l.positions), 1), length(m.search_vector),
-       coalesce(cardinality(l.positions), 1)::real
+       2.2 * coalesce(cardinality(l.positions), 1)::real
        / (coalesce(cardinality(l.positions), 1)
           + 1.2 * (0.25 + 0.75 * length(m.search_vector) / greatest(t.total_length::float8 / t.docs, 1)))
 FROM memories m
