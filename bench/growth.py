@@ -212,7 +212,7 @@ def write_costs(admin: Any, text: str, n: int = 30) -> dict[str, float]:
     def trigger_ms(sql: str, params: tuple[Any, ...]) -> float:
         with admin.transaction(force_rollback=True):
             plan = "\n".join(r[0] for r in admin.execute("EXPLAIN (ANALYZE, FORMAT TEXT) " + sql, params))
-        return sum(float(m) for m in re.findall(r"Trigger memories_lexicon_\w+: time=([\d.]+)", plan))
+        return sum(float(m) for m in re.findall(r"Trigger memories_lexicon_\w+(?: on \w+)?: time=([\d.]+)", plan))
 
     vec = "[" + ",".join(["0.01"] * 384) + "]"
     mid = admin.execute("SELECT id FROM memories WHERE user_id = %s AND NOT archived AND NOT deleted LIMIT 1",

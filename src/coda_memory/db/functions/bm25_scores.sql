@@ -25,15 +25,20 @@ DROP FUNCTION IF EXISTS bm25_scores_probe(text, uuid[], float8, float8);
 CREATE OR REPLACE FUNCTION bm25_scores(p_query text, p_ids uuid[], p_k1 float8 DEFAULT 1.2,
                                        p_b float8 DEFAULT 0.75)
 RETURNS TABLE (id uuid, score float8)
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, public AS $fn$
-    WITH q AS MATERIALIZED (SELECT * FROM public.bm25_query_terms(p_query))
-    SELECT m.id,
-           (SELECT sum(q.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1), length(m.search_vector),
-                                                  q.avgdl, p_k1, p_b))
-            FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
-    FROM public.memories m
-    WHERE m.user_id = NULLIF(current_setting('app.current_user_id', true), '') AND m.id = ANY(p_ids)
-      AND NOT m.deleted AND NOT m.archived
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $fn$
+BEGIN
+    -- EXECUTE: planned per call with the actual user and ids, so PostgreSQL prunes to the
+    -- user's partition; a cached generic plan could not (22 ms instead of ~1 for 38 ids).
+    RETURN QUERY EXECUTE
+        'WITH q AS MATERIALIZED (SELECT * FROM public.bm25_query_terms($1))
+         SELECT m.id,
+                (SELECT sum(q.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1),
+                                                       length(m.search_vector), q.avgdl, $3, $4))
+                 FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
+         FROM public.memories m
+         WHERE m.user_id = $5 AND m.id = ANY($2) AND NOT m.deleted AND NOT m.archived'
+    USING p_query, p_ids, p_k1, p_b, NULLIF(current_setting('app.current_user_id', true), '');
+END
 $fn$;
 
 REVOKE ALL ON FUNCTION bm25_scores(text, uuid[], float8, float8) FROM PUBLIC;
