@@ -93,6 +93,12 @@ class Handlers:
         results: list[dict[str, Any]] = body["results"]
         return results
 
+    def store(self, items: list[dict[str, Any]]) -> None:
+        """Ingest a batch that must be stored whole (a load): any rejected item is an error."""
+        for res in self.ingest_batch(items):
+            if res["status"] == "rejected":
+                raise RuntimeError(f"load item rejected: {res['error']}")
+
     def search(self, query: str, user_id: str, top_k: int = 10) -> list[dict[str, Any]]:
         status, body = self.call("POST", "/search", {"query": query, "user_id": user_id, "top_k": top_k})
         if status != 200:

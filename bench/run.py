@@ -178,7 +178,7 @@ def ensure_loaded(pg: Any, users: list[str], per_user: int, reload: bool) -> dic
     log(f"loading {len(users)} users x {per_user:,} memories into {DATABASE} through /ingest/batch")
     with _admin(pg) as conn:
         conn.execute("DELETE FROM bench_meta")
-        conn.execute("TRUNCATE memories, memory_audit_log, user_quotas")
+        conn.execute("TRUNCATE memories, memory_audit_log, user_quotas CASCADE")  # and what references them
         # The definition of a partitioned index reads "ON ONLY memories": replayed as is, it
         # would create an empty parent index with no index on any partition.
         index_sql = conn.execute(
@@ -192,15 +192,8 @@ def ensure_loaded(pg: Any, users: list[str], per_user: int, reload: bool) -> dic
     def load(mine: list[str]) -> None:
         try:
             for user in mine:
-                batch: list[dict[str, Any]] = []
-                for item in synth.memories(user, per_user, SEED):
-                    batch.append(item)
-                    if len(batch) == 100:
-                        _store(api, batch)
-                        progress.add(len(batch))
-                        batch = []
-                if batch:
-                    _store(api, batch)
+                for batch in synth.memory_batches(user, per_user, SEED):
+                    api.store(batch)
                     progress.add(len(batch))
         except BaseException as exc:  # surfaced after join
             errors.append(exc)
@@ -233,12 +226,6 @@ def ensure_loaded(pg: Any, users: list[str], per_user: int, reload: bool) -> dic
     log(f"loaded {total:,} memories in {load_s:.0f}s ({total / load_s:,.0f}/s), index {index_s:.0f}s")
     return {"reused": False, "fingerprint": fingerprint, "load_seconds": round(load_s, 1),
             "load_per_s": round(total / load_s), "index_seconds": round(index_s, 1)}
-
-
-def _store(api: Handlers, batch: list[dict[str, Any]]) -> None:
-    for res in api.ingest_batch(batch):
-        if res["status"] == "rejected":
-            raise RuntimeError(f"load item rejected: {res['error']}")
 
 
 # --- measurements -----------------------------------------------------------------------------
@@ -304,7 +291,7 @@ def bulk_ingest(api: Handlers, users: list[str], batches: int) -> dict[str, Any]
 
         def run(mine: list[list[dict[str, Any]]]) -> None:
             for items in mine:
-                _store(api, items)
+                api.store(items)
 
         threads = [threading.Thread(target=run, args=(work[i::callers],)) for i in range(callers)]
         for t in threads:

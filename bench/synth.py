@@ -101,6 +101,18 @@ def memories(user_id: str, count: int, seed: int, source_type: str = "bench") ->
         }
 
 
+def memory_batches(user_id: str, count: int, seed: int, size: int = 100) -> Iterator[list[dict[str, Any]]]:
+    """:func:`memories` in lists of at most ``size`` (one ``/ingest/batch`` call each)."""
+    batch: list[dict[str, Any]] = []
+    for item in memories(user_id, count, seed):
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 QUERIES = [
     "what food does {person} like", "when is my dentist appointment", "who is allergic to {food}",
     "where does my {relation} live", "what is the deadline for {project}", "which hotels do I prefer in {place}",

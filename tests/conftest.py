@@ -130,3 +130,21 @@ def user_id() -> str:
     import uuid
 
     return f"user-{uuid.uuid4().hex[:12]}"
+
+
+# --- AWS APIs (moto; the databases stay real) ---------------------------------------------------
+
+AWS_REGION = "us-east-1"
+
+
+@pytest.fixture()
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every AWS API call in the test goes to moto (fake credentials, one region)."""
+    from moto import mock_aws
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": AWS_REGION,
+                        "AWS_REGION": AWS_REGION}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        yield

@@ -146,6 +146,16 @@ def pending_count(r: redis.Redis, names: Names) -> int:
     return int(r.xpending(names.stream, names.group)["pending"])
 
 
+def _has_group(settings: SubscriberSettings) -> bool:
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        return any(g["name"].decode() == settings.group for g in client.xinfo_groups(settings.stream))
+    except redis.ResponseError:  # no stream yet
+        return False
+    finally:
+        client.close()
+
+
 @contextmanager
 def running(settings: SubscriberSettings, invoker: Invoker) -> Iterator[Subscriber]:
     """A subscriber in a background thread of this process."""
@@ -161,6 +171,9 @@ def running(settings: SubscriberSettings, invoker: Invoker) -> Iterator[Subscrib
     thread = threading.Thread(target=_run, daemon=True)
     thread.start()
     try:
+        # Ready once its consumer group exists: asking Redis about the group before that
+        # answers NOGROUP (seen on a loaded machine).
+        wait_for(lambda: errors or _has_group(settings), 30, what="the subscriber's consumer group")
         yield sub
     finally:
         sub.stop()

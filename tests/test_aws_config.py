@@ -17,22 +17,10 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from coda_memory import runtime
 from local.template import DEFAULT_TEMPLATE, load
-
-REGION = "us-east-1"
-
-
-@pytest.fixture()
-def aws(monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-                        "AWS_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws(config={"lambda": {"use_docker": False}}):
-        yield
+from tests.conftest import AWS_REGION as REGION
 
 
 @pytest.fixture()
@@ -123,6 +111,7 @@ def test_api_handlers_ignore_the_templates_empty_database_url(aws, clean_setting
     key = "svc-" + uuid.uuid4().hex
     monkeypatch.setenv("DATABASE_URL", "")
     monkeypatch.setenv("MEMORY_API_KEY", "")
+    monkeypatch.setenv("MEMORY_DB_PROXY", "")  # the template's value with an existing database
     monkeypatch.setenv("DATABASE_URL_SECRET", _secret("coda/db-url-2", postgres.app_url))
     monkeypatch.setenv("MEMORY_API_KEY_SECRET", _secret("coda/service-key-2", key))
     monkeypatch.setenv("REDIS_URL", redis_server.url)
@@ -195,3 +184,75 @@ def test_no_aws_credentials_leak_into_the_local_runner_env():
 
     env = template_environment(load(DEFAULT_TEMPLATE))
     assert not [k for k in env if k.startswith("AWS_")]
+
+
+# --- RDS: the created database's resources, with the template's properties ---------------------
+
+
+def test_template_database_resources_are_accepted_by_the_rds_api(aws):
+    """Aurora Serverless v2 cluster + writer, the generated app secret, RDS Proxy and its target
+    group, created through the RDS API (moto) with the properties the template gives them; the
+    custom resource's properties resolve from what these calls return."""
+    from samcli.yamlhelper import yaml_parse
+
+    from coda_memory.provision import Target, _json_secret
+
+    raw = yaml_parse(DEFAULT_TEMPLATE.read_text())
+    res, params = raw["Resources"], raw["Parameters"]
+    ec2 = boto3.client("ec2", region_name=REGION)
+    rds = boto3.client("rds", region_name=REGION)
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=f"{REGION}{az}")
+               ["Subnet"]["SubnetId"] for i, az in ((1, "a"), (2, "b"))]
+    rds.create_db_subnet_group(DBSubnetGroupName="coda-db", SubnetIds=subnets,
+                               DBSubnetGroupDescription=res["DatabaseSubnetGroup"]["Properties"]["DBSubnetGroupDescription"])
+
+    c = res["DatabaseCluster"]["Properties"]
+    cluster = rds.create_db_cluster(
+        DBClusterIdentifier="coda-db", Engine=c["Engine"], EngineVersion=params["DatabaseEngineVersion"]["Default"],
+        DatabaseName=c["DatabaseName"], MasterUsername=c["MasterUsername"],
+        ManageMasterUserPassword=c["ManageMasterUserPassword"], StorageEncrypted=c["StorageEncrypted"],
+        BackupRetentionPeriod=c["BackupRetentionPeriod"], DeletionProtection=c["DeletionProtection"],
+        ServerlessV2ScalingConfiguration={"MinCapacity": float(params["DatabaseMinCapacity"]["Default"]),
+                                          "MaxCapacity": float(params["DatabaseMaxCapacity"]["Default"])},
+        DBSubnetGroupName="coda-db")["DBCluster"]
+    assert cluster["ServerlessV2ScalingConfiguration"] == {"MinCapacity": 0.5, "MaxCapacity": 8.0}
+    w = res["DatabaseWriter"]["Properties"]
+    writer = rds.create_db_instance(DBInstanceIdentifier="coda-db-writer", DBClusterIdentifier="coda-db",
+                                    DBInstanceClass=w["DBInstanceClass"], Engine=w["Engine"],
+                                    PubliclyAccessible=w["PubliclyAccessible"])["DBInstance"]
+    assert writer["DBInstanceClass"] == "db.serverless"
+
+    gen = res["AppDatabaseSecret"]["Properties"]["GenerateSecretString"]
+    password = sm.get_random_password(PasswordLength=gen["PasswordLength"],
+                                      ExcludePunctuation=gen["ExcludePunctuation"])["RandomPassword"]
+    app_secret = sm.create_secret(Name="coda-app", SecretString=json.dumps(
+        {**json.loads(gen["SecretStringTemplate"]), gen["GenerateStringKey"]: password}))["ARN"]
+
+    p = res["DatabaseProxy"]["Properties"]
+    auth = [{**a, "SecretArn": app_secret} for a in p["Auth"]]
+    proxy = rds.create_db_proxy(DBProxyName="coda-db", EngineFamily=p["EngineFamily"], Auth=auth,
+                                RoleArn="arn:aws:iam::123456789012:role/coda-proxy", VpcSubnetIds=subnets,
+                                RequireTLS=p["RequireTLS"], IdleClientTimeout=p["IdleClientTimeout"])["DBProxy"]
+    tg = res["DatabaseProxyTargetGroup"]["Properties"]
+    rds.register_db_proxy_targets(DBProxyName="coda-db", TargetGroupName=tg["TargetGroupName"],
+                                  DBClusterIdentifiers=["coda-db"])
+    pool = rds.modify_db_proxy_target_group(DBProxyName="coda-db", TargetGroupName=tg["TargetGroupName"],
+                                            ConnectionPoolConfig=tg["ConnectionPoolConfigurationInfo"])
+    assert pool["DBProxyTargetGroup"]["ConnectionPoolConfig"]["MaxConnectionsPercent"] == 90
+
+    # DatabaseSchema's properties, resolved from the created resources: what the function gets
+    target = Target.from_properties({
+        "AdminSecretArn": cluster["MasterUserSecret"]["SecretArn"], "AppSecretArn": app_secret,
+        "ClusterHost": cluster["Endpoint"], "ProxyHost": proxy["Endpoint"],
+        "Port": res["DatabaseSchema"]["Properties"]["Port"],
+        "DatabaseName": res["DatabaseSchema"]["Properties"]["DatabaseName"]})
+    assert target.sslmode == "require" and target.dbname == "coda_memory"
+    master = _json_secret(sm, target.admin_secret_id)  # the RDS-managed secret has the shape read
+    assert _json_secret(sm, target.app_secret_id)["username"] == "coda_app"
+    from psycopg.conninfo import conninfo_to_dict
+
+    from coda_memory.provision import admin_url
+
+    assert conninfo_to_dict(admin_url(target, master))["password"] == master["password"]  # quoted intact

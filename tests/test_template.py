@@ -83,8 +83,10 @@ def test_api_requires_a_key_with_usage_plan_throttling_and_access_logs(raw, tpl)
 
 def test_functions_runtime_handlers_and_code(tpl, raw):
     assert raw["Globals"]["Function"]["Runtime"] == "python3.12"
-    expected = {"IngestFunction": "app.handler", "RetrieveFunction": "app.handler", **JOB_FUNCTIONS}
+    expected = {"IngestFunction": "app.handler", "RetrieveFunction": "app.handler", **JOB_FUNCTIONS,
+                "MigrationFunction": "app.handler"}
     assert {k: v.handler for k, v in tpl.functions.items()} == expected
+    assert tpl.functions["MigrationFunction"].module_file == REPO_ROOT / "functions" / "migrate" / "app.py"
     for spec in tpl.functions.values():
         assert spec.sam_function.runtime == "python3.12"
     for name in ("IngestFunction", "RetrieveFunction"):
@@ -187,13 +189,17 @@ def test_secrets_and_network(raw):
     assert params["RedisUrl"]["Type"] == "AWS::SSM::Parameter::Value<String>"
     assert params["PrivateSubnetIds"]["Type"] == "List<AWS::EC2::Subnet::Id>"
     env = raw["Globals"]["Function"]["Environment"]["Variables"]
-    assert env["DATABASE_URL_SECRET"] == {"Ref": "DatabaseUrlSecretArn"}
+    assert env["DATABASE_URL_SECRET"] == {
+        "Fn::If": ["CreateDb", {"Ref": "AppDatabaseSecret"}, {"Ref": "DatabaseUrlSecretArn"}]}
     assert "MEMORY_API_KEY_SECRET" in env
     assert env["DATABASE_URL"] == "" and env["MEMORY_API_KEY"] == ""  # set only locally (env.json)
     assert raw["Globals"]["Function"]["VpcConfig"]["SubnetIds"] == {"Ref": "PrivateSubnetIds"}
     for ingress in _resources(raw, "AWS::EC2::SecurityGroupIngress").values():
         assert "CidrIp" not in ingress["Properties"]  # no public database or Redis port
         assert ingress["Properties"]["SourceSecurityGroupId"] == {"Ref": "ServiceSecurityGroup"}
+    for group in _resources(raw, "AWS::EC2::SecurityGroup").values():
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            assert "CidrIp" not in rule and "SourceSecurityGroupId" in rule
 
 
 def test_alarms_and_dashboard(raw):
@@ -222,3 +228,94 @@ def test_sam_validate_lint_passes():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "is a valid SAM Template" in proc.stdout + proc.stderr
+
+
+# --- the created database (CreateDatabase=true) and SnapStart ---------------------------------
+
+DB_RESOURCES = {
+    "DatabaseSubnetGroup", "ProxySecurityGroup", "MigrationSecurityGroup", "DatabaseClusterSecurityGroup",
+    "DatabaseCluster", "DatabaseWriter", "AppDatabaseSecret", "DatabaseProxyRole", "DatabaseProxy",
+    "DatabaseProxyTargetGroup", "MigrationFunction", "MigrationLogGroup", "DatabaseSchema",
+}
+
+
+def test_database_choice_is_one_condition_and_the_existing_path_is_unchanged(raw):
+    params, res = raw["Parameters"], raw["Resources"]
+    assert params["CreateDatabase"]["Default"] == "false"  # existing deployments keep their database
+    assert raw["Conditions"]["CreateDb"] == {"Fn::Equals": [{"Ref": "CreateDatabase"}, "true"]}
+    assert {k for k, v in res.items() if v.get("Condition") == "CreateDb"} == DB_RESOURCES
+    assert res["DatabaseIngressFromServices"]["Condition"] == "UseExistingDb"
+    (rule,) = raw["Rules"].values()  # the existing path still needs its secret and security group
+    asserted = str(rule["Assertions"])
+    assert "DatabaseUrlSecretArn" in asserted and "DatabaseSecurityGroupId" in asserted
+    for name, fn in res.items():  # every function may read whichever connection secret is in use
+        if fn["Type"] == "AWS::Serverless::Function" and name != "MigrationFunction":
+            arns = [p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"] for p in fn["Properties"]["Policies"]
+                    if "AWSSecretsManagerGetSecretValuePolicy" in p]
+            assert {"Fn::If": ["CreateDb", {"Ref": "AppDatabaseSecret"}, {"Ref": "DatabaseUrlSecretArn"}]} in arns
+
+
+def test_aurora_serverless_v2_postgresql_16_in_private_subnets_with_generated_credentials(raw):
+    params, res = raw["Parameters"], raw["Resources"]
+    cluster = res["DatabaseCluster"]["Properties"]
+    assert cluster["Engine"] == "aurora-postgresql"
+    assert int(params["DatabaseEngineVersion"]["Default"].split(".")[0]) >= 16
+    assert cluster["ServerlessV2ScalingConfiguration"] == {
+        "MinCapacity": {"Ref": "DatabaseMinCapacity"}, "MaxCapacity": {"Ref": "DatabaseMaxCapacity"}}
+    assert cluster["ManageMasterUserPassword"] is True and "MasterUserPassword" not in cluster
+    assert cluster["StorageEncrypted"] is True
+    assert res["DatabaseCluster"]["DeletionPolicy"] == "Snapshot"
+    assert res["DatabaseWriter"]["Properties"]["DBInstanceClass"] == "db.serverless"
+    assert res["DatabaseWriter"]["Properties"]["PubliclyAccessible"] is False
+    assert res["DatabaseSubnetGroup"]["Properties"]["SubnetIds"] == {"Ref": "PrivateSubnetIds"}
+    generated = res["AppDatabaseSecret"]["Properties"]["GenerateSecretString"]
+    assert generated["GenerateStringKey"] == "password" and '"coda_app"' in generated["SecretStringTemplate"]
+
+
+def test_functions_reach_the_cluster_only_through_the_proxy(raw):
+    res = raw["Resources"]
+    proxy = res["DatabaseProxy"]["Properties"]
+    assert proxy["EngineFamily"] == "POSTGRESQL" and proxy["RequireTLS"] is True
+    assert proxy["Auth"][0]["SecretArn"] == {"Ref": "AppDatabaseSecret"}
+    role = res[proxy["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    (statement,) = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert statement["Resource"] == {"Ref": "AppDatabaseSecret"}
+    sources = {r["SourceSecurityGroupId"]["Ref"]
+               for r in res["DatabaseClusterSecurityGroup"]["Properties"]["SecurityGroupIngress"]}
+    assert sources == {"ProxySecurityGroup", "MigrationSecurityGroup"}  # not ServiceSecurityGroup
+    (into_proxy,) = res["ProxySecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert into_proxy["SourceSecurityGroupId"] == {"Ref": "ServiceSecurityGroup"}
+    target = res["DatabaseProxyTargetGroup"]["Properties"]
+    assert target["DBClusterIdentifiers"] == [{"Ref": "DatabaseCluster"}]
+
+
+def test_schema_is_applied_on_deploy_by_a_custom_resource(raw):
+    res = raw["Resources"]
+    schema = res["DatabaseSchema"]
+    assert schema["Type"].startswith("Custom::")
+    props = schema["Properties"]
+    assert props["ServiceToken"] == {"Fn::GetAtt": ["MigrationFunction", "Arn"]}
+    assert props["SharedLayerVersion"] == {"Ref": "SharedLayer"}  # re-run whenever the migrations may change
+    assert props["ProxyHost"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}
+    assert props["ClusterHost"] == {"Fn::GetAtt": ["DatabaseCluster", "Endpoint.Address"]}
+    assert "DatabaseWriter" in schema["DependsOn"]
+    from coda_memory.provision import Target
+    from functions.migrate.app import handler
+
+    assert callable(handler)
+    Target.from_properties(props)  # the handler accepts exactly these properties
+    fn = res["MigrationFunction"]["Properties"]
+    assert fn["VpcConfig"]["SecurityGroupIds"] == [{"Ref": "MigrationSecurityGroup"}]
+
+
+def test_snapstart_on_the_api_functions(raw):
+    res = raw["Resources"]
+    assert raw["Globals"]["Function"]["Runtime"] >= "python3.12"  # SnapStart for Python needs 3.12+
+    assert res["IngestFunction"]["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    # Lambda refuses SnapStart together with provisioned concurrency
+    assert res["RetrieveFunction"]["Properties"]["SnapStart"] == {
+        "ApplyOn": {"Fn::If": ["HasRetrieveProvisioned", "None", "PublishedVersions"]}}
+    for name in ("IngestFunction", "RetrieveFunction"):
+        assert res[name]["Properties"]["AutoPublishAlias"] == "live"  # SnapStart applies to versions
+    assert "coda_memory.api.lambda_handler" in (REPO_ROOT / "functions/ingest/app.py").read_text()

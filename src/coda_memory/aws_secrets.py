@@ -25,15 +25,25 @@ def database_url(settings: Settings) -> str:
         return settings.database_url.get_secret_value()
     if not settings.database_url_secret:
         raise ServiceUnavailable("database is not configured (set DATABASE_URL or DATABASE_URL_SECRET)")
-    value = secret_value(settings.database_url_secret)
+    return database_url_from_secret(secret_value(settings.database_url_secret))
+
+
+def database_url_from_secret(value: str) -> str:
+    """The PostgreSQL URL in a secret's value: a plain URL, ``{"url": ...}``, or the RDS shape
+    ``{"username", "password", "host", "port", "dbname"[, "sslmode"]}`` (what the stack's
+    migration function writes for the app role, and what rotation functions keep). Every part
+    is percent-encoded, so a password with ``@``/``:`` or a socket-directory host stays intact."""
+    from urllib.parse import quote, urlencode
+
+    value = value.strip()
     if not value.startswith("{"):
         return value
     data = json.loads(value)
     if "url" in data:
         return str(data["url"])
-    from urllib.parse import quote
-
-    return (
-        f"postgresql://{quote(str(data['username']), safe='')}:{quote(str(data['password']), safe='')}"
-        f"@{data['host']}:{data.get('port', 5432)}/{data.get('dbname', 'coda_memory')}"
-    )
+    user, password, host, dbname = (quote(str(data.get(k, d)), safe="") for k, d in (
+        ("username", ""), ("password", ""), ("host", ""), ("dbname", "coda_memory")))
+    url = f"postgresql://{user}:{password}@{host}:{data.get('port', 5432)}/{dbname}"
+    if data.get("sslmode"):
+        url += "?" + urlencode({"sslmode": data["sslmode"]})
+    return url

@@ -6,6 +6,7 @@ Every name is documented in the README ("Configuration"). Defaults are safe for 
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -45,7 +46,13 @@ class Settings(BaseSettings):
         validation_alias=_env("MEMORY_API_KEY_SECRET"),
         description="Secrets Manager id holding service key(s): a string, or a JSON list.",
     )
-    db_pool_max: int = Field(4, ge=1, le=64)
+    db_pool_max: int = Field(default_factory=lambda: default_pool_max(), ge=1, le=64)
+    db_proxy: bool | None = Field(
+        None,
+        description="The database URL points at a connection-multiplexing proxy (RDS Proxy): "
+        "no server-side prepared statements. Unset: true when the host looks like an RDS Proxy "
+        "endpoint (`*.proxy-*.rds.amazonaws.com`).",
+    )
     db_connect_timeout_s: float = Field(5.0, gt=0, le=60)
     db_statement_timeout_ms: int = Field(10_000, ge=100, le=600_000)
 
@@ -91,7 +98,7 @@ class Settings(BaseSettings):
     embed_parallel: int | None = Field(None, ge=1, le=64, description="texts embedded at once in a batch call")
 
     @field_validator(
-        "database_url", "database_url_secret", "redis_url", "api_key", "api_key_secret", "model_dir",
+        "database_url", "database_url_secret", "redis_url", "api_key", "api_key_secret", "model_dir", "db_proxy",
         mode="before",
     )
     @classmethod
@@ -113,6 +120,20 @@ class Settings(BaseSettings):
         if self.weight_similarity + self.weight_importance + self.weight_recency <= 0:
             raise ValueError("at least one ranking weight must be positive")
         return self
+
+
+def on_lambda() -> bool:
+    """True inside an AWS Lambda execution environment (the runtime sets this variable)."""
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def default_pool_max() -> int:
+    """Connections per process when ``MEMORY_DB_POOL_MAX`` is unset. A Lambda execution
+    environment serves one request at a time and a request uses one connection (the search's
+    BM25 helper runs on the request's own connection), so 1 there: 1,000 concurrent
+    environments then ask the database (or its proxy) for 1,000 connections, not 4,000. A local
+    process serves many threads at once."""
+    return 1 if on_lambda() else 4
 
 
 @lru_cache(maxsize=1)

@@ -52,6 +52,11 @@ class RateLimiter:
             )
             self._script = self._redis.register_script(_LUA)
 
+    def close(self) -> None:
+        """Close the Redis connections (the limiter is not used afterwards)."""
+        if self._redis is not None:
+            self._redis.close()
+
     def check(self, key: str, cost: float = 1.0) -> None:
         """Take ``cost`` tokens from ``key``'s bucket or raise :class:`RateLimited`."""
         if not self.enabled:

@@ -57,14 +57,16 @@ class _Once(Generic[T]):
 
 def _build_database() -> Database:
     from .aws_secrets import database_url
-    from .db.pool import Database
+    from .db.pool import Database, is_proxy_url
 
     settings = get_settings()
+    url = database_url(settings)
     return Database(
-        database_url(settings),
+        url,
         max_size=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        behind_proxy=settings.db_proxy if settings.db_proxy is not None else is_proxy_url(url),
     )
 
 
@@ -96,12 +98,14 @@ def _build_search_workers() -> ThreadPoolExecutor:
 
 database: _Once[Database] = _Once(_build_database, lambda db: db.close())
 embedder: _Once[Embedder] = _Once(_build_embedder, lambda e: e.close())
-rate_limiter: _Once[RateLimiter] = _Once(_build_rate_limiter)
+rate_limiter: _Once[RateLimiter] = _Once(_build_rate_limiter, lambda r: r.close())
 authenticator: _Once[Authenticator] = _Once(_build_authenticator)
 search_workers: _Once[ThreadPoolExecutor] = _Once(_build_search_workers, lambda p: p.shutdown(wait=True))
 
 # In the order reset() releases them: users of the pool before the pool.
 _RESOURCES: tuple[_Once[Any], ...] = (search_workers, authenticator, rate_limiter, embedder, database)
+# What holds a socket or a cache timed by the monotonic clock (drop_connections).
+_PER_ENVIRONMENT: tuple[_Once[Any], ...] = (authenticator, rate_limiter, database)
 
 
 def prewarm() -> None:
@@ -109,18 +113,48 @@ def prewarm() -> None:
     model overlaps the rest of the cold start (Lambda init, local runner start-up). On by
     default on Lambda, else with ``MEMORY_PREWARM=1``; failures are left for the first
     request to report."""
-    wanted = os.environ.get("MEMORY_PREWARM", "1" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "0")
+    from .config import on_lambda
+
+    global _prewarm_thread
+    wanted = os.environ.get("MEMORY_PREWARM", "1" if on_lambda() else "0")
     if wanted.lower() not in ("1", "true", "yes"):
         return
+    # A SnapStart init runs once, at publish time, for a snapshot: a pool opened then would be
+    # closed before the snapshot anyway (snapstart.before_snapshot), so load the model only.
+    snap_init = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
+    targets: tuple[_Once[Any], ...] = (embedder,) if snap_init else (embedder, database)
 
     def work() -> None:
-        for once in (embedder, database):
+        for once in targets:
             try:
                 once()
             except Exception:  # noqa: S112 - reported by the request that needs it
                 continue
 
-    threading.Thread(target=work, name="coda-prewarm", daemon=True).start()
+    _prewarm_thread = threading.Thread(target=work, name="coda-prewarm", daemon=True)
+    _prewarm_thread.start()
+
+
+_prewarm_thread: threading.Thread | None = None
+
+
+def wait_prewarm(timeout_s: float = 60.0) -> None:
+    """Wait for :func:`prewarm`'s thread (before a SnapStart snapshot: the loaded model goes
+    into the snapshot, not a half-loaded one)."""
+    thread = _prewarm_thread
+    if thread is not None:
+        thread.join(timeout_s)
+
+
+def drop_connections() -> None:
+    """Close and forget what holds a socket or a cache timed by ``time.monotonic()`` -- the
+    database pool, the rate limiter's Redis client and local buckets, the authenticator's key
+    cache -- so the next use builds new ones. For a SnapStart restore: every environment
+    restored from one snapshot would otherwise share the same (dead) connections, and a
+    restored environment's monotonic clock does not continue the snapshot's. The model, the
+    search workers and the settings stay."""
+    for once in _PER_ENVIRONMENT:
+        once.clear()
 
 
 def reset() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from mangum import Mangum
 
+from .. import snapstart
 from ..observability import logger, traced
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
@@ -28,6 +29,7 @@ def make_handler(
 ) -> LambdaHandler:
     asgi = Mangum(app, lifespan="off")
     direct = direct or {}
+    snapstart.register()  # no-op unless the Lambda runtime provides snapshot_restore_py
 
     @traced
     def handler(event: dict[str, Any], context: Any) -> Any:

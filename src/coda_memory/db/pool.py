@@ -5,6 +5,13 @@ Every query against per-user tables runs inside :meth:`Database.user_tx`, which 
 isolation, so a bug in Python cannot read another user's rows. Jobs and key lookups use
 :meth:`Database.system_tx` (no user: per-user tables read as empty; they go through SECURITY
 DEFINER functions). ``coda_memory.runtime`` builds the one instance a process uses.
+
+Proxy-friendly (RDS Proxy multiplexes transactions of many clients over few server
+connections, and *pins* a client to one server connection for good when it sees session state):
+nothing here changes the session. The statement timeout and pgvector's ``hnsw.iterative_scan``
+are set transaction-locally (``set_config(..., true)``) in the transaction's first statement,
+together with the user; behind a proxy psycopg's server-side prepared statements are off too
+(``prepare_threshold=None``), since a prepared statement is per server connection.
 """
 
 from __future__ import annotations
@@ -38,13 +45,21 @@ class Database:
         max_size: int = 4,
         connect_timeout: float = 5.0,
         statement_timeout_ms: int = 10_000,
+        behind_proxy: bool = False,
     ) -> None:
-        self._statement_timeout_ms = statement_timeout_ms
+        self._timeout_setting = str(statement_timeout_ms)
+        self.behind_proxy = behind_proxy
+        kwargs: dict[str, object] = {"connect_timeout": max(1, int(connect_timeout)), "autocommit": False}
+        if behind_proxy:
+            # psycopg prepares a query server-side after 5 executions on a connection; through
+            # a multiplexing proxy the next transaction may run on another server connection,
+            # so the proxy must re-prepare or pin. Unnamed statements only.
+            kwargs["prepare_threshold"] = None
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=max_size,
-            kwargs={"connect_timeout": max(1, int(connect_timeout)), "autocommit": False},
+            kwargs=kwargs,
             configure=self._configure,
             check=self._check,
             timeout=connect_timeout,
@@ -68,12 +83,8 @@ class Database:
         ConnectionPool.check_connection(conn)
 
     def _configure(self, conn: psycopg.Connection) -> None:
+        # Type lookup only (a catalog query); no session settings: see the module docstring.
         register_vector(conn)
-        conn.execute(
-            "SELECT set_config('statement_timeout', %s, false), "
-            "set_config('hnsw.iterative_scan', 'relaxed_order', false)",
-            (str(self._statement_timeout_ms),),
-        )
         conn.commit()
 
     def _ensure_open(self) -> None:
@@ -103,19 +114,29 @@ class Database:
         waiting for each answer, and the client waits only where it reads a result and at
         commit (errors surface there too). BEGIN and the user setting then ride along with
         the first real query instead of costing round trips of their own."""
-        with self.transaction(pipeline=pipeline) as cur:
-            set_user(cur, user_id)
+        with self.transaction(pipeline=pipeline, user_id=user_id) as cur:
             yield cur
 
     @contextmanager
-    def transaction(self, *, pipeline: bool = False, statement_timeout_ms: int | None = None) -> Iterator[DictCursor]:
+    def transaction(
+        self, *, pipeline: bool = False, user_id: str | None = None, statement_timeout_ms: int | None = None
+    ) -> Iterator[DictCursor]:
         """A transaction with no user set yet: per-user tables read as empty until
         :func:`set_user` scopes it (several users one after the other: ingest batches).
-        ``statement_timeout_ms`` overrides the pool's timeout for this transaction only."""
+        ``statement_timeout_ms`` overrides the pool's timeout for this transaction only.
+
+        Its first statement sets the statement timeout and ``hnsw.iterative_scan`` for this
+        transaction only (and the user, when given): one statement, so a user transaction pays
+        no extra round trip for them, and no session state is left for a proxy to pin on."""
+        timeout = self._timeout_setting if statement_timeout_ms is None else str(statement_timeout_ms)
         with self.connection() as conn, (conn.pipeline() if pipeline else nullcontext()), \
                 conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            if statement_timeout_ms is not None:
-                cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(statement_timeout_ms),))
+            cur.execute(
+                "SELECT set_config('statement_timeout', %s, true), "
+                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('app.current_user_id', %s, true)",
+                (timeout, user_id or ""),
+            )
             yield cur
 
     @contextmanager
@@ -126,12 +147,24 @@ class Database:
             yield cur
 
     def close(self) -> None:
-        if self._opened:
-            self._pool.close()
-            self._opened = False
+        with self._lock:
+            if self._opened:
+                self._pool.close()
+                self._opened = False
 
 
 def set_user(cur: DictCursor, user_id: str) -> None:
     """Scope the rest of the transaction to ``user_id`` (``app.current_user_id``, transaction-
     local): from the next statement on, row-level security shows only that user's rows."""
     cur.execute("SELECT set_config('app.current_user_id', %s, true)", (user_id,))
+
+
+def is_proxy_url(url: str) -> bool:
+    """True for an RDS Proxy endpoint (``<name>.proxy-<id>.<region>.rds.amazonaws.com``)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        host = str(conninfo_to_dict(url).get("host") or "")
+    except Exception:  # a malformed URL fails on connect with a clear error
+        return False
+    return any(".proxy-" in h for h in host.split(","))
