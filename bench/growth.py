@@ -114,7 +114,8 @@ def load(admin: Any, all_texts: list[str], vecs: np.ndarray, start: int, stop: i
             (USER, all_texts[a:b], [str(v.tolist()) for v in vecs[a:b]], list(range(a, b))),
         )
     admin.execute(
-        """INSERT INTO user_quotas (user_id, memory_count) VALUES (%s, %s)
+        """INSERT INTO user_quotas (user_id, memory_count, max_memories, max_daily_ingestions)
+           VALUES (%s, %s, 1000000, 1000000)
            ON CONFLICT (user_id) DO UPDATE SET memory_count = excluded.memory_count""",
         (USER, stop))
     admin.execute("VACUUM ANALYZE memories, memory_postings, memory_lexicon")
