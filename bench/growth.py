@@ -122,6 +122,26 @@ def load(admin: Any, all_texts: list[str], vecs: np.ndarray, start: int, stop: i
     return time.perf_counter() - t0
 
 
+def archive(admin: Any, count: int) -> None:
+    """Archive the user's ``count`` oldest live memories, 5,000 per statement in id order (the
+    order the access-statistics updates lock rows in: no deadlock with a late one)."""
+    import psycopg
+
+    ids = sorted(r[0] for r in admin.execute(
+        "SELECT id FROM memories WHERE user_id = %s AND NOT archived AND NOT deleted ORDER BY created_at LIMIT %s",
+        (USER, count)))
+    for a in range(0, len(ids), 5000):
+        for attempt in range(5):
+            try:
+                admin.execute("UPDATE memories SET archived = true, archived_at = now() "
+                              "WHERE user_id = %s AND id = ANY(%s)", (USER, ids[a:a + 5000]))
+                break
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
+                time.sleep(1)
+
+
 def _backend_cpu(admin: Any) -> float:
     """CPU seconds (user + system) of the app role's backends on the growth database."""
     total = 0.0
@@ -267,7 +287,7 @@ def http_stage(urls: dict[str, str], queries: list[str], items: list[str], n: in
 
 
 def run(sizes: list[int], keep_live: int, samples: int, seconds: float, clients: int,
-        options: bool = True) -> dict[str, Any]:
+        options: bool = True, reuse: bool = False) -> dict[str, Any]:
     import psycopg
 
     from bench.run import http_mixed, start_gateway, stop_gateway
@@ -279,7 +299,7 @@ def run(sizes: list[int], keep_live: int, samples: int, seconds: float, clients:
     top = max(sizes)
     extra = 40 * (len(sizes) + 1)  # texts the ingest timings write, never loaded
     all_texts = texts(turns, top + extra)
-    pg = start_postgres(BENCH_PG_DIR, database=DATABASE, fresh_database=True)
+    pg = start_postgres(BENCH_PG_DIR, database=DATABASE, fresh_database=not reuse)
     apply_env(bench_env(pg.app_url))
     vecs = vectors(all_texts[:top])
     admin = psycopg.connect(pg.admin_url, autocommit=True)
@@ -288,19 +308,20 @@ def run(sizes: list[int], keep_live: int, samples: int, seconds: float, clients:
     gateways = {m: start_gateway(pg, {"MEMORY_SEARCH_MODE": m}) for m in ("hybrid", "vector")}
     urls = {m: g[1] for m, g in gateways.items()}
     loaded = 0
+    if reuse:  # the user as a previous run left it (sizes then says which stages to measure)
+        admin.execute("DELETE FROM memories WHERE user_id = %s AND source_type <> 'growth'", (USER,))
+        admin.execute("UPDATE memories SET archived = false, archived_at = NULL WHERE user_id = %s AND archived",
+                      (USER,))
+        loaded = admin.execute("SELECT count(*) FROM memories WHERE user_id = %s", (USER,)).fetchone()[0]
     try:
         stages: list[tuple[str, int]] = [(f"{s:,}", s) for s in sizes] + [("archived", top)]
         for k, (label, size) in enumerate(stages):
             if label == "archived":
                 t0 = time.perf_counter()
-                admin.execute(
-                    """UPDATE memories SET archived = true, archived_at = now()
-                       WHERE user_id = %s AND id IN (SELECT id FROM memories WHERE user_id = %s AND NOT archived
-                                                     ORDER BY created_at LIMIT %s)""",
-                    (USER, USER, top - keep_live))
+                archive(admin, top - keep_live)
                 admin.execute("VACUUM ANALYZE memories, memory_postings, memory_lexicon")
                 log(f"archived all but {keep_live:,} in {time.perf_counter() - t0:.0f}s")
-            else:
+            elif size > loaded:
                 secs = load(admin, all_texts, vecs, loaded, size)
                 log(f"loaded {size - loaded:,} memories in {secs:.0f}s ({(size - loaded) / secs:,.0f}/s)")
                 loaded = size
@@ -364,10 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="50-client mixed run (0: skip)")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--skip-options", action="store_true", help="skip the lexical design comparison")
+    p.add_argument("--reuse", action="store_true", help="keep the database a previous run loaded")
     args = p.parse_args(argv)
     (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
     res = run([int(s) for s in args.sizes.split(",")], args.keep_live, args.samples, args.seconds, args.clients,
-              not args.skip_options)
+              not args.skip_options, args.reuse)
     report(res)
     print(f"\nwrote {write_json('growth', res)}")
     return 0
