@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=list(THRESHOLDS),
+                        help="min_relevance values to measure under the default ranking")
     args = parser.parse_args(argv)
 
     from local.services import start_postgres
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                          "seconds": round(time.perf_counter() - t1, 1)}
         print(f"  {name:<40} r@10 {results[name]['recall']['overall']['r@10']:.3f}", flush=True)
 
+    results.update(threshold_recall(api, users, dia_of, args.thresholds))
+
     # PostgreSQL's own full-text ranking (no IDF), OR of the query's lexemes, same rows.
     hits = []
     with psycopg.connect(pg.admin_url) as conn:
@@ -190,6 +194,35 @@ def main(argv: list[str] | None = None) -> int:
                "default_settings": default_desc, "variants": results}
     print(f"\nwrote {write_json('retrieval', payload)}")
     return 0
+
+
+THRESHOLDS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def threshold_recall(
+    api: Handlers, users: dict[str, list[dict[str, Any]]], dia_of: dict[str, set[str]], thresholds: list[float],
+) -> dict[str, Any]:
+    """Recall under the default ranking with ``min_relevance`` = t for each t. One search per
+    question with top_k=50 (the candidate pool, so the same candidates as top_k=10): the
+    threshold only removes results below it, so the top 10 at t are the first 10 of those with
+    similarity >= t. Also counts how many results a /context request of 10 would lose."""
+    ranked: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for user, questions in users.items():
+        for q in questions:
+            ranked.append((q, api.search(q["question"], user, 50)))
+    out: dict[str, Any] = {}
+    for t in thresholds:
+        hits, dropped = [], 0
+        for q, found in ranked:
+            kept = [r for r in found if not t or r["similarity"] >= t]  # 0 keeps all, as the API
+            dropped += len(found[:TOP_K]) - len(kept[:TOP_K])
+            hits.append(_score(q, [dia_of[r["id"]] for r in kept[:TOP_K]]))
+        name = f"default, min_relevance {t:.2f}"
+        out[name] = {"settings": {"min_relevance": t}, "recall": recall_table(hits),
+                     "results_dropped_per_query": round(dropped / max(1, len(ranked)), 2)}
+        print(f"  {name:<40} r@10 {out[name]['recall']['overall']['r@10']:.3f}"
+              f"  (of 10 results, {out[name]['results_dropped_per_query']} dropped)", flush=True)
+    return out
 
 
 def _score(q: dict[str, Any], ranked: list[set[str]]) -> tuple[int, float, float, float]:

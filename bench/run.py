@@ -565,9 +565,6 @@ def main(argv: list[str] | None = None) -> int:
             log("cold start ...")
             res["cold_start"] = cold_start(pg, users[0], args.cold_runs, not args.skip_torch)
     finally:
-        from coda_memory.usecases import access
-
-        access.flush(10)
         cleanup_writes(pg, users)
     report(res)
     print(f"\nwrote {write_json('bench', res)}")

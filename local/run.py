@@ -18,13 +18,18 @@ Serving starts, in this order:
    the Invoke endpoint.
 
 Ctrl-C or SIGTERM stops all of it: servers, scheduler, subscriber, Redis and the embedded
-PostgreSQL (nothing is left running).
+PostgreSQL (nothing is left running). A second Ctrl-C (or SIGTERM) while stopping hurries:
+the children are killed, PostgreSQL gets an immediate shutdown (committed data is in its WAL),
+and the runner exits with 130. Redis and the subscriber die with the runner even when it is
+SIGKILLed; PostgreSQL then keeps running and the next ``make run`` adopts it (a
+``postmaster.pid`` left by a dead server is cleared).
 
 Environment: ``MEMORY_API_KEY`` (else one is generated and printed), ``DATABASE_URL``,
 ``DATABASE_ADMIN_URL``, ``REDIS_URL``, ``MEMORY_MODEL_DIR``, and for the runner itself
 ``LOCAL_HOST`` (127.0.0.1), ``LOCAL_API_PORT`` (3000), ``LOCAL_INVOKE_PORT`` (3001),
 ``LOCAL_PG_DIR`` (.local/pg), ``LOCAL_WORKERS`` (16 concurrent invocations),
-``LOCAL_SCHEDULER`` / ``LOCAL_SUBSCRIBER`` (1; 0 turns them off).
+``LOCAL_SCHEDULER`` / ``LOCAL_SUBSCRIBER`` (1; 0 turns them off), ``MEMORY_LOCAL_FAST_COMMIT``
+(unset: commits wait for the disk; 1: they do not, see ``local/services.py``).
 """
 
 from __future__ import annotations
@@ -235,13 +240,20 @@ class Backing:
     redis: Any = None
 
     def stop(self) -> None:
+        from .services import stop_postgres
+
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
-        server = getattr(self.pg, "_server", None)
-        if server is not None:
-            server.cleanup()  # stops the embedded server unless another process holds it
+        if self.pg is not None:
+            # stops the embedded server unless another live process holds it
+            stop_postgres(self.pg)
             self.pg = None
+
+
+def uses_embedded_postgres() -> bool:
+    """The runner starts (and stops) the embedded server unless given another one."""
+    return not os.environ.get("DATABASE_URL") and not os.environ.get("DATABASE_ADMIN_URL")
 
 
 def start_backing(pg_dir: Path, need_redis: bool = True) -> Backing:
@@ -252,7 +264,7 @@ def start_backing(pg_dir: Path, need_redis: bool = True) -> Backing:
     else:
         pg = start_postgres(pg_dir)
         database_url, data_dir = pg.app_url, pg.data_dir
-    redis = start_redis() if need_redis else None
+    redis = start_redis(die_with_parent=True) if need_redis else None
     return Backing(database_url, redis.url if redis else os.environ.get("REDIS_URL", ""), data_dir, pg, redis)
 
 
@@ -273,7 +285,11 @@ def start_subscriber(env: dict[str, str], invoke_url: str) -> subprocess.Popen[b
         "AWS_ACCESS_KEY_ID": child_env.get("AWS_ACCESS_KEY_ID", "local"),
         "AWS_SECRET_ACCESS_KEY": child_env.get("AWS_SECRET_ACCESS_KEY", "local"),
     })
-    return subprocess.Popen([sys.executable, "-m", "functions.subscriber"], cwd=REPO_ROOT, env=child_env)
+    from .services import die_with_parent_fn
+
+    # its own session: a terminal's Ctrl-C reaches the runner only, which stops it in order
+    return subprocess.Popen([sys.executable, "-m", "functions.subscriber"], cwd=REPO_ROOT, env=child_env,
+                            start_new_session=True, preexec_fn=die_with_parent_fn)
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
@@ -316,29 +332,90 @@ def _banner(rt: LocalRuntime, backing: Backing, key: str, generated: bool,
         lines.append(f"  NOT LOADED           {name}: {error}")
     lines += [
         f"  Try:   curl -s -H 'X-API-Key: {key}' {rt.api_url}/health",
-        "  Fire a job now:  python -m local.run fire archival   (quota_reset, retention_purge)",
+        "  Fire a job now:  python -m local.run fire archival   (quota_reset, retention_purge, consolidation)",
         "  Ctrl-C stops everything.",
         "",
     ]
     return "\n".join(lines)
 
 
+class StopSignals:
+    """SIGINT/SIGTERM for the serving loop, handled without locks.
+
+    A Python signal handler runs in the main thread between two bytecodes of whatever it was
+    doing -- possibly inside ``Event.wait`` holding the event's lock, which ``Event.set`` in the
+    handler would then wait for forever (a double Ctrl-C deadlocked the runner that way). So
+    the handler does nothing; the C-level handler writes the signal number to a pipe
+    (``signal.set_wakeup_fd``) and a watcher thread turns the bytes into :attr:`stop` (first
+    signal: stop in order) and a call of ``on_hurry`` (second signal: stop now)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.received = 0
+        self.on_hurry: Any = None
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+
+    def install(self) -> None:
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handler)
+        threading.Thread(target=self._watch, name="signals", daemon=True).start()
+
+    @staticmethod
+    def _handler(signum: int, frame: Any) -> None:
+        """Nothing to do here: the wakeup fd already carries the signal to the watcher."""
+
+    def _watch(self) -> None:
+        while True:
+            data = os.read(self._read_fd, 64)
+            if not data:
+                return
+            self.received += len(data)
+            if self.received == len(data):
+                log.info("stopping (%s; again to hurry) ...", signal.Signals(data[0]).name)
+            self.stop.set()
+            if self.received >= 2 and self.on_hurry is not None:
+                self.on_hurry()
+                return
+
+
+def _hurry(pg_dir: Path | None, children: list[subprocess.Popen[bytes] | None]) -> None:
+    """Second signal: kill the children, stop PostgreSQL immediately (no checkpoint; committed
+    data is in its WAL), exit now -- whatever the main thread was waiting for."""
+    from .services import stop_postgres_dir
+
+    log.warning("second signal: stopping now")
+    for proc in children:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+    try:
+        if pg_dir is not None:
+            stop_postgres_dir(pg_dir, immediate=True, timeout=10)
+    finally:
+        log.info("stopped (hurried)")
+        logging.shutdown()
+        os._exit(130)
+
+
 def serve(args: argparse.Namespace) -> int:
     configure_logging()
     t0 = time.monotonic()
-    stop = threading.Event()
-
-    def _signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _signal)
-    signal.signal(signal.SIGTERM, _signal)
+    signals = StopSignals()
+    signals.install()
+    pg_dir = Path(os.environ.get("LOCAL_PG_DIR", REPO_ROOT / ".local" / "pg"))
+    children: list[subprocess.Popen[bytes] | None] = []
+    # decided before start-up: the runtime then exports its own DATABASE_URL
+    embedded_pg_dir = pg_dir if uses_embedded_postgres() else None
+    signals.on_hurry = lambda: _hurry(embedded_pg_dir, children)
 
     key = os.environ.get("MEMORY_API_KEY") or ""
     generated = not key
     if generated:
         key = secrets.token_urlsafe(32)
-    backing = start_backing(Path(os.environ.get("LOCAL_PG_DIR", REPO_ROOT / ".local" / "pg")))
+    backing = start_backing(pg_dir)
+    if backing.redis is not None:
+        children.append(backing.redis.process)
     env = {
         "DATABASE_URL": backing.database_url,
         "REDIS_URL": backing.redis_url,
@@ -350,11 +427,14 @@ def serve(args: argparse.Namespace) -> int:
                       scheduler=_env_flag("LOCAL_SCHEDULER"))
     subscriber = None
     try:
-        rt.start()
-        if _env_flag("LOCAL_SUBSCRIBER"):
+        if not signals.stop.is_set():
+            rt.start()
+        if _env_flag("LOCAL_SUBSCRIBER") and not signals.stop.is_set():
             subscriber = start_subscriber(env, rt.invoke_url)
-        print(_banner(rt, backing, key, generated, subscriber, time.monotonic() - t0), flush=True)
-        while not stop.wait(1.0):
+            children.append(subscriber)
+        if not signals.stop.is_set():
+            print(_banner(rt, backing, key, generated, subscriber, time.monotonic() - t0), flush=True)
+        while not signals.stop.wait(1.0):
             if subscriber is not None and subscriber.poll() is not None:
                 log.warning("subscriber exited with code %s", subscriber.returncode)
                 subscriber = None
@@ -450,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the local stack (default)")
     fire_p = sub.add_parser("fire", help="fire one scheduled function now")
-    fire_p.add_argument("job", help="archival | quota_reset | retention_purge, or a logical id")
+    fire_p.add_argument("job", help="archival | quota_reset | retention_purge | consolidation, or a logical id")
     sub.add_parser("routes", help="print the template's routes and schedules")
     args = parser.parse_args(argv)
     if args.command == "fire":

@@ -42,6 +42,8 @@ def read_response(result: dict[str, Any]) -> Response:
     headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
     for k, v in (result.get("multiValueHeaders") or {}).items():
         headers[k.lower()] = v[0] if isinstance(v, list) else v
+    if headers.get("content-type", "").startswith("application/x-ndjson"):
+        return Response(result["statusCode"], raw, headers)  # text, one JSON document per line
     try:
         body = json.loads(raw) if raw else None
     except ValueError:

@@ -254,3 +254,18 @@ def test_history_is_invisible_to_the_service_role_for_another_user(api, user_id,
             app_conn.execute(
                 "INSERT INTO memory_history (user_id, memory_id, version, action, actor) "
                 "VALUES (%s, gen_random_uuid(), 1, 'created', 'x')", (user_id,))
+
+
+def test_patch_archives_and_restores(api, user_id):
+    mid = api.ingest(user_id=user_id, content="a memory to shelve").body["memory_id"]
+    r = api.call("PATCH", f"/memory/{mid}", query={"user_id": user_id}, body={"archived": True})
+    assert r.status == 200 and r.body["archived"] is True and r.body["archived_at"] is not None
+    assert api.call("GET", "/memories", query={"user_id": user_id}).body["memories"] == []
+    assert len(api.call("GET", "/memories", query={"user_id": user_id, "include_archived": "true"})
+               .body["memories"]) == 1
+    r = api.call("PATCH", f"/memory/{mid}", query={"user_id": user_id}, body={"archived": False})
+    assert r.body["archived"] is False and r.body["archived_at"] is None
+    actions = [e["action"] for e in api.call("GET", f"/memory/{mid}/history", query={"user_id": user_id})
+               .body["history"]]
+    assert actions == ["created", "updated", "restored"]
+    assert api.call("PATCH", f"/memory/{mid}", query={"user_id": user_id}, body={"archived": None}).status == 422

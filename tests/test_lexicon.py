@@ -158,6 +158,11 @@ def test_filters_apply_to_lexical_candidates(app_conn, admin_conn, corpus):
     assert _bm25(app_conn, user, "camping", filters=SearchFilters(min_importance=0.95)) == {}
     later = datetime.now(UTC) + timedelta(days=1)
     assert _bm25(app_conn, user, "camping", filters=SearchFilters(created_after=later)) == {}
+    admin_conn.execute("""UPDATE memories SET metadata = '{"trip": {"kind": "camping"}}' WHERE id = %s""", (ids[3],))
+    got = _bm25(app_conn, user, "camping lake kids", filters=SearchFilters(metadata={"trip": {"kind": "camping"}}))
+    assert set(got) == {ids[3]}
+    assert _bm25(app_conn, user, "camping", filters=SearchFilters(source_types=["elsewhere"])) == {}
+    assert set(_bm25(app_conn, user, "camping", filters=SearchFilters(source_types=["test"]))) == {ids[3], ids[6]}
 
 
 def test_search_filters_type_matches_the_model(admin_conn):

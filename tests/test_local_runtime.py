@@ -268,69 +268,35 @@ def test_template_environment_excludes_secrets_and_connections():
 # --- `python -m local.run` as a process ------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @needs_api
 def test_make_run_process_serves_then_stops_everything(tmp_path):
-    api_port, invoke_port = free_port(), free_port()
-    pg_dir = REPO_ROOT / ".local" / "pg-runtest"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MEMORY_API_KEY", "DATABASE_URL", "DATABASE_ADMIN_URL", "REDIS_URL")}
-    env.update({"LOCAL_API_PORT": str(api_port), "LOCAL_INVOKE_PORT": str(invoke_port),
-                "LOCAL_PG_DIR": str(pg_dir), "PYTHONUNBUFFERED": "1"})
-    log = tmp_path / "run.log"
+    from local.services import postmaster_pid
+    from tests.runner_process import RunnerProcess
+
+    run = RunnerProcess(pg_dir=REPO_ROOT / ".local" / "pg-runtest", log=tmp_path / "run.log")
     t0 = time.monotonic()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=REPO_ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+    run.start()
+    postmaster = postmaster_pid(run.pg_dir)
     try:
-        deadline = time.monotonic() + 120
-        text = ""
-        while time.monotonic() < deadline and "Ctrl-C stops everything" not in text:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.2)
-            text = log.read_text()
         ready_s = time.monotonic() - t0
-        assert "Ctrl-C stops everything" in text, text
-        key = re.search(r"API key \(X-API-Key\)\s+(\S+)\s+\(generated", text).group(1)
-        sub = re.search(r"Subscriber\s+pid (\d+)", text)
-        redis_port = int(re.search(r"Redis\s+redis://127\.0\.0\.1:(\d+)/0", text).group(1))
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as c:
+        assert "(generated" in run.text and run.subscriber_pid
+        with httpx.Client(base_url=f"http://127.0.0.1:{run.api_port}", timeout=60) as c:
             assert c.get("/health").status_code == 401
-            r = c.get("/health", headers={"X-API-Key": key})
+            r = c.get("/health", headers={"X-API-Key": run.key})
             assert r.status_code == 200, r.text
-        fired = subprocess.run([sys.executable, "-m", "local.run", "--invoke-port", str(invoke_port),
-                                "fire", "quota_reset"], cwd=REPO_ROOT, env=env, capture_output=True,
+        fired = subprocess.run([sys.executable, "-m", "local.run", "--invoke-port", str(run.invoke_port),
+                                "fire", "quota_reset"], cwd=REPO_ROOT, env=run.env(), capture_output=True,
                                text=True, timeout=120)
         assert fired.returncode == 0, fired.stdout + fired.stderr
         assert "via running runtime" in fired.stdout
-        assert re.search(r"GET /health -> 200 [\d.]+ ms \[RetrieveFunction\]", log.read_text())
+        assert re.search(r"GET /health -> 200 [\d.]+ ms \[RetrieveFunction\]", run.log.read_text())
         print(f"make run ready in {ready_s:.1f}s")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
-    assert code == 0, log.read_text()
-    assert "stopped" in log.read_text()
-    if sub:
-        assert not _alive(int(sub.group(1)))
-    import socket
-
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", redis_port), timeout=1):
-        pass
-    for port in (api_port, invoke_port):
-        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            pass
-    pid_file = pg_dir / "postmaster.pid"
-    if pid_file.exists():  # a stopped server removes it; a stale one must not be running
-        assert not _alive(int(pid_file.read_text().split()[0]))
+        run.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        code = run.wait(60)
+    assert code == 0, run.log.read_text()
+    assert "stopped" in run.log.read_text()
+    run.assert_nothing_left(postmaster)
 
 
 # --- the Docker alternative: local/docker-compose.yml + local/env.json -----------------------

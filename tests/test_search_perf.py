@@ -117,7 +117,7 @@ def test_filters_deleted_and_archived(app_conn, admin_conn, users):
 def test_search_sql_uses_the_definer_function():
     assert "bm25_candidates(" in _LEXICAL_SQL
     assert "@@" not in _LEXICAL_SQL and "@@" not in _SEARCH_SQL
-    assert filters_param(SearchFilters(tags=None, content_types=None)) == (None,) * 6
+    assert filters_param(SearchFilters(tags=None, content_types=None)) == (None,) * len(SearchFilters.model_fields)
     where, params = where_clause(SearchFilters())
     assert "m.user_id" in where and "memory_visible(m, " in where and "NOT m.archived" in where
-    assert params == {"filters": (None,) * 6}
+    assert params == {"filters": (None,) * len(SearchFilters.model_fields)}

@@ -362,6 +362,16 @@ def test_sigkill_mid_stream_then_another_subscriber_stores_everything_once(
     assert r.xlen(names.dlq) == 0
 
 
+def _drained_by_survivor(r: redis.Redis, admin_conn, names: Names, proc: SubscriberProcess, total: int) -> None:
+    """After a Redis restart: the same subscriber process stores the rest and acknowledges
+    everything, then stops cleanly."""
+    r.connection_pool.reset()
+    wait_for(lambda: count_rows(admin_conn, names.user) >= total, 120, what="all rows")
+    wait_for(lambda: pending_count(r, names) == 0, 30, what="all acked")
+    assert proc.process.poll() is None, "subscriber died with Redis"
+    assert proc.terminate() == 0
+
+
 @pytest.mark.slow
 def test_redis_restart_mid_stream_loses_nothing(r, redis_server, endpoint, admin_conn, tmp_path):
     """A producer keeps appending while Redis is restarted under it (AOF on, as in production):
@@ -391,15 +401,40 @@ def test_redis_restart_mid_stream_loses_nothing(r, redis_server, endpoint, admin
         redis_server.restart()
         producer.join(120)
         assert len(written) == total
-        r.connection_pool.reset()
-        wait_for(lambda: count_rows(admin_conn, names.user) >= total, 120, what="all rows")
-        wait_for(lambda: pending_count(r, names) == 0, 30, what="all acked")
-        assert proc.process.poll() is None, "subscriber died with Redis"
-        assert proc.terminate() == 0
+        _drained_by_survivor(r, admin_conn, names, proc, total)
     finally:
         proc.close()
     by_event = rows_by_event(admin_conn, names.user)
     assert len(by_event) == total and set(by_event.values()) == {1}
+
+
+def test_redis_killed_while_the_subscriber_has_a_backlog_stores_each_event_once(
+    r, redis_server, endpoint, admin_conn, tmp_path
+):
+    """A backlog waits in the stream; Redis is SIGKILLed (a crash, not a shutdown) while the
+    subscriber has entries read but not yet acknowledged, and comes back from its AOF: the
+    entries whose XACK was lost are delivered again and the ingest path stores them once."""
+    names = Names.fresh("backlog")
+    total = 800
+    for i in range(total):
+        xadd_event(r, names.stream, seed_event(names.user, i, "bl"), event_id=f"bl-{i}")
+    time.sleep(1.2)  # appendfsync everysec: the backlog is on disk before the crash
+    proc = SubscriberProcess(_process_env(names, redis_server.url, endpoint), "backlog-1", tmp_path)
+    try:
+        wait_for(lambda: count_rows(admin_conn, names.user) > 0 and pending_count(r, names) > 0, 60,
+                 interval=0.01, what="rows stored and entries in flight")
+        stored_at_kill = count_rows(admin_conn, names.user)
+        redis_server.restart(hard=True)
+        assert stored_at_kill < total, "too late: the backlog was gone before the crash"
+        _drained_by_survivor(r, admin_conn, names, proc, total)
+    finally:
+        proc.close()
+    by_event = rows_by_event(admin_conn, names.user)
+    print(f"\nbacklog {total}: {stored_at_kill} stored at the crash, {len(by_event)} distinct stored after, "
+          f"max rows per event {max(by_event.values())}")
+    assert len(by_event) == total and set(by_event.values()) == {1}
+    assert count_rows(admin_conn, names.user) == total
+    assert r.xlen(names.dlq) == 0
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ JOB_FUNCTIONS = {
     "ArchivalFunction": "app.archival_handler",
     "QuotaResetFunction": "app.quota_reset_handler",
     "RetentionPurgeFunction": "app.retention_purge_handler",
+    "ConsolidationFunction": "app.consolidation_handler",
 }
 VENV_BIN = Path(sys.executable).parent
 

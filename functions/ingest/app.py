@@ -1,5 +1,6 @@
 """Ingest function: POST /ingest, POST /ingest/batch, GET /memories, GET|PATCH|DELETE
-/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories (routed here by
+/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories, GET
+/users/{user_id}/export, POST /users/{user_id}/import (routed here by
 infra/template.yaml); plus direct invokes from the subscriber."""
 
 from coda_memory import runtime
@@ -7,13 +8,13 @@ from coda_memory import runtime
 runtime.prewarm()  # start loading the model while FastAPI and the rest import (Lambda init)
 
 from fastapi import Depends, Request  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
 
-from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
+from coda_memory.api.app import caller, create_app, json_body, raw_body  # noqa: E402
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
 from coda_memory.models import BatchRequest, parse_model  # noqa: E402
-from coda_memory.usecases import ingest, memories  # noqa: E402
+from coda_memory.usecases import ingest, memories, transfer  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
@@ -70,6 +71,22 @@ async def delete_memory(
 @app.delete("/users/{user_id}/memories")
 async def erase_user(user_id: str, who: Caller = Depends(caller)) -> dict:
     return memories.erase_user(who, user_id)
+
+
+@app.get("/users/{user_id}/export")
+async def export_user(
+    user_id: str, cursor: str | None = None, embeddings: bool = False, who: Caller = Depends(caller)
+) -> Response:
+    page = transfer.export_page(who, user_id, cursor, embeddings=embeddings)
+    headers = {"X-Memory-Count": str(page.count)}
+    if page.next_cursor:
+        headers["X-Next-Cursor"] = page.next_cursor
+    return Response(page.body, media_type="application/x-ndjson", headers=headers)
+
+
+@app.post("/users/{user_id}/import")
+async def import_user(user_id: str, request: Request, who: Caller = Depends(caller)) -> dict:
+    return transfer.import_lines(who, user_id, await raw_body(request))
 
 
 handler = make_handler(app, direct={"ingest_events": ingest.ingest_events})

@@ -1,4 +1,4 @@
-"""Scheduled retention jobs (EventBridge ``Schedule`` events in infra/template.yaml).
+"""Scheduled jobs (retention and consolidation) (EventBridge ``Schedule`` events in infra/template.yaml).
 
 Plain Lambda handlers, no web framework: each parses nothing, runs one job from
 :mod:`coda_memory.usecases.jobs` within the invocation's time budget, logs and returns a summary. An
@@ -40,6 +40,10 @@ def archival_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def quota_reset_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _run("quota_reset", event, context)
+
+
+def consolidation_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _run("consolidation", event, context)
 
 
 def retention_purge_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

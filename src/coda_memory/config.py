@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(16_384, ge=2)
     max_batch_items: int = Field(100, ge=1, le=1_000)
     max_top_k: int = Field(100, ge=1)
+    # export pages stay below Lambda's 6 MB response limit: this counts the NDJSON as it will be
+    # escaped into the function's JSON response
+    export_page_bytes: int = Field(5_000_000, ge=10_000, le=5_500_000)
+    max_import_lines: int = Field(500, ge=1, le=10_000)
     max_context_tokens: int = Field(32_000, ge=1)
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
 
@@ -85,12 +89,19 @@ class Settings(BaseSettings):
     rrf_k: int = Field(20, ge=1)
     candidate_pool: int = Field(50, ge=1, le=1_000)
     token_estimator: Literal["chars4", "words"] = "chars4"  # noqa: S105 - not a secret
+    # /context leaves out memories whose cosine similarity to the query is below this (a request's
+    # min_relevance overrides it); measured on LoCoMo dev, see README "Retrieval quality"
+    context_min_relevance: float = Field(0.2, ge=0, le=1)
 
     # --- retention jobs ----------------------------------------------------------------
     archive_after_days: int = Field(365, ge=1)
     archive_max_access_count: int = Field(5, ge=0)
     purge_after_days: int = Field(30, ge=0)
     job_batch_size: int = Field(1_000, ge=1, le=100_000)
+    # consolidation: near-duplicates of the same content type at or above this cosine similarity
+    # are merged into the earliest (measured on LoCoMo dev, see README "Memory lifecycle")
+    consolidate_similarity: float = Field(0.95, ge=0.8, le=1.0)
+    consolidate_batch_size: int = Field(200, ge=1, le=10_000)
 
     # --- model -------------------------------------------------------------------------
     model_dir: Path | None = None

@@ -7,7 +7,9 @@ Validation errors become ``422 validation_error`` responses listing the offendin
 from __future__ import annotations
 
 import json
+import math
 import re
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -23,7 +25,7 @@ from pydantic import (
 )
 
 from .config import get_settings
-from .errors import ValidationFailed
+from .errors import MemoryServiceError, ValidationFailed
 from .text import sanitize, sanitize_json
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,255}$"
@@ -151,6 +153,30 @@ class IngestItem(_Strict):
         return value
 
 
+EMBEDDING_DIM = 384
+
+
+class ImportLine(IngestItem):
+    """One line of ``POST /users/{user_id}/import`` (the export format). ``user_id`` may be
+    left out (the path names the user); ``id`` and ``created_at`` are kept when given."""
+
+    user_id: Identifier | None = None  # type: ignore[assignment]
+    source_type: Identifier = "import"
+    id: uuid.UUID | None = None
+    event_id: Identifier | None = None
+    archived: bool = False
+    embedding: list[float] | None = Field(None, min_length=EMBEDDING_DIM, max_length=EMBEDDING_DIM)
+
+    @field_validator("embedding")
+    @classmethod
+    def _embedding(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
+        if not all(math.isfinite(x) for x in value) or not any(value):
+            raise ValueError("embedding must be finite and not all zero")
+        return value
+
+
 class MemoryPatch(_Strict):
     """``PATCH /memory/{id}`` body: any of the fields; ``context_id`` and ``expires_at`` may be
     null (cleared). Only the fields present in the body change."""
@@ -163,6 +189,8 @@ class MemoryPatch(_Strict):
     metadata: dict[str, Any] | None = None
     context_id: Identifier | None = None
     expires_at: datetime | None = None
+    #: false restores an archived (or consolidated) memory; true archives it
+    archived: bool | None = None
 
     @field_validator("content")
     @classmethod
@@ -249,6 +277,14 @@ class SearchFilters(_Strict):
     context_id: Identifier | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    #: a JSON object the memory's metadata must contain (jsonb ``@>``)
+    metadata: dict[str, Any] | None = None
+    source_types: list[Identifier] | None = Field(None, max_length=100)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _valid_metadata(value)
 
     @field_validator("content_types")
     @classmethod
@@ -295,6 +331,8 @@ class SearchRequest(_Strict):
     user_id: Identifier
     top_k: int = Field(10, ge=1)
     filters: SearchFilters = Field(default_factory=lambda: SearchFilters())
+    #: drop results whose cosine similarity to the query is below this (None: keep all)
+    min_relevance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
     @field_validator("query")
     @classmethod
@@ -349,6 +387,22 @@ def validation_message(errors: Sequence[Any]) -> str:
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts[:10]) or "invalid request"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json_object(raw: bytes, what: str, error: type[MemoryServiceError]) -> dict[str, Any]:
+    """``raw`` as a JSON object, or ``error`` naming ``what`` (NaN/Infinity are refused:
+    PostgreSQL's jsonb cannot store them)."""
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise error(f"{what} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise error(f"{what} must be a JSON object")
+    return data
 
 
 def parse_model(model: type[M], raw: Any) -> M:

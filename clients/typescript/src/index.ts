@@ -30,6 +30,8 @@ export interface IngestRequest {
   confidence?: number;
   /** ISO 8601; not in the future. */
   created_at?: string;
+  /** ISO 8601, in the future: from then on the memory is invisible everywhere. */
+  expires_at?: string;
 }
 
 export interface IngestResult {
@@ -45,6 +47,9 @@ export interface SearchFilters {
   context_id?: string;
   created_after?: string;
   created_before?: string;
+  /** A JSON object the memory's metadata must contain. */
+  metadata?: Record<string, unknown>;
+  source_types?: string[];
 }
 
 export interface SearchRequest {
@@ -52,6 +57,8 @@ export interface SearchRequest {
   user_id: string;
   top_k?: number;
   filters?: SearchFilters;
+  /** Leave out results whose cosine similarity to the query is below this (0..1). */
+  min_relevance?: number;
 }
 
 export interface Memory {
@@ -65,6 +72,97 @@ export interface Memory {
   importance: number;
   created_at: string;
   metadata: Record<string, unknown>;
+  // GET /memory/{id}, GET /memories and PATCH answers carry these too:
+  user_id?: string;
+  confidence?: number;
+  content_hash?: string;
+  ingested_at?: string;
+  accessed_at?: string | null;
+  access_count?: number;
+  archived?: boolean;
+  archived_at?: string | null;
+  version?: number;
+  updated_at?: string | null;
+  expires_at?: string | null;
+  merged_into?: string | null;
+}
+
+export interface ListMemoriesOptions {
+  /** 1..100 (default 20). */
+  limit?: number;
+  /** next_cursor of the previous page. */
+  cursor?: string;
+  content_type?: ContentType;
+  tag?: string;
+  context_id?: string;
+  created_after?: string;
+  created_before?: string;
+  include_archived?: boolean;
+}
+
+export interface MemoryPage {
+  memories: Memory[];
+  /** null on the last page. */
+  next_cursor: string | null;
+}
+
+/** PATCH /memory/{id}: only the fields given change; context_id and expires_at may be null. */
+export interface MemoryPatch {
+  content?: string;
+  content_type?: ContentType;
+  tags?: string[];
+  importance?: number;
+  confidence?: number;
+  metadata?: Record<string, unknown>;
+  context_id?: string | null;
+  expires_at?: string | null;
+  /** false restores an archived or consolidated memory (history "restored"); true archives it. */
+  archived?: boolean;
+}
+
+export interface HistoryEntry {
+  version: number;
+  action: "created" | "imported" | "updated" | "deleted" | "expired" | "merged" | "restored" | (string & {});
+  at: string;
+  actor: string;
+  changes: Record<string, { old: unknown; new: unknown }>;
+}
+
+export interface MemoryHistory {
+  memory_id: string;
+  history: HistoryEntry[];
+}
+
+/** One line of the export / import format. */
+export interface ExportedMemory {
+  id?: string;
+  content: string;
+  content_type: ContentType;
+  source_type?: string;
+  source_id?: string | null;
+  context_id?: string | null;
+  event_id?: string | null;
+  tags?: string[];
+  metadata?: Record<string, unknown>;
+  importance?: number;
+  confidence?: number;
+  created_at?: string;
+  expires_at?: string | null;
+  archived?: boolean;
+  /** 384 floats; only with `embeddings: true`. */
+  embedding?: number[];
+}
+
+export interface ExportPage {
+  memories: ExportedMemory[];
+  /** Cursor of the next page (X-Next-Cursor); undefined on the last page. */
+  nextCursor: string | undefined;
+}
+
+export interface ImportResult {
+  created: number;
+  duplicate: number;
+  rejected: { line: number; error: { code: string; message: string } }[];
 }
 
 export interface SearchResult extends Memory {
@@ -83,6 +181,8 @@ export interface ContextRequest {
   max_tokens?: number;
   top_k?: number;
   filters?: SearchFilters;
+  /** Default: the service's MEMORY_CONTEXT_MIN_RELEVANCE (0.2); 0 keeps every candidate. */
+  min_relevance?: number;
 }
 
 export interface ContextResponse {
@@ -109,6 +209,7 @@ export interface MemoryEvent {
   tags?: string[];
   importance?: number;
   created_at?: string;
+  expires_at?: string;
 }
 
 export interface ConversationTurn {
@@ -179,6 +280,18 @@ export interface MemoryClientOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
+/** How a request sends its body and reads its answer: `contentType` sends a string body as is;
+ * `raw` returns the answer's text and headers instead of parsed JSON. */
+interface RequestMode {
+  raw?: boolean;
+  contentType?: string;
+}
+
+interface RawResponse {
+  text: string;
+  headers: Headers;
+}
+
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Parses Retry-After (delta seconds or an HTTP date) into seconds. */
@@ -243,18 +356,79 @@ export class MemoryClient {
     return this.request("DELETE", `/users/${encodeURIComponent(userId)}/memories`, undefined, signal);
   }
 
+  /** A page of the user's memories, newest first. */
+  listMemories(userId: string, options: ListMemoriesOptions = {}, signal?: AbortSignal): Promise<MemoryPage> {
+    const query = new URLSearchParams({ user_id: userId });
+    for (const [key, value] of Object.entries(options)) {
+      if (value !== undefined && value !== null) query.set(key, String(value));
+    }
+    return this.request<MemoryPage>("GET", `/memories?${query}`, undefined, signal);
+  }
+
+  /** Every memory of the user, newest first, page by page. */
+  async *iterateMemories(userId: string, options: Omit<ListMemoriesOptions, "cursor"> = {}): AsyncGenerator<Memory> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.listMemories(userId, { ...options, ...(cursor ? { cursor } : {}) });
+      yield* page.memories;
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+  }
+
+  /** Change some fields of a memory; returns it with its new version (409 `conflict` with
+   * `error.memory_id` when the new content equals another memory of the user). */
+  updateMemory(id: string, userId: string, patch: MemoryPatch, signal?: AbortSignal): Promise<Memory> {
+    return this.request<Memory>("PATCH", `/memory/${encodeURIComponent(id)}?user_id=${encodeURIComponent(userId)}`, patch, signal);
+  }
+
+  memoryHistory(id: string, userId: string, signal?: AbortSignal): Promise<MemoryHistory> {
+    return this.request<MemoryHistory>(
+      "GET", `/memory/${encodeURIComponent(id)}/history?user_id=${encodeURIComponent(userId)}`, undefined, signal);
+  }
+
+  /** One page of the user's export (oldest first). */
+  async exportUser(
+    userId: string, options: { cursor?: string; embeddings?: boolean } = {}, signal?: AbortSignal,
+  ): Promise<ExportPage> {
+    const query = new URLSearchParams();
+    if (options.cursor) query.set("cursor", options.cursor);
+    if (options.embeddings) query.set("embeddings", "true");
+    const qs = query.toString() ? `?${query}` : "";
+    const raw = await this.request<RawResponse>("GET", `/users/${encodeURIComponent(userId)}/export${qs}`, undefined,
+      signal, { raw: true });
+    const memories = raw.text.split("\n").filter((line) => line.trim()).map((line) => JSON.parse(line) as ExportedMemory);
+    return { memories, nextCursor: raw.headers.get("x-next-cursor") ?? undefined };
+  }
+
+  /** Every memory of the user in the export format, page by page. */
+  async *exportAll(userId: string, options: { embeddings?: boolean } = {}): AsyncGenerator<ExportedMemory> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.exportUser(userId, { ...options, ...(cursor ? { cursor } : {}) });
+      yield* page.memories;
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  /** Import memories (export format; at most 500 lines and 1 MB per call: split larger sets). */
+  importUser(userId: string, memories: ExportedMemory[] | string, signal?: AbortSignal): Promise<ImportResult> {
+    const body = typeof memories === "string" ? memories : memories.map((m) => JSON.stringify(m)).join("\n") + "\n";
+    return this.request<ImportResult>("POST", `/users/${encodeURIComponent(userId)}/import`, body, signal,
+      { contentType: "application/x-ndjson" });
+  }
+
   health(signal?: AbortSignal): Promise<Record<string, unknown>> {
     return this.request("GET", "/health", undefined, signal);
   }
 
   /** One API call with timeout and retries. Every route is safe to retry: reads are reads, and
    * ingest dedups the same content for the same user. */
-  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, mode: RequestMode = {}): Promise<T> {
     const pathOnly = path.split("?")[0] ?? path;
     for (let attempt = 0; ; attempt++) {
       let error: MemoryApiError;
       try {
-        return await this.once<T>(method, path, pathOnly, body, signal);
+        return await this.once<T>(method, path, pathOnly, body, signal, mode);
       } catch (caught) {
         if (!(caught instanceof MemoryApiError) || !caught.retryable || caught.code === "aborted") throw caught;
         error = caught;
@@ -268,7 +442,9 @@ export class MemoryClient {
     }
   }
 
-  private async once<T>(method: string, path: string, pathOnly: string, body: unknown, outer?: AbortSignal): Promise<T> {
+  private async once<T>(
+    method: string, path: string, pathOnly: string, body: unknown, outer?: AbortSignal, mode: RequestMode = {},
+  ): Promise<T> {
     const controller = new AbortController();
     const onAbort = () => controller.abort(outer?.reason);
     if (outer?.aborted) onAbort();
@@ -281,10 +457,10 @@ export class MemoryClient {
         method,
         headers: {
           "X-API-Key": this.apiKey,
-          Accept: "application/json",
-          ...(body !== undefined ? { "Content-Type": "application/json" } : {}),
+          Accept: mode.raw ? "application/x-ndjson, application/json" : "application/json",
+          ...(body !== undefined ? { "Content-Type": mode.contentType ?? "application/json" } : {}),
         },
-        body: body !== undefined ? JSON.stringify(body) : undefined,
+        body: body === undefined ? undefined : mode.contentType ? String(body) : JSON.stringify(body),
         signal: controller.signal,
       });
       text = await response.text();
@@ -314,6 +490,9 @@ export class MemoryClient {
       } catch {
         parsed = undefined;
       }
+    }
+    if (response.ok && mode.raw) {
+      return { text, headers: response.headers } as T;
     }
     if (response.ok) {
       if (parsed === undefined) {

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, describe, it } from "node:test";
 
-import { MemoryApiError, MemoryClient, MemorySkill, RedisClient } from "../src/index.js";
+import { type ExportedMemory, MemoryApiError, MemoryClient, MemorySkill, RedisClient } from "../src/index.js";
 
 const baseUrl = process.env.MEMORY_API_URL;
 const apiKey = process.env.MEMORY_API_KEY;
@@ -135,5 +135,71 @@ describe("MemorySkill against the local stack", () => {
       return true;
     });
     await assert.rejects(skill.client.getMemory(randomUUID(), userId), { status: 404, code: "not_found" });
+  });
+});
+
+describe("memory lifecycle against the local stack", () => {
+  const client = new MemoryClient({ baseUrl, apiKey, timeoutMs: 30_000 });
+  const owner = `ts-life-${randomUUID().slice(0, 8)}`;
+
+  it("lists pages, updates with history, answers 409 naming the duplicate", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await client.ingest({
+        content: `Lifecycle memory number ${i}: the user owns ${i + 2} bicycles`,
+        content_type: "fact", source_type: "ts", user_id: owner, created_at: `2024-01-0${i + 1}T00:00:00Z`,
+      });
+      ids.push(r.memory_id!);
+    }
+    const first = await client.listMemories(owner, { limit: 2 });
+    assert.deepEqual(first.memories.map((m) => m.id), [ids[2], ids[1]]);
+    assert.ok(first.next_cursor);
+    const second = await client.listMemories(owner, { limit: 2, cursor: first.next_cursor! });
+    assert.deepEqual(second.memories.map((m) => m.id), [ids[0]]);
+    assert.equal(second.next_cursor, null);
+    const all: string[] = [];
+    for await (const m of client.iterateMemories(owner, { limit: 1 })) all.push(m.id);
+    assert.deepEqual(all, [...ids].reverse());
+
+    const updated = await client.updateMemory(ids[0]!, owner, { importance: 0.9, tags: ["bikes"], expires_at: null });
+    assert.equal(updated.version, 2);
+    assert.deepEqual(updated.tags, ["bikes"]);
+    const history = await client.memoryHistory(ids[0]!, owner);
+    assert.deepEqual(history.history.map((h) => h.action), ["created", "updated"]);
+    assert.deepEqual(history.history[1]!.changes.tags!.new, ["bikes"]);
+
+    await assert.rejects(client.updateMemory(ids[1]!, owner, { content: "Lifecycle memory number 2: the user owns 4 bicycles" }),
+      (error: unknown) => {
+        assert.ok(error instanceof MemoryApiError);
+        assert.equal(error.status, 409);
+        assert.equal((error.body as { error: { memory_id: string } }).error.memory_id, ids[2]);
+        return true;
+      });
+  });
+
+  it("filters by metadata and source type, and drops weak matches", async () => {
+    await client.ingest({ content: "Deploy notes for project apollo", content_type: "fact", source_type: "slack",
+      user_id: owner, metadata: { project: "apollo" } });
+    const found = await client.search({ query: "deploy notes", user_id: owner,
+      filters: { metadata: { project: "apollo" }, source_types: ["slack"] } });
+    assert.deepEqual(found.results.map((r) => r.content), ["Deploy notes for project apollo"]);
+    const strict = await client.search({ query: "deploy notes", user_id: owner, min_relevance: 0.99 });
+    assert.deepEqual(strict.results, []);
+  });
+
+  it("exports and imports NDJSON", async () => {
+    const exported: ExportedMemory[] = [];
+    for await (const m of client.exportAll(owner)) exported.push(m);
+    assert.ok(exported.length >= 4);
+    const page = await client.exportUser(owner, { embeddings: true });
+    assert.equal(page.memories[0]!.embedding!.length, 384);
+    const target = `${owner}-copy`;
+    const lines = exported.map(({ id: _id, ...rest }) => rest);
+    const result = await client.importUser(target, lines);
+    assert.deepEqual(result, { created: exported.length, duplicate: 0, rejected: [] });
+    const again = await client.importUser(target, lines.map((l) => JSON.stringify(l)).join("\n") + "\n{broken\n");
+    assert.equal(again.created, 0);
+    assert.equal(again.duplicate, exported.length);
+    assert.deepEqual(again.rejected.map((r) => r.line), [exported.length + 1]);
   });
 });

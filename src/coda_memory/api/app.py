@@ -3,7 +3,6 @@ error mapping (the one place where errors become HTTP) and per-request logging."
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -26,7 +25,7 @@ from ..errors import (
     Unauthorized,
     ValidationFailed,
 )
-from ..models import validation_message
+from ..models import load_json_object, validation_message
 from ..observability import logger, record_request
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,8 @@ def error_response(
                         headers=headers)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object: 413 past the size limit, 400 when it is not JSON
-    or not an object (NaN/Infinity are refused: PostgreSQL's jsonb cannot store them)."""
+async def raw_body(request: Request) -> bytes:
+    """The request body, 413 past the size limit (``MEMORY_MAX_BODY_BYTES``)."""
     limit = get_settings().max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -61,15 +55,16 @@ async def json_body(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    return body
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object: 413 past the size limit, 400 when it is not JSON
+    or not an object (NaN/Infinity are refused: PostgreSQL's jsonb cannot store them)."""
+    body = await raw_body(request)
     if not body.strip():
         raise BadRequest("request body is empty; a JSON object is expected")
-    try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise BadRequest("request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
-    return data
+    return load_json_object(body, "request body", BadRequest)
 
 
 def _client_ip(request: Request) -> str | None:

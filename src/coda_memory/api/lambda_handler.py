@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
 from .. import snapstart
 from ..observability import logger, traced
@@ -27,7 +28,9 @@ def _ensure_event_loop() -> None:
 def make_handler(
     app: FastAPI, direct: dict[str, Callable[[dict[str, Any]], Any]] | None = None
 ) -> LambdaHandler:
-    asgi = Mangum(app, lifespan="off")
+    # NDJSON (the export) is text: sent as is, not base64 (API Gateway would pass base64 through
+    # to the client unless the API declared binary media types)
+    asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])
     direct = direct or {}
     snapstart.register()  # no-op unless the Lambda runtime provides snapshot_restore_py
 

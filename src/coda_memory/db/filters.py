@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from ..models import SearchFilters
 
 #: A memory whose ``expires_at`` has passed is invisible everywhere (alias ``m``) until the
@@ -25,7 +27,8 @@ FILTERS = "%(filters)s::search_filters"
 def filters_param(filters: SearchFilters) -> tuple[Any, ...]:
     """``filters`` as the attributes of a ``search_filters`` value, in order (None = no filter;
     a test pins the order against the type)."""
-    return tuple(getattr(filters, name) for name in SearchFilters.model_fields)
+    values = (getattr(filters, name) for name in SearchFilters.model_fields)
+    return tuple(Jsonb(v) if isinstance(v, dict) else v for v in values)
 
 
 def where_clause(filters: SearchFilters, *, include_archived: bool = False) -> tuple[str, dict[str, Any]]:

@@ -28,6 +28,10 @@ def reset_quotas_batch(cur: DictCursor, today: date, limit: int, request_id: str
     return _count(cur, "SELECT job_reset_quotas_batch(%s, %s, %s)", (today, limit, request_id))
 
 
+def consolidate_batch(cur: DictCursor, similarity: float, limit: int, max_tags: int, request_id: str) -> int:
+    return _count(cur, "SELECT job_consolidate_batch(%s, %s, %s, %s)", (similarity, limit, max_tags, request_id))
+
+
 def record_run(cur: DictCursor, job: str, status: str, request_id: str, details: dict[str, Any]) -> None:
     """One summary row per job run in the audit log (user '' = the system)."""
     cur.execute(

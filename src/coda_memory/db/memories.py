@@ -23,9 +23,15 @@ MEMORY_COLUMNS = (
     "archived, archived_at, version, updated_at, expires_at, merged_into"
 )
 
+#: What the export writes per memory (the embedding only on request).
+EXPORT_COLUMNS = (
+    "id, content, content_type, source_type, source_id, context_id, event_id, tags, metadata, importance, "
+    "confidence, created_at, expires_at, archived"
+)
+
 #: Fields a PATCH may change (``content`` also changes ``content_hash`` and ``embedding``).
 PATCHABLE = ("content", "content_type", "tags", "importance", "confidence", "metadata", "context_id",
-             "expires_at")
+             "expires_at", "archived")
 
 
 @dataclass
@@ -126,9 +132,14 @@ def update_memory(
             raise ValueError(f"not a patchable field: {key}")
         sets.append(f"{key} = %({key})s")  # key is one of the fixed names above
         params[key] = Jsonb(value) if key == "metadata" else value
+    if "archived" in values:
+        # archiving stamps the time; restoring also undoes a consolidation merge
+        sets.append("archived_at = CASE WHEN %(archived)s THEN now() END")
+        if not values["archived"]:
+            sets.append("merged_into = NULL")
     if embedding is not None:
-        # a new content is compared again by consolidation
-        sets += ["embedding = %(embedding)s", "content_hash = %(hash)s", "checked_at = NULL"]
+        # (a trigger queues the new content for consolidation)
+        sets += ["embedding = %(embedding)s", "content_hash = %(hash)s"]
         params.update(embedding=embedding, hash=content_hash)
     cur.execute(
         f"UPDATE memories m SET {', '.join(sets)} WHERE m.user_id = %(u)s AND m.id = %(id)s "  # noqa: S608
@@ -242,6 +253,23 @@ def touch(cur: DictCursor, user_id: str, counts: Mapping[uuid.UUID, int]) -> Non
            WHERE m.user_id = %s AND m.id = c.id""",
         (ids, [counts[i] for i in ids], user_id),
     )
+
+
+def existing_ids(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``ids`` the user already has (deleted or not: the primary key covers both)."""
+    if not ids:
+        return set()
+    cur.execute("SELECT id FROM memories WHERE user_id = %s AND id = ANY(%s)", (user_id, list(ids)))
+    return {r["id"] for r in cur.fetchall()}
+
+
+def ids_taken_by_others(cur: DictCursor, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``ids`` belong to another user than the transaction's (SECURITY DEFINER
+    ``memory_ids_taken``: the service role cannot see other users' rows)."""
+    if not ids:
+        return set()
+    cur.execute("SELECT memory_ids_taken AS id FROM memory_ids_taken(%s::uuid[])", (list(ids),))
+    return {r["id"] for r in cur.fetchall()}
 
 
 def prefixed(columns: str) -> str:

@@ -89,6 +89,7 @@ SELECT {output}, similarity,
                                   * %(decay)s::float8) AS relevance,
        (SELECT count(*) FROM v) AS vector_found
 FROM normed
+{threshold}
 ORDER BY relevance DESC, similarity DESC, id
 LIMIT %(top_k)s"""
 
@@ -147,15 +148,19 @@ def rank(
     ranking: Ranking,
     top_k: int,
     n: int,
+    min_similarity: float | None = None,
 ) -> list[dict[str, Any]]:
     """The top ``top_k`` memories of ``user_id`` by relevance, from the ``n`` nearest by
-    cosine and the ``lexical`` candidates (RLS scopes ``cur`` already)."""
+    cosine and the ``lexical`` candidates (RLS scopes ``cur`` already), leaving out those whose
+    cosine similarity is below ``min_similarity`` (after normalising over all candidates, so
+    the threshold changes no score; 0 or None keeps everything, negative cosines included)."""
     where, params = _where(filters)
     params.update(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
-                  t_ids=list(lexical), t_scores=list(lexical.values()),
+                  t_ids=list(lexical), t_scores=list(lexical.values()), min_sim=min_similarity,
                   query=query, k1=_BM25_K1, b=_BM25_B, hybrid=ranking.mode == "hybrid")
     sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS,
-                             match=_MATCH_SQL[ranking.match_key])
+                             match=_MATCH_SQL[ranking.match_key],
+                             threshold="WHERE similarity >= %(min_sim)s::float8" if min_similarity else "")
     cur.execute(sql, params)
     rows = cur.fetchall()
     found = int(rows[0]["vector_found"]) if rows else 0

@@ -1,83 +1,27 @@
-"""Access statistics (access_count, accessed_at) recorded off the request path.
+"""Access statistics (``access_count``, ``accessed_at``), written with the search that caused them.
 
-Searches hand the returned ids to a background thread that writes them in small batches, so
-an answer never waits for the UPDATE. On Lambda the thread runs while the environment is
-warm (usually within the same invocation); :func:`flush` writes everything pending now.
+The UPDATE runs in the search's own transaction, on its connection, after the ranking query:
+in pipeline mode it is sent without waiting and the commit that ends the search carries it, so
+the statistics cost no extra round trip and are committed (on disk) before the answer leaves.
+Nothing runs after the handler returns -- on Lambda the execution environment is frozen then,
+and a background writer (what this module used to be) could lose or delay the update. The
+archival job decides on ``access_count``, so it must not depend on that.
+
+A failure of the UPDATE fails the request like any other database error (503 with
+``Retry-After`` for an outage); statistics are never dropped silently.
 """
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 
-log = logging.getLogger(__name__)
-
-_queue: queue.Queue[tuple[str, list[uuid.UUID]] | None] = queue.Queue(maxsize=10_000)
-_worker: threading.Thread | None = None
-_lock = threading.Lock()
-_idle = threading.Condition()
-_pending = 0
+from ..db import memories as memory_sql
+from ..db.pool import DictCursor
 
 
-def record_access(user_id: str, ids: Sequence[uuid.UUID]) -> None:
-    """Queue an access of ``ids`` by ``user_id`` (dropped, with a log line, if the queue is full)."""
-    global _pending
-    if not ids:
-        return
-    _ensure_worker()
-    with _idle:
-        _pending += 1
-    try:
-        _queue.put_nowait((user_id, list(ids)))
-    except queue.Full:
-        with _idle:
-            _pending -= 1
-            _idle.notify_all()
-        log.warning("access statistics queue full; dropping one update")
-
-
-def flush(timeout: float = 5.0) -> bool:
-    """Wait until every queued access is written; False on timeout."""
-    with _idle:
-        return _idle.wait_for(lambda: _pending == 0, timeout)
-
-
-def _ensure_worker() -> None:
-    global _worker
-    if _worker is None or not _worker.is_alive():
-        with _lock:
-            if _worker is None or not _worker.is_alive():
-                _worker = threading.Thread(target=_run, name="coda-access-stats", daemon=True)
-                _worker.start()
-
-
-def _run() -> None:
-    global _pending
-    from .. import runtime
-    from ..db import memories as memory_sql
-
-    while True:
-        first = _queue.get()
-        batch = [first]
-        while len(batch) < 200:
-            try:
-                batch.append(_queue.get_nowait())
-            except queue.Empty:
-                break
-        merged: dict[str, Counter[uuid.UUID]] = defaultdict(Counter)
-        for entry in batch:
-            if entry is not None:
-                merged[entry[0]].update(entry[1])  # Counter: one per access
-        for user_id, ids in merged.items():
-            try:
-                with runtime.database().user_tx(user_id) as cur:
-                    memory_sql.touch(cur, user_id, ids)
-            except Exception as exc:  # statistics must never break anything
-                log.warning("could not record access statistics: %s", type(exc).__name__)
-        with _idle:
-            _pending -= len(batch)
-            _idle.notify_all()
+def record_access(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> None:
+    """Count one access of each of ``ids`` by ``user_id`` in the transaction of ``cur``."""
+    if ids:
+        memory_sql.touch(cur, user_id, Counter(ids))

@@ -147,7 +147,7 @@ def _store_user_items(
             out.append((p, ItemResult("duplicate", str(existing), event_id=p.event_id)))
             continue
         if remaining <= 0:
-            exc = QuotaExceeded(_quota_message(quota), retry_after=_seconds_to_utc_midnight())
+            exc = QuotaExceeded(quota_message(quota), retry_after=seconds_to_utc_midnight())
             if atomic_single:
                 raise exc
             out.append((p, _rejected(exc, p.event_id)))
@@ -179,13 +179,13 @@ def _store_user_items(
     return out
 
 
-def _quota_message(quota: quotas.Quota) -> str:
+def quota_message(quota: quotas.Quota) -> str:
     if quota.memory_count >= quota.max_memories:
         return f"memory quota exceeded: this user already has {quota.max_memories} memories"
     return f"daily ingestion quota exceeded: at most {quota.max_daily_ingestions} per UTC day"
 
 
-def _seconds_to_utc_midnight() -> float:
+def seconds_to_utc_midnight() -> float:
     now = datetime.now(UTC)
     return 86_400 - (now.hour * 3600 + now.minute * 60 + now.second)
 

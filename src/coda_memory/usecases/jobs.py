@@ -1,4 +1,4 @@
-"""Scheduled retention jobs: archival, daily quota reset, retention purge.
+"""Scheduled jobs: archival, daily quota reset, retention purge, consolidation.
 
 Each job calls one SECURITY DEFINER function (``db/functions/jobs.sql``) in a loop: one short
 transaction per bounded batch (``FOR UPDATE SKIP LOCKED`` inside), until a batch comes back
@@ -8,7 +8,8 @@ write the per-user rows. Running a job twice in a row changes nothing the second
 
 Knobs (``coda_memory.config.Settings``): ``MEMORY_ARCHIVE_AFTER_DAYS`` (365),
 ``MEMORY_ARCHIVE_MAX_ACCESS_COUNT`` (5), ``MEMORY_PURGE_AFTER_DAYS`` (30),
-``MEMORY_JOB_BATCH_SIZE`` (1000).
+``MEMORY_JOB_BATCH_SIZE`` (1000), ``MEMORY_CONSOLIDATE_SIMILARITY`` (0.95),
+``MEMORY_CONSOLIDATE_BATCH_SIZE`` (200: each memory is a nearest-neighbour query).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..config import Settings, get_settings
 from ..db import jobs as job_sql
 from ..db.pool import Database, DictCursor
 
-JOBS = ("archival", "quota_reset", "retention_purge")
+JOBS = ("archival", "quota_reset", "retention_purge", "consolidation")
 
 #: Stop starting new batches when less than this much time is left (seconds).
 SAFETY_MARGIN_S = 10.0
@@ -150,6 +151,28 @@ def reset_quotas(
     return _run_batches(db, "quota_reset", call, batch_size, params, rid, time_left_s, max_batches)
 
 
+def consolidate(
+    db: Database | None = None,
+    *,
+    similarity: float,
+    batch_size: int,
+    max_tags: int = 32,
+    request_id: str | None = None,
+    time_left_s: Callable[[], float] | None = None,
+    max_batches: int = DEFAULT_MAX_BATCHES,
+) -> JobResult:
+    """Fold near-duplicate live memories (cosine >= ``similarity``, same content type) of each
+    user into the earliest (``db/functions/job_consolidate_batch.sql``). ``affected`` counts the
+    memories compared; the merges are in the per-user audit rows and the history."""
+    rid = request_id or str(uuid.uuid4())
+
+    def call(cur: DictCursor, limit: int) -> int:
+        return job_sql.consolidate_batch(cur, similarity, limit, max_tags, rid)
+
+    params = {"similarity": similarity, "batch_size": batch_size}
+    return _run_batches(db, "consolidation", call, batch_size, params, rid, time_left_s, max_batches)
+
+
 def run_job(
     job: str,
     db: Database | None = None,
@@ -181,4 +204,7 @@ def run_job(
             request_id=request_id,
             time_left_s=time_left_s,
         )
+    if job == "consolidation":
+        return consolidate(db, similarity=s.consolidate_similarity, batch_size=s.consolidate_batch_size,
+                           max_tags=s.max_tags, request_id=request_id, time_left_s=time_left_s)
     raise ValueError(f"unknown job {job!r}; known: {', '.join(JOBS)}")

@@ -92,7 +92,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: dict[str, Any]) -> dict[str, Any]:
     """Change the given fields of a memory (``PATCH /memory/{id}``) and return it with its new
-    ``version``. A new content is embedded again and re-hashed (the full-text vector is a
+    ``version``. ``archived: false`` restores an archived or consolidated memory (history
+    ``restored``, ``merged_into`` cleared). A new content is embedded again and re-hashed (the full-text vector is a
     generated column); content equal to another live memory of the user is a 409 naming it.
     Every change is one ``updated`` history entry with the old and new values."""
     user_id, mid = _target(caller, memory_id, user_id)
@@ -118,9 +119,15 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: di
             _check_content_free(cur, user_id, mid, new_hash or "")
             embedding = vector
         values = {k: wanted[k] for k in changes}
+        merged_into = row["merged_into"]
         row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash)
+        action = "updated"
+        if changes.get("archived", {}).get("new") is False:
+            action = "restored"
+            if merged_into is not None:
+                changes["merged_into"] = {"old": str(merged_into), "new": None}
         memory_sql.write_history(cur, user_id, [
-            memory_sql.HistoryEntry(mid, row["version"], "updated", caller.principal.key_id, changes)
+            memory_sql.HistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)
         ])
         audit.write(
             cur, [("update", str(mid), "ok", json.dumps({"fields": sorted(changes)}))],

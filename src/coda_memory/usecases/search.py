@@ -23,11 +23,14 @@ _RESULT_FIELDS = (
 )
 
 
-def _search_rows(user_id: str, query: str, top_k: int, filters: SearchFilters) -> list[dict[str, Any]]:
+def _search_rows(
+    user_id: str, query: str, top_k: int, filters: SearchFilters, min_relevance: float | None = None
+) -> list[dict[str, Any]]:
     settings = get_settings()
     ranking = search_sql.Ranking.from_settings(settings)
     n = max(settings.candidate_pool, top_k)
-    # pipeline: BEGIN and the user setting travel with the lexical query
+    # pipeline: BEGIN and the user setting travel with the lexical query, and the access
+    # statistics with the commit (committed before the answer is sent; see access.py)
     with runtime.database().user_tx(user_id, pipeline=True) as cur:
         lexical: Future[dict[Any, float]] | None = None
         if ranking.mode == "hybrid":
@@ -39,15 +42,15 @@ def _search_rows(user_id: str, query: str, top_k: int, filters: SearchFilters) -
         finally:
             # never leave the lexical query running on a connection that goes back to the pool
             lexed = lexical.result() if lexical is not None else {}
-        rows = search_sql.rank(cur, user_id, query, vector, lexed, filters, ranking, top_k, n)
-    record_access(user_id, [r["id"] for r in rows])
+        rows = search_sql.rank(cur, user_id, query, vector, lexed, filters, ranking, top_k, n, min_relevance)
+        record_access(cur, user_id, [r["id"] for r in rows])
     return rows
 
 
 def search(caller: Caller, request: SearchRequest) -> dict[str, Any]:
     caller.principal.authorize(request.user_id)
     started = time.perf_counter()
-    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters)
+    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters, request.min_relevance)
     return {
         "results": [memory_json(r, _RESULT_FIELDS) for r in rows],
         "took_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -56,7 +59,10 @@ def search(caller: Caller, request: SearchRequest) -> dict[str, Any]:
 
 def build_context(caller: Caller, request: ContextRequest) -> dict[str, Any]:
     caller.principal.authorize(request.user_id)
-    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters)
+    min_relevance = (
+        request.min_relevance if request.min_relevance is not None else get_settings().context_min_relevance
+    )
+    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters, min_relevance)
     assembled: AssembledContext = assemble(
         rows, request.max_tokens, ESTIMATORS[get_settings().token_estimator]
     )

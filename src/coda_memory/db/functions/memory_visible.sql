@@ -19,6 +19,8 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
        AND (f.context_id IS NULL OR m.context_id = f.context_id)
        AND (f.created_after IS NULL OR m.created_at >= f.created_after)
        AND (f.created_before IS NULL OR m.created_at <= f.created_before)
+       AND (f.metadata IS NULL OR m.metadata @> f.metadata)
+       AND (f.source_types IS NULL OR cardinality(f.source_types) = 0 OR m.source_type = ANY(f.source_types))
 $fn$;
 
 GRANT EXECUTE ON FUNCTION memory_visible(memories, search_filters) TO coda_app;

@@ -74,7 +74,9 @@ CREATE TYPE search_filters AS (
     min_importance real,
     context_id     text,
     created_after  timestamptz,
-    created_before timestamptz
+    created_before timestamptz,
+    metadata       jsonb,
+    source_types   text[]
 );
 GRANT USAGE ON TYPE search_filters TO coda_app;
 

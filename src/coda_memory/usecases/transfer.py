@@ -1,0 +1,193 @@
+"""Export and import of a user's memories as NDJSON (``GET /users/{user_id}/export``,
+``POST /users/{user_id}/import``); ``python -m coda_memory.transfer`` walks them page by page.
+
+The export writes one memory per line, oldest first, every field the import reads back; a page
+ends before its NDJSON, escaped into the function's JSON response, would pass
+``MEMORY_EXPORT_PAGE_BYTES`` (Lambda answers at most 6 MB), and the next page's cursor goes in
+``X-Next-Cursor``. The import keeps ``id`` and ``created_at``, is idempotent (a line whose id,
+event id or content the user already has is a duplicate), rejects a bad line alone, and applies
+the quotas like any ingest.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import runtime
+from ..auth import Caller
+from ..config import get_settings
+from ..db import audit, quotas
+from ..db import memories as memory_sql
+from ..errors import MemoryServiceError, PayloadTooLarge, QuotaExceeded, ValidationFailed
+from ..models import ImportLine, SearchFilters, check_identifier, load_json_object, parse_model
+from ..text import content_hash, score_importance
+from .ingest import quota_message, seconds_to_utc_midnight
+from .memories import decode_cursor, encode_cursor, memory_json
+
+#: Rows read per export page (fewer with embeddings: ~4 kB each as JSON).
+_PAGE_ROWS = 1000
+_PAGE_ROWS_WITH_EMBEDDINGS = 300
+#: The neutral answer for an id that cannot be used (it belongs to someone else -- not said).
+ID_UNAVAILABLE = "this id cannot be used; leave id out to store the memory under a new one"
+
+
+@dataclass
+class ExportPage:
+    body: str
+    count: int
+    next_cursor: str | None
+
+
+def export_page(caller: Caller, user_id: str, cursor: str | None = None, *, embeddings: bool = False) -> ExportPage:
+    """One page of the user's visible memories (archived included), oldest first."""
+    user_id = check_identifier(user_id, "user_id")
+    caller.principal.authorize(user_id)
+    if cursor is not None and len(cursor) > 200:
+        raise ValidationFailed("cursor has at most 200 characters")
+    after = decode_cursor(cursor) if cursor else None
+    budget = get_settings().export_page_bytes
+    columns = memory_sql.EXPORT_COLUMNS + (", embedding" if embeddings else "")
+    limit = _PAGE_ROWS_WITH_EMBEDDINGS if embeddings else _PAGE_ROWS
+    with runtime.database().user_tx(user_id) as cur:
+        rows = memory_sql.list_page(cur, user_id, SearchFilters(), limit + 1, after, include_archived=True,
+                                    newest_first=False, columns=columns)
+        page = _page(rows[:limit], len(rows), budget)
+        audit.write(cur, [("export", user_id, "ok", json.dumps({"memories": page.count, "embeddings": embeddings}))],
+                    user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id)
+    return page
+
+
+def _page(rows: list[dict[str, Any]], fetched: int, budget: int) -> ExportPage:
+    lines: list[str] = []
+    used = 0
+    last: dict[str, Any] | None = None
+    for row in rows:
+        line = _export_line(row)
+        # the size this line takes inside the Lambda response (JSON string escaping, ASCII)
+        cost = len(json.dumps(line)) - 1
+        if lines and used + cost > budget:
+            break
+        lines.append(line)
+        used += cost
+        last = row
+    more = len(lines) < fetched
+    return ExportPage("".join(lines), len(lines), encode_cursor(last) if more and last else None)
+
+
+def _export_line(row: dict[str, Any]) -> str:
+    out = memory_json({k: v for k, v in row.items() if k != "embedding"})
+    if "embedding" in row:
+        vec = row["embedding"]  # a pgvector Vector
+        out["embedding"] = [round(float(x), 7) for x in (vec.to_list() if hasattr(vec, "to_list") else vec)]
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+@dataclass
+class _Line:
+    number: int
+    item: ImportLine
+    hash: str
+    vector: Any = None
+
+
+def import_lines(caller: Caller, user_id: str, body: bytes) -> dict[str, Any]:
+    """Store the NDJSON ``body`` for ``user_id``: ``{"created", "duplicate", "rejected": [{"line",
+    "error"}]}`` (line numbers from 1)."""
+    user_id = check_identifier(user_id, "user_id")
+    caller.principal.authorize(user_id)
+    settings = get_settings()
+    if len(body) > settings.max_body_bytes:
+        raise PayloadTooLarge(f"request body is larger than {settings.max_body_bytes} bytes")
+    rejected: list[dict[str, Any]] = []
+    lines: list[_Line] = []
+    raw_lines = body.split(b"\n")
+    if sum(1 for r in raw_lines if r.strip()) > settings.max_import_lines:
+        raise ValidationFailed(f"at most {settings.max_import_lines} lines per import request")
+    for number, raw in enumerate(raw_lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = _parse_line(raw, user_id)
+        except MemoryServiceError as exc:
+            rejected.append({"line": number, "error": {"code": exc.code, "message": exc.message}})
+            continue
+        lines.append(_Line(number, item, content_hash(item.content)))
+    if not lines and not rejected:
+        raise ValidationFailed("the body has no lines; NDJSON (one memory per line) is expected")
+
+    to_embed = [ln for ln in lines if ln.item.embedding is None]
+    if to_embed:
+        for ln, vec in zip(to_embed, runtime.embedder().embed([ln.item.content for ln in to_embed]), strict=True):
+            ln.vector = vec
+    for ln in lines:
+        if ln.item.embedding is not None:
+            vec = np.asarray(ln.item.embedding, dtype=np.float32)
+            ln.vector = vec / np.linalg.norm(vec)  # the stored vectors are unit length
+
+    created = duplicate = 0
+    with runtime.database().user_tx(user_id) as cur:
+        quota, by_hash, by_event, expired = quotas.lock_and_find_existing(
+            cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions,
+            [ln.hash for ln in lines], [ln.item.event_id for ln in lines if ln.item.event_id],
+        )
+        if expired:
+            retired = memory_sql.retire_expired(cur, user_id, expired)
+            quotas.release(cur, user_id, retired)
+            quota.memory_count -= retired
+        given = [ln.item.id for ln in lines if ln.item.id is not None]
+        mine = memory_sql.existing_ids(cur, user_id, given)
+        taken = memory_sql.ids_taken_by_others(cur, [i for i in given if i not in mine])
+        rows: list[memory_sql.NewMemory] = []
+        remaining = quota.remaining
+        seen_ids: set[uuid.UUID] = set()
+        for ln in lines:
+            item = ln.item
+            if item.id in taken:
+                rejected.append({"line": ln.number, "error": {"code": "validation_error", "message": ID_UNAVAILABLE}})
+                continue
+            if (item.id in mine or item.id in seen_ids or (item.event_id and item.event_id in by_event)
+                    or ln.hash in by_hash):
+                duplicate += 1
+                continue
+            if remaining <= 0:
+                over = QuotaExceeded(quota_message(quota), retry_after=seconds_to_utc_midnight())
+                rejected.append({"line": ln.number, "error": {"code": over.code, "message": over.message}})
+                continue
+            memory_id = item.id or uuid.uuid4()
+            rows.append(memory_sql.NewMemory(
+                id=memory_id, user_id=user_id, content=item.content, content_type=item.content_type,
+                embedding=ln.vector, source_type=item.source_type, source_id=item.source_id,
+                context_id=item.context_id, event_id=item.event_id,
+                importance=item.importance if item.importance is not None
+                else score_importance(item.content, item.content_type),
+                confidence=item.confidence, tags=item.tags, metadata=item.metadata, content_hash=ln.hash,
+                created_at=item.created_at, expires_at=item.expires_at, archived=item.archived,
+            ))
+            seen_ids.add(memory_id)
+            by_hash[ln.hash] = memory_id
+            if item.event_id:
+                by_event[item.event_id] = memory_id
+            remaining -= 1
+        if rows:
+            memory_sql.insert_memories(cur, rows, actor=caller.principal.key_id, action="imported")
+            quotas.add(cur, user_id, len(rows))
+        created = len(rows)
+        rejected.sort(key=lambda r: r["line"])
+        audit.write(
+            cur, [("import", user_id, "ok", json.dumps({"created": created, "duplicate": duplicate,
+                                                        "rejected": len(rejected)}))],
+            user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
+        )
+    return {"created": created, "duplicate": duplicate, "rejected": rejected}
+
+
+def _parse_line(raw: bytes, user_id: str) -> ImportLine:
+    item = parse_model(ImportLine, load_json_object(raw, "line", ValidationFailed))
+    if item.user_id is not None and item.user_id != user_id:
+        raise ValidationFailed("user_id of the line differs from the user imported into")
+    return item
