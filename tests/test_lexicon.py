@@ -372,3 +372,20 @@ def test_migration_0010_backfills_the_statistics_of_existing_memories(postgres, 
             assert wrong == 0
             _insert(conn, user, "Caroline painted the lake")  # the triggers carry on from there
             _assert_in_sync(conn, user)
+
+
+def test_bm25_scores_is_scoped_to_the_current_user(app_conn, admin_conn, corpus):
+    """bm25_scores / bm25_query_terms take no user; another user's ids score nothing."""
+    user, ids = corpus
+    other = _user()
+    _insert(admin_conn, other, "Caroline lake")
+    for fn in ("bm25_scores", "bm25_query_terms"):
+        names = admin_conn.execute("SELECT proargnames FROM pg_proc WHERE proname = %s", (fn,)).fetchone()[0]
+        assert not any("user" in n for n in names), fn
+    with app_conn.transaction():
+        _as(app_conn, other)
+        assert app_conn.execute("SELECT * FROM bm25_scores('Caroline lake', %s)", (ids,)).fetchall() == []
+        _as(app_conn, user)
+        got = dict(app_conn.execute("SELECT * FROM bm25_scores('Caroline lake', %s)", (ids,)).fetchall())
+    exact = _exact_bm25(admin_conn, user, "Caroline lake")
+    assert {i: pytest.approx(s, rel=1e-9) for i, s in exact.items()} == {i: s for i, s in got.items() if s is not None}
