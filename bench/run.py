@@ -18,6 +18,10 @@
 5. **Cold start**: a new process from interpreter start to the first ``/search`` answered
    by the handler, int8 ONNX (as shipped) vs the same handler on sentence-transformers/torch.
 
+6. **Growth** (``bench/growth.py``): one user growing to 1k, 10k and 50k memories of
+   conversation text, then mostly archived: search/ingest latency over HTTP against a
+   ``MEMORY_SEARCH_MODE=vector`` baseline, PostgreSQL CPU per search, 50 clients.
+
 Memories written by the measurements (source_type ``bench-write``) are erased afterwards, so
 the loaded table stays at users x per-user rows. Results: a table on stdout and JSON in
 ``bench/results/``.
@@ -151,7 +155,8 @@ def server_memory(pg: Any) -> dict[str, Any]:
         if not wanted:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
             # memories is partitioned (migration 0007): warm every partition and partition index
-            for rel in ("memories", "memories_pkey", "memories_user_fts", "memories_embedding_hnsw"):
+            for rel in ("memories", "memories_pkey", "memories_embedding_hnsw", "memory_postings",
+                        "memory_postings_impact", "memory_lexicon_pkey"):
                 conn.execute("SELECT pg_prewarm(relid) FROM pg_partition_tree(%s::regclass) WHERE isleaf", (rel,))
             prewarmed = True
     return {"shared_buffers": current, "prewarmed": prewarmed}
@@ -302,17 +307,18 @@ def bulk_ingest(api: Handlers, users: list[str], batches: int) -> dict[str, Any]
 # --- HTTP -------------------------------------------------------------------------------------
 
 
-def start_gateway(pg: Any) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(pg: Any, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     api_port, invoke_port = free_port(), free_port()
     env = dict(os.environ)
     env.update(bench_env(pg.app_url))
+    env.update(extra_env or {})
     env.update({
         "DATABASE_ADMIN_URL": pg.admin_url, "DATABASE_URL": pg.app_url, "MEMORY_API_KEY": BENCH_KEY,
         "LOCAL_API_PORT": str(api_port), "LOCAL_INVOKE_PORT": str(invoke_port),
         "LOCAL_SCHEDULER": "0", "LOCAL_SUBSCRIBER": "0", "LOCAL_WORKERS": "64",
         "PYTHONPATH": str(REPO),
     })
-    logfile = open(REPO / "bench" / "results" / "gateway.log", "wb")
+    logfile = open(REPO / "bench" / "results" / f"gateway-{api_port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=REPO, env=env,
                             stdout=logfile, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{api_port}"
@@ -321,7 +327,7 @@ def start_gateway(pg: Any) -> tuple[subprocess.Popen[bytes], str]:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"local gateway exited with {proc.returncode}; see bench/results/gateway.log")
+            raise RuntimeError(f"local gateway exited with {proc.returncode}; see bench/results/gateway-{api_port}.log")
         try:
             r = httpx.get(f"{url}/health", headers={"X-API-Key": BENCH_KEY}, timeout=2)
             if r.status_code == 200:
@@ -330,7 +336,7 @@ def start_gateway(pg: Any) -> tuple[subprocess.Popen[bytes], str]:
             pass
         time.sleep(0.3)
     proc.terminate()
-    raise RuntimeError("local gateway did not become ready within 90 s; see bench/results/gateway.log")
+    raise RuntimeError("local gateway did not become ready within 90 s; see bench/results/gateway-{api_port}.log")
 
 
 def stop_gateway(proc: subprocess.Popen[bytes]) -> None:
@@ -369,12 +375,13 @@ def http_single(url: str, users: list[str], n_search: int, n_ingest: int) -> dic
     return {"search_ms": percentiles(s), "ingest_ms": percentiles(i)}
 
 
-def http_mixed(url: str, users: list[str], clients: int, seconds: float) -> dict[str, Any]:
+def http_mixed(url: str, users: list[str], clients: int, seconds: float,
+               queries: list[str] | None = None) -> dict[str, Any]:
     import asyncio
 
     import httpx
 
-    queries = synth.queries(2000, SEED + 2)
+    queries = queries or synth.queries(2000, SEED + 2)
     lat: dict[str, list[float]] = {"search": [], "ingest": []}
     errors: dict[str, int] = {}
     counter = [0]
@@ -521,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-http", action="store_true")
     p.add_argument("--skip-cold", action="store_true")
     p.add_argument("--skip-torch", action="store_true", help="cold start without the torch baseline")
+    p.add_argument("--skip-growth", action="store_true", help="skip the growth scenario (bench/growth.py)")
     args = p.parse_args(argv)
 
     from local.services import start_postgres
@@ -560,6 +568,11 @@ def main(argv: list[str] | None = None) -> int:
         cleanup_writes(pg, users)
     report(res)
     print(f"\nwrote {write_json('bench', res)}")
+    if not args.skip_growth:
+        from bench import growth
+
+        log("growth scenario (bench/growth.py) ...")
+        return growth.main([])
     return 0
 
 

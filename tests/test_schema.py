@@ -33,15 +33,17 @@ def test_migrations_are_recorded_and_idempotent(postgres, admin_conn):
     assert applied == {f.name: f.checksum for f in functions()}
 
 
-def test_schema_has_hnsw_fts_and_user_leading_keys(admin_conn):
+def test_schema_has_live_only_hnsw_and_user_leading_keys(admin_conn):
     indexes = dict(
         admin_conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'memories'"
         ).fetchall()
     )
-    assert any("USING hnsw" in d and "vector_cosine_ops" in d for d in indexes.values())
+    # the graph holds live memories only (migration 0010); lexical search reads memory_postings
+    assert any("USING hnsw" in d and "vector_cosine_ops" in d and "WHERE ((NOT deleted) AND (NOT archived))" in d
+               for d in indexes.values())
     assert not any("ivfflat" in d for d in indexes.values())
-    assert any("gin" in d and "search_vector" in d for d in indexes.values())
+    assert not any("gin" in d and "search_vector" in d for d in indexes.values())
     assert any("gin" in d and "tags" in d for d in indexes.values())
     # Sharding-ready: every index but the vector one leads with user_id -- and memories_id, the
     # global id lookup that keeps an imported id from shadowing another user's memory (on a
@@ -51,7 +53,8 @@ def test_schema_has_hnsw_fts_and_user_leading_keys(admin_conn):
             continue
         cols = definition.split("(", 1)[1]
         assert cols.startswith("user_id"), name
-    for table in ("memories", "memory_audit_log", "user_quotas", "memory_history"):
+    for table in ("memories", "memory_audit_log", "user_quotas", "memory_history", "memory_postings",
+                  "memory_lexicon", "memory_lexicon_totals"):
         pk = admin_conn.execute(
             """SELECT a.attname FROM pg_index i JOIN pg_attribute a
                ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]

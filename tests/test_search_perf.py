@@ -12,7 +12,9 @@ import uuid
 import psycopg
 import pytest
 
-from coda_memory.db.search import _LEXICAL_SQL, _SEARCH_SQL, _lexical_params, _where
+from coda_memory.db.filters import filters_param, where_clause
+from coda_memory.db.search import _LEXICAL_SQL, _SEARCH_SQL
+from coda_memory.models import SearchFilters
 from tests.dbrows import insert_memory as _insert
 
 
@@ -25,11 +27,12 @@ def users(admin_conn):
     return a, b, ids_a, ids_b
 
 
-def _candidates(conn: psycopg.Connection, query: str, *args: object) -> list[tuple[uuid.UUID, float]]:
-    casts = ["text[]", "text[]", "real", "text", "timestamptz", "timestamptz"]
-    marks = "".join(f", %s::{casts[i]}" for i in range(len(args)))
-    return [(r[0], r[1]) for r in conn.execute(f"SELECT id, score FROM bm25_candidates(%s, 50{marks})",
-                                               (query, *args))]
+def _candidates(conn: psycopg.Connection, query: str, **filters: object) -> list[tuple[uuid.UUID, float]]:
+    rows = conn.execute(
+        "SELECT id, score FROM bm25_candidates(%s, 50, %s::search_filters)",
+        (query, filters_param(SearchFilters.model_validate(filters))),
+    )
+    return [(r[0], r[1]) for r in rows]
 
 
 def test_returns_only_the_current_users_rows(app_conn, users):
@@ -67,14 +70,12 @@ def test_no_argument_can_name_a_user(app_conn, admin_conn, users):
     names, types, secdef, config = args[0]
     assert secdef and "search_path=pg_catalog, public" in config
     assert not any("user" in n for n in names)
-    assert types == ["text", "integer", "text[]", "text[]", "real", "text",
-                     "timestamp with time zone", "timestamp with time zone",
-                     "double precision", "double precision"]
+    assert types == ["text", "integer", "search_filters", "double precision", "double precision", "integer"]
     # Every text argument is a query or a filter: passing B's id anywhere finds none of B's rows.
     with app_conn.transaction():
         app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (a,))
         assert _candidates(app_conn, b) == []
-        assert _candidates(app_conn, "zebra", None, None, None, b) == []  # as context_id
+        assert _candidates(app_conn, "zebra", context_id=b) == []
         assert not {i for i, _ in _candidates(app_conn, "zebra bravo")} & set(ids_b)
     # Setting the user is the only way in, and it is the caller's own transaction's setting:
     # what coda_app can do anyway under RLS (the API sets it from the authenticated key).
@@ -103,9 +104,9 @@ def test_filters_deleted_and_archived(app_conn, admin_conn, users):
     with app_conn.transaction():
         app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (a,))
         assert [i for i, _ in _candidates(app_conn, "zebra")] == [ids_a[0]]
-        assert _candidates(app_conn, "zebra", None, None, 0.95) == []
-        assert [i for i, _ in _candidates(app_conn, "zebra", None, ["t1"])] == [ids_a[0]]
-        assert _candidates(app_conn, "zebra", ["preference"]) == []
+        assert _candidates(app_conn, "zebra", min_importance=0.95) == []
+        assert [i for i, _ in _candidates(app_conn, "zebra", tags=["t1"])] == [ids_a[0]]
+        assert _candidates(app_conn, "zebra", content_types=["preference"]) == []
         assert _candidates(app_conn, "the of and") == []  # only stop words: no tsquery
     admin_conn.execute("UPDATE memories SET deleted = true, deleted_at = now() WHERE id = %s", (ids_a[0],))
     with app_conn.transaction():
@@ -114,10 +115,9 @@ def test_filters_deleted_and_archived(app_conn, admin_conn, users):
 
 
 def test_search_sql_uses_the_definer_function():
-    from coda_memory.models import SearchFilters
-
     assert "bm25_candidates(" in _LEXICAL_SQL
     assert "@@" not in _LEXICAL_SQL and "@@" not in _SEARCH_SQL
-    params = _lexical_params(SearchFilters(tags=[], content_types=None))
-    assert params["l_tags"] is None and params["l_types"] is None
-    assert "m.user_id" in _where(SearchFilters())[0]
+    assert filters_param(SearchFilters(tags=None, content_types=None)) == (None,) * len(SearchFilters.model_fields)
+    where, params = where_clause(SearchFilters())
+    assert "m.user_id" in where and "memory_visible(m, " in where and "NOT m.archived" in where
+    assert params == {"filters": (None,) * len(SearchFilters.model_fields)}

@@ -1,4 +1,11 @@
-"""The search and list filters as one SQL WHERE clause."""
+"""The search and list filters as one SQL WHERE clause.
+
+What each filter means is said once, in the SQL function ``memory_visible(m, f)``
+(``db/functions/memory_visible.sql``), over a ``search_filters`` value (migration 0010) built
+here from :class:`SearchFilters`' fields in order; bm25_candidates applies the same function.
+A new filter: a ``search_filters`` attribute, the same-named SearchFilters field, one line in
+the function.
+"""
 
 from __future__ import annotations
 
@@ -9,40 +16,27 @@ from psycopg.types.json import Jsonb
 from ..models import SearchFilters
 
 #: A memory whose ``expires_at`` has passed is invisible everywhere (alias ``m``) until the
-#: retention purge erases it.
+#: retention purge erases it (memory_visible says the same for searches and listings).
 NOT_EXPIRED = "(m.expires_at IS NULL OR m.expires_at > now())"
+
+#: The filters as one bound ``search_filters`` value (psycopg sends a tuple as a composite
+#: literal). Planned as a constant, so the clauses of unset filters fold away.
+FILTERS = "%(filters)s::search_filters"
+
+
+def filters_param(filters: SearchFilters) -> tuple[Any, ...]:
+    """``filters`` as the attributes of a ``search_filters`` value, in order (None = no filter;
+    a test pins the order against the type)."""
+    values = (getattr(filters, name) for name in SearchFilters.model_fields)
+    return tuple(Jsonb(v) if isinstance(v, dict) else v for v in values)
 
 
 def where_clause(filters: SearchFilters, *, include_archived: bool = False) -> tuple[str, dict[str, Any]]:
     """WHERE clause over alias ``m`` (fixed fragments; every value is a bound parameter): the
     user's visible memories (not deleted, not expired, not archived unless asked) matching
-    ``filters``. Used by search and by listing."""
-    clauses = ["m.user_id = %(user_id)s", "NOT m.deleted", NOT_EXPIRED]
+    ``filters``. Used by search and by listing. NOT deleted / NOT archived are spelled out:
+    they are the predicates of the live-only HNSW index."""
+    clauses = ["m.user_id = %(user_id)s", "NOT m.deleted", f"memory_visible(m, {FILTERS})"]
     if not include_archived:
         clauses.append("NOT m.archived")
-    params: dict[str, Any] = {}
-    if filters.content_types:
-        clauses.append("m.content_type = ANY(%(f_types)s)")
-        params["f_types"] = filters.content_types
-    if filters.tags:
-        clauses.append("m.tags && %(f_tags)s::text[]")
-        params["f_tags"] = filters.tags
-    if filters.min_importance is not None:
-        clauses.append("m.importance >= %(f_min_importance)s::real")  # column is real
-        params["f_min_importance"] = filters.min_importance
-    if filters.context_id is not None:
-        clauses.append("m.context_id = %(f_context_id)s")
-        params["f_context_id"] = filters.context_id
-    if filters.created_after is not None:
-        clauses.append("m.created_at >= %(f_after)s")
-        params["f_after"] = filters.created_after
-    if filters.created_before is not None:
-        clauses.append("m.created_at <= %(f_before)s")
-        params["f_before"] = filters.created_before
-    if filters.metadata:
-        clauses.append("m.metadata @> %(f_metadata)s::jsonb")
-        params["f_metadata"] = Jsonb(filters.metadata)
-    if filters.source_types:
-        clauses.append("m.source_type = ANY(%(f_sources)s::text[])")
-        params["f_sources"] = filters.source_types
-    return " AND ".join(clauses), params
+    return " AND ".join(clauses), {"filters": filters_param(filters)}

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..config import Settings
 from ..models import SearchFilters
+from .filters import FILTERS, filters_param
 from .filters import where_clause as _where
 from .memories import MEMORY_COLUMNS, prefixed
 from .pool import DictCursor
@@ -36,29 +37,13 @@ _BM25_K1 = 1.2
 _BM25_B = 0.75
 
 
-# Lexical candidates: the SECURITY DEFINER function bm25_candidates (db/functions/bm25_candidates.sql).
-# Under row-level security `search_vector @@ tsquery` (not LEAKPROOF) cannot use the GIN index,
-# so the lexical step read every row of the user; the function is scoped to the transaction's
-# app.current_user_id by itself (no user argument) and goes through the index. BM25: tf =
-# positions of the lexeme, dl = number of lexemes, IDF from the user's live memory count and the
-# document frequency among matching rows.
-_LEXICAL_SQL = """
+# Lexical candidates: the SECURITY DEFINER function bm25_candidates (db/functions/): BM25 from
+# the user's term statistics and impact-ordered postings, at most a fixed number of postings
+# per query lexeme. Under row-level security the app role reads only its user's rows; the
+# function scopes itself to the transaction's app.current_user_id (no user argument).
+_LEXICAL_SQL = f"""
 SELECT id, score
-FROM bm25_candidates(%(query)s::text, %(n)s::integer, %(l_types)s::text[], %(l_tags)s::text[],
-                     %(l_min_importance)s::real, %(l_context_id)s::text,
-                     %(l_after)s::timestamptz, %(l_before)s::timestamptz, %(k1)s::float8, %(b)s::float8)"""
-
-
-def _lexical_params(filters: SearchFilters) -> dict[str, Any]:
-    """The filters as bm25_candidates' typed arguments (NULL = no filter)."""
-    return {
-        "l_types": filters.content_types or None,
-        "l_tags": filters.tags or None,
-        "l_min_importance": filters.min_importance,
-        "l_context_id": filters.context_id,
-        "l_after": filters.created_after,
-        "l_before": filters.created_before,
-    }
+FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8, %(b)s::float8)"""
 
 
 # One statement ranks the candidates and returns only the top_k rows:
@@ -77,15 +62,20 @@ WITH v AS (
 ),
 t AS (SELECT id, bm25, rank
       FROM unnest(%(t_ids)s::uuid[], %(t_scores)s::float8[]) WITH ORDINALITY AS t(id, bm25, rank)),
-c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, t.bm25
-      FROM v FULL JOIN t ON v.id = t.id),
+-- the exact BM25 of the nearest that are not lexical candidates (hybrid only), so both lists
+-- are scored on both measures
+vb AS (SELECT id, score FROM bm25_scores(%(query)s::text, ARRAY(SELECT id FROM v WHERE id NOT IN (SELECT id FROM t)),
+                                         %(k1)s::float8, %(b)s::float8)
+       WHERE %(hybrid)s),
+c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coalesce(t.bm25, vb.score) AS bm25
+      FROM v FULL JOIN t ON v.id = t.id LEFT JOIN vb ON vb.id = v.id),
 scored AS (
     SELECT {columns}, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
            -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
            coalesce(nullif(1 - (m.embedding <=> %(q)s), 'NaN'::float8), 0) AS similarity
     FROM memories m JOIN c ON c.id = m.id
     -- every filter again: the lexical candidates come from bm25_candidates, which does not
-    -- know all of them (expiry)
+    -- check expiry
     WHERE {where} AND m.id = ANY(ARRAY(SELECT id FROM c))
 ),
 normed AS (
@@ -117,7 +107,7 @@ _MATCH_SQL = {
 def lexical_candidates(cur: DictCursor, query: str, n: int, filters: SearchFilters) -> dict[uuid.UUID, float]:
     """{id: bm25 score} of the best ``n`` lexical candidates, best first. Runs on a cursor of
     its own on ``cur``'s connection and transaction, so it can overlap the query embedding."""
-    params = dict(_lexical_params(filters), query=query, n=n, k1=_BM25_K1, b=_BM25_B)
+    params = {"query": query, "n": n, "k1": _BM25_K1, "b": _BM25_B, "filters": filters_param(filters)}
     with cur.connection.cursor() as lex:
         lex.execute(_LEXICAL_SQL, params)
         return {row[0]: float(row[1]) for row in lex.fetchall()}
@@ -151,6 +141,7 @@ class Ranking:
 def rank(
     cur: DictCursor,
     user_id: str,
+    query: str,
     query_vector: np.ndarray,
     lexical: dict[uuid.UUID, float],
     filters: SearchFilters,
@@ -165,7 +156,8 @@ def rank(
     the threshold changes no score; 0 or None keeps everything, negative cosines included)."""
     where, params = _where(filters)
     params.update(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
-                  t_ids=list(lexical), t_scores=list(lexical.values()), min_sim=min_similarity)
+                  t_ids=list(lexical), t_scores=list(lexical.values()), min_sim=min_similarity,
+                  query=query, k1=_BM25_K1, b=_BM25_B, hybrid=ranking.mode == "hybrid")
     sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS,
                              match=_MATCH_SQL[ranking.match_key],
                              threshold="WHERE similarity >= %(min_sim)s::float8" if min_similarity else "")

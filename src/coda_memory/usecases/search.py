@@ -42,7 +42,7 @@ def _search_rows(
         finally:
             # never leave the lexical query running on a connection that goes back to the pool
             lexed = lexical.result() if lexical is not None else {}
-        rows = search_sql.rank(cur, user_id, vector, lexed, filters, ranking, top_k, n, min_relevance)
+        rows = search_sql.rank(cur, user_id, query, vector, lexed, filters, ranking, top_k, n, min_relevance)
         record_access(cur, user_id, [r["id"] for r in rows])
     return rows
 

@@ -1,96 +1,83 @@
 -- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
 --
--- BM25 candidates of the current transaction's user through the full-text GIN index.
+-- Lexical candidates of a search: the p_limit best memories of the current user by BM25
+-- (k1, b; IDF ln(1 + (N - df + 0.5) / (df + 0.5)), N = the user's live memories, avgdl their
+-- mean length), read from the statistics and impact-ordered postings of migration 0010.
 --
--- Under row-level security PostgreSQL evaluates a qual that is not LEAKPROOF only after the
--- policy qual, so `search_vector @@ tsquery` (not leakproof) could never use the GIN index
--- `memories_user_fts`: the lexical step would read all of the user's rows. This function runs
--- as the schema owner (RLS does not restrict it) and is therefore scoped by hand: the user is
--- read from `app.current_user_id` of the CURRENT transaction, never from an argument, so a
--- caller can only ever rank its own user's memories; with no user set it returns nothing.
--- Filters are typed arguments (NULL = no filter); deleted and archived rows never count.
+-- Cost bounded by the query, not by the user's memory: per query lexeme one df lookup and at
+-- most p_per_term postings read in impact order through a btree (a lexeme in fewer memories is
+-- read in full); the best 1.5 * p_limit candidates by those postings are then scored exactly by
+-- bm25_scores (all query lexemes), so every returned score is the exact BM25 of that memory.
+-- A common lexeme (the user's and the assistant's names, everyday words) costs at most
+-- p_per_term postings like any other; skipping lexemes in more than half of the memories was
+-- tried and dropped: it saved ~0.1 ms per such lexeme and lost memories made only of common
+-- words on small users. A memory outside the top p_per_term of every lexeme it contains can be
+-- missed; the vector stage covers those.
 --
--- Scoring: tf = positions of the lexeme in the document, dl = number of lexemes, df = number of
--- the user's live documents that contain the lexeme (exact: every such document matches the OR
--- query), N = the larger of the matching documents and the user's live memory count, avgdl over
--- the matching documents.
---
--- PL/pgSQL with EXECUTE ... USING, so every call is planned with the actual values: a LANGUAGE
--- sql body got a generic plan that knew neither the user nor the lexemes and scanned every row
--- of the user (90 ms instead of 3 ms at 10k memories). The planner now prunes to the user's
--- partition and picks the GIN index from the real tsquery (~0.1 ms of planning). Only the
--- query's lexemes are expanded from each matching tsvector (setweight + ts_filter): measured
--- 8.9 -> 4.7 ms on a query matching 1,243 of 10k memories. The query text is a fixed template;
--- every value travels as a bound parameter ($1..$12), never inside the SQL string.
+-- Scoping: the user comes from the current transaction's app.current_user_id, never from an
+-- argument; no user set, no rows. With filters (a NULL or all-NULL p_filters is none), a
+-- posting counts only if its memory passes memory_visible(m, p_filters) (read in impact order
+-- until p_per_term pass). Without filters expiry is not checked here: the ranking query
+-- applies every filter and expiry to all candidates again.
+DROP FUNCTION IF EXISTS bm25_candidates(text, integer, text[], text[], real, text, timestamptz, timestamptz,
+                                        float8, float8);
+
 CREATE OR REPLACE FUNCTION bm25_candidates(
-    p_query          text,
-    p_limit          integer,
-    p_content_types  text[]      DEFAULT NULL,
-    p_tags           text[]      DEFAULT NULL,
-    p_min_importance real        DEFAULT NULL,
-    p_context_id     text        DEFAULT NULL,
-    p_created_after  timestamptz DEFAULT NULL,
-    p_created_before timestamptz DEFAULT NULL,
-    p_k1             float8      DEFAULT 1.2,
-    p_b              float8      DEFAULT 0.75
+    p_query    text,
+    p_limit    integer,
+    p_filters  search_filters DEFAULT NULL,
+    p_k1       float8         DEFAULT 1.2,
+    p_b        float8         DEFAULT 0.75,
+    p_per_term integer        DEFAULT 200
 )
 RETURNS TABLE (id uuid, score float8)
 LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE SET search_path = pg_catalog, public AS $fn$
 DECLARE
-    v_user    text    := NULLIF(current_setting('app.current_user_id', true), '');
-    v_tsquery tsquery := public.or_tsquery(p_query);
-    v_filters text    := '';
+    v_user    text   := NULLIF(current_setting('app.current_user_id', true), '');
+    v_lexemes text[] := tsvector_to_array(to_tsvector('english', coalesce(p_query, '')));
+    v_n       float8;
+    v_avgdl   float8;
 BEGIN
-    IF v_user IS NULL OR v_tsquery IS NULL OR coalesce(p_limit, 0) < 1 THEN
+    IF v_user IS NULL OR cardinality(v_lexemes) = 0 OR coalesce(p_limit, 0) < 1 THEN
         RETURN;  -- no user, only stop words, or nothing asked for
     END IF;
-    IF p_content_types IS NOT NULL THEN v_filters := v_filters || ' AND m.content_type = ANY($4)'; END IF;
-    IF p_tags IS NOT NULL THEN v_filters := v_filters || ' AND m.tags && $5'; END IF;
-    IF p_min_importance IS NOT NULL THEN v_filters := v_filters || ' AND m.importance >= $6'; END IF;
-    IF p_context_id IS NOT NULL THEN v_filters := v_filters || ' AND m.context_id = $7'; END IF;
-    IF p_created_after IS NOT NULL THEN v_filters := v_filters || ' AND m.created_at >= $8'; END IF;
-    IF p_created_before IS NOT NULL THEN v_filters := v_filters || ' AND m.created_at <= $9'; END IF;
+    SELECT t.docs, t.total_length::float8 / greatest(t.docs, 1) INTO v_n, v_avgdl
+    FROM public.memory_lexicon_totals t WHERE t.user_id = v_user;
+    IF coalesce(v_n, 0) < 1 THEN
+        RETURN;
+    END IF;
+    p_per_term := greatest(coalesce(p_per_term, 200), p_limit);
 
-    -- d: one row per (matching document, query lexeme it contains): setweight marks the
-    -- query's lexemes with weight A in the document's tsvector, ts_filter keeps only those.
-    RETURN QUERY EXECUTE
-        'WITH d AS MATERIALIZED (
-            SELECT x.id, x.dl, (x.u).lexeme AS lexeme,
-                   coalesce(cardinality((x.u).positions), 1)::float8 AS tf
-            FROM (
-                SELECT m.id, length(m.search_vector)::float8 AS dl,
-                       unnest(ts_filter(setweight(m.search_vector, ''A'', $3), ''{a}'')) AS u
-                FROM public.memories m
-                WHERE m.user_id = $1 AND m.search_vector @@ $2 AND NOT m.deleted AND NOT m.archived'
-                || v_filters || '
-            ) x
-        ),
-        docs AS (SELECT count(*)::float8 AS n, avg(dl) AS avgdl FROM (SELECT DISTINCT ON (id) dl FROM d) y),
-        df AS (SELECT lexeme, count(*)::float8 AS df FROM d GROUP BY lexeme),
-        corpus AS (
-            SELECT greatest(docs.n,
-                            coalesce((SELECT qu.memory_count FROM public.user_quotas qu WHERE qu.user_id = $1), 0)
-                   )::float8 AS n,
-                   greatest(docs.avgdl, 1) AS avgdl
-            FROM docs
-        )
-        SELECT d.id, sum(
-                   ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5))
-                   * d.tf * ($10 + 1)
-                   / (d.tf + $10 * (1 - $11 + $11 * d.dl / corpus.avgdl))
-               )::float8 AS score
-        FROM d JOIN df USING (lexeme) CROSS JOIN corpus
-        GROUP BY d.id
-        ORDER BY score DESC, d.id
-        LIMIT $12'
-    USING v_user, v_tsquery, tsvector_to_array(to_tsvector('english', p_query)),
-          p_content_types, p_tags, p_min_importance, p_context_id, p_created_after, p_created_before,
-          p_k1, p_b, p_limit;
+    RETURN QUERY
+    WITH terms AS (
+        SELECT x.lexeme, x.df, ln(1 + (v_n - x.df + 0.5) / (x.df + 0.5)) AS idf
+        FROM public.memory_lexicon x
+        WHERE x.user_id = v_user AND x.lexeme = ANY(v_lexemes) AND x.df > 0
+    ),
+    hits AS (  -- the top postings of each lexeme
+        SELECT p.id, t.lexeme, p.tf, p.dl, t.idf
+        FROM terms t CROSS JOIN LATERAL (
+            SELECT p.id, p.tf, p.dl FROM public.memory_postings p
+            WHERE p.user_id = v_user AND p.lexeme = t.lexeme
+              AND (p_filters IS NULL OR EXISTS (
+                      SELECT 1 FROM public.memories m
+                      WHERE m.user_id = v_user AND m.id = p.id AND public.memory_visible(m, p_filters)))
+            ORDER BY p.impact DESC, p.id
+            LIMIT p_per_term
+        ) p
+    ),
+    partial AS (  -- the best candidates by the lexemes read so far
+        SELECT h.id
+        FROM hits h GROUP BY h.id
+        ORDER BY sum(h.idf * public.bm25_weight(h.tf, h.dl, v_avgdl, p_k1, p_b)) DESC, h.id
+        LIMIT p_limit + p_limit / 2
+    )
+    SELECT s.id, s.score
+    FROM public.bm25_scores(p_query, ARRAY(SELECT c.id FROM partial c), p_k1, p_b) s
+    ORDER BY s.score DESC, s.id
+    LIMIT p_limit;
 END
 $fn$;
 
-
-REVOKE ALL ON FUNCTION bm25_candidates(text, integer, text[], text[], real, text, timestamptz,
-                                       timestamptz, float8, float8) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION bm25_candidates(text, integer, text[], text[], real, text, timestamptz,
-                                          timestamptz, float8, float8) TO coda_app;
+REVOKE ALL ON FUNCTION bm25_candidates(text, integer, search_filters, float8, float8, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION bm25_candidates(text, integer, search_filters, float8, float8, integer) TO coda_app;
