@@ -1,6 +1,6 @@
 """Scheduled jobs: archival, daily quota reset, retention purge, consolidation.
 
-Each job calls one SECURITY DEFINER function (``db/functions/jobs.sql``) in a loop: one short
+Each job calls one SECURITY DEFINER function (``db/functions/job_*.sql``) in a loop: one short
 transaction per bounded batch (``FOR UPDATE SKIP LOCKED`` inside), until a batch comes back
 smaller than the batch size, the batch cap is reached, or the time budget runs out (a Lambda
 invocation has a deadline). Every run writes a summary row to the audit log; the SQL functions
@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .. import runtime
 from ..config import Settings, get_settings
@@ -50,18 +50,30 @@ class JobResult:
         return asdict(self)
 
 
+class RunOptions(TypedDict, total=False):
+    """How one run goes: its id in the audit log (the Lambda request id), the invocation's time
+    left, and a cap on batches (a run that hits either leaves the rest for the next run)."""
+
+    request_id: str | None
+    time_left_s: Callable[[], float] | None
+    max_batches: int
+
+
 def _run_batches(
     db: Database | None,
     job: str,
-    call: Callable[[DictCursor, int], int],
+    call: Callable[[DictCursor, int, str], int],
     batch_size: int,
     params: dict[str, Any],
-    request_id: str,
-    time_left_s: Callable[[], float] | None,
-    max_batches: int,
+    run: RunOptions,
 ) -> JobResult:
+    """Call ``call(cursor, batch_size, request_id)`` one transaction at a time until a batch
+    comes back short, the time budget or the batch cap ends the run; audit the run."""
     db = db or runtime.database()
-    result = JobResult(job=job, request_id=request_id, params=params)
+    request_id = run.get("request_id") or str(uuid.uuid4())
+    time_left_s = run.get("time_left_s")
+    max_batches = run.get("max_batches", DEFAULT_MAX_BATCHES)
+    result = JobResult(job=job, request_id=request_id, params={**params, "batch_size": batch_size})
     t0 = time.monotonic()
     status = "ok"
     try:
@@ -72,7 +84,7 @@ def _run_batches(
                 result.complete = False
                 break
             with db.system_tx(statement_timeout_ms=JOB_STATEMENT_TIMEOUT_MS) as cur:
-                n = call(cur, batch_size)
+                n = call(cur, batch_size, request_id)
             result.batches += 1
             result.affected += n
             if n < batch_size:
@@ -93,84 +105,48 @@ def _run_batches(
 
 
 def archive(
-    db: Database | None = None,
-    *,
-    after_days: int,
-    max_access_count: int,
-    batch_size: int,
-    request_id: str | None = None,
-    time_left_s: Callable[[], float] | None = None,
-    max_batches: int = DEFAULT_MAX_BATCHES,
+    db: Database | None = None, *, after_days: int, max_access_count: int, batch_size: int,
+    **run: Unpack[RunOptions],
 ) -> JobResult:
     """Archive memories older than ``after_days`` read fewer than ``max_access_count`` times."""
-    rid = request_id or str(uuid.uuid4())
-
-    def call(cur: DictCursor, limit: int) -> int:
-        return job_sql.archive_batch(cur, after_days, max_access_count, limit, rid)
-
-    params = {"after_days": after_days, "max_access_count": max_access_count, "batch_size": batch_size}
-    return _run_batches(db, "archival", call, batch_size, params, rid, time_left_s, max_batches)
+    return _run_batches(
+        db, "archival",
+        lambda cur, limit, rid: job_sql.archive_batch(cur, after_days, max_access_count, limit, rid),
+        batch_size, {"after_days": after_days, "max_access_count": max_access_count}, run,
+    )
 
 
-def purge(
-    db: Database | None = None,
-    *,
-    after_days: int,
-    batch_size: int,
-    request_id: str | None = None,
-    time_left_s: Callable[[], float] | None = None,
-    max_batches: int = DEFAULT_MAX_BATCHES,
-) -> JobResult:
-    """Hard-delete memories that were soft-deleted more than ``after_days`` days ago."""
-    rid = request_id or str(uuid.uuid4())
-
-    def call(cur: DictCursor, limit: int) -> int:
-        return job_sql.purge_batch(cur, after_days, limit, rid)
-
-    params = {"after_days": after_days, "batch_size": batch_size}
-    return _run_batches(db, "retention_purge", call, batch_size, params, rid, time_left_s, max_batches)
+def purge(db: Database | None = None, *, after_days: int, batch_size: int, **run: Unpack[RunOptions]) -> JobResult:
+    """Hard-delete memories soft-deleted more than ``after_days`` days ago, and expired ones."""
+    return _run_batches(
+        db, "retention_purge", lambda cur, limit, rid: job_sql.purge_batch(cur, after_days, limit, rid),
+        batch_size, {"after_days": after_days}, run,
+    )
 
 
 def reset_quotas(
-    db: Database | None = None,
-    *,
-    batch_size: int,
-    today: date | None = None,
-    request_id: str | None = None,
-    time_left_s: Callable[[], float] | None = None,
-    max_batches: int = DEFAULT_MAX_BATCHES,
+    db: Database | None = None, *, batch_size: int, today: date | None = None, **run: Unpack[RunOptions],
 ) -> JobResult:
     """Zero ``daily_ingestions`` and move ``quota_day`` to today (UTC) where it is older."""
-    rid = request_id or str(uuid.uuid4())
     day = today or datetime.now(UTC).date()
-
-    def call(cur: DictCursor, limit: int) -> int:
-        return job_sql.reset_quotas_batch(cur, day, limit, rid)
-
-    params = {"today": day.isoformat(), "batch_size": batch_size}
-    return _run_batches(db, "quota_reset", call, batch_size, params, rid, time_left_s, max_batches)
+    return _run_batches(
+        db, "quota_reset", lambda cur, limit, rid: job_sql.reset_quotas_batch(cur, day, limit, rid),
+        batch_size, {"today": day.isoformat()}, run,
+    )
 
 
 def consolidate(
-    db: Database | None = None,
-    *,
-    similarity: float,
-    batch_size: int,
-    max_tags: int = 32,
-    request_id: str | None = None,
-    time_left_s: Callable[[], float] | None = None,
-    max_batches: int = DEFAULT_MAX_BATCHES,
+    db: Database | None = None, *, similarity: float, batch_size: int, max_tags: int = 32,
+    **run: Unpack[RunOptions],
 ) -> JobResult:
     """Fold near-duplicate live memories (cosine >= ``similarity``, same content type) of each
     user into the earliest (``db/functions/job_consolidate_batch.sql``). ``affected`` counts the
     memories compared; the merges are in the per-user audit rows and the history."""
-    rid = request_id or str(uuid.uuid4())
-
-    def call(cur: DictCursor, limit: int) -> int:
-        return job_sql.consolidate_batch(cur, similarity, limit, max_tags, rid)
-
-    params = {"similarity": similarity, "batch_size": batch_size}
-    return _run_batches(db, "consolidation", call, batch_size, params, rid, time_left_s, max_batches)
+    return _run_batches(
+        db, "consolidation",
+        lambda cur, limit, rid: job_sql.consolidate_batch(cur, similarity, limit, max_tags, rid),
+        batch_size, {"similarity": similarity}, run,
+    )
 
 
 def run_job(
