@@ -26,6 +26,7 @@ import numpy as np
 
 from bench import synth
 from bench.common import BENCH_KEY, BENCH_PG_DIR, Handlers, apply_env, bench_env, machine, percentiles, write_json
+from local.apigw import response_headers
 
 DATABASE = "coda_bench_lifecycle"
 
@@ -40,10 +41,7 @@ def _transport(api: Handlers) -> Any:
     def call(method: str, path: str, query: dict[str, str], body: bytes | None) -> HttpResponse:
         result = api._api(method, path, query=query or None, api_key=BENCH_KEY,
                              raw_body=body.decode() if body is not None else None)
-        headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-        for k, v in (result.get("multiValueHeaders") or {}).items():
-            headers[k.lower()] = v[0]
-        return HttpResponse(result["statusCode"], headers, (result.get("body") or "").encode())
+        return HttpResponse(result["statusCode"], response_headers(result), (result.get("body") or "").encode())
 
     return call
 

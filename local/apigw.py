@@ -100,6 +100,14 @@ def make_event(
     }
 
 
+def response_headers(result: dict[str, Any]) -> dict[str, str]:
+    """A Lambda proxy answer's headers, names in lower case, one value each."""
+    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    for k, v in (result.get("multiValueHeaders") or {}).items():
+        headers[k.lower()] = v[0] if isinstance(v, list) else v
+    return headers
+
+
 # What API Gateway answers for a method and path no route matches.
 NO_ROUTE = {"statusCode": 403, "headers": {"Content-Type": "application/json"},
             "body": json.dumps({"message": "Missing Authentication Token"})}

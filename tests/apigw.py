@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from local.apigw import LambdaContext
+from local.apigw import LambdaContext, response_headers
 from local.apigw import make_event as _make_event
 
 SERVICE_KEY = "test-service-key-0123456789"
@@ -39,9 +39,7 @@ def read_response(result: dict[str, Any]) -> Response:
     raw = result.get("body") or ""
     if result.get("isBase64Encoded"):
         raw = base64.b64decode(raw).decode()
-    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-    for k, v in (result.get("multiValueHeaders") or {}).items():
-        headers[k.lower()] = v[0] if isinstance(v, list) else v
+    headers = response_headers(result)
     if headers.get("content-type", "").startswith("application/x-ndjson"):
         return Response(result["statusCode"], raw, headers)  # text, one JSON document per line
     try:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from local.apigw import response_headers
+
 FUTURE = (datetime.now(UTC) + timedelta(days=10)).isoformat()
 
 
@@ -171,10 +173,7 @@ def _in_process_transport(api):
 
         result = api.gateway(method, path, query=query or None, api_key=SERVICE_KEY,
                              raw_body=body.decode() if body is not None else None)
-        headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-        for k, v in (result.get("multiValueHeaders") or {}).items():
-            headers[k.lower()] = v[0]
-        return HttpResponse(result["statusCode"], headers, (result.get("body") or "").encode())
+        return HttpResponse(result["statusCode"], response_headers(result), (result.get("body") or "").encode())
 
     return call
 
