@@ -293,6 +293,7 @@ def run(sizes: list[int], keep_live: int, samples: int, seconds: float, clients:
     from bench.run import http_mixed, start_gateway, stop_gateway
     from local.services import start_postgres
 
+    assert DATA is not None
     turns, questions = _conversations(DATA)
     rng = random.Random(11)
     rng.shuffle(questions)
@@ -387,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-options", action="store_true", help="skip the lexical design comparison")
     p.add_argument("--reuse", action="store_true", help="keep the database a previous run loaded")
     args = p.parse_args(argv)
+    if DATA is None:
+        print("growth scenario skipped: set LOCOMO_DIR to the LoCoMo dev conversations (its text source)")
+        return 0
     (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
     res = run([int(s) for s in args.sizes.split(",")], args.keep_live, args.samples, args.seconds, args.clients,
               not args.skip_options, args.reuse)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -32,7 +33,9 @@ from typing import Any
 
 from bench.common import BENCH_PG_DIR, Handlers, apply_env, bench_env, machine, settings_override, write_json
 
-DATA = Path("/work/shared/data/locomo-dev")
+#: The LoCoMo development half (one JSON file per conversation): not part of the repository;
+#: point ``LOCOMO_DIR`` (or ``--data``) at it.
+DATA = Path(os.environ["LOCOMO_DIR"]) if os.environ.get("LOCOMO_DIR") else None
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 KS = (1, 5, 10)
 TOP_K = 10
@@ -116,11 +119,13 @@ def recall_table(hits: list[tuple[int, float, float, float]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=DATA, help="LoCoMo JSON files (default: $LOCOMO_DIR)")
     parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these")
     parser.add_argument("--thresholds", type=float, nargs="*", default=list(THRESHOLDS),
                         help="min_relevance values to measure under the default ranking")
     args = parser.parse_args(argv)
+    if args.data is None:
+        parser.error("set LOCOMO_DIR or pass --data DIR (the LoCoMo dev conversations, one JSON file each)")
 
     from local.services import start_postgres
 
