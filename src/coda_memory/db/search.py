@@ -74,8 +74,8 @@ scored AS (
            -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
            coalesce(nullif(1 - (m.embedding <=> %(q)s), 'NaN'::float8), 0) AS similarity
     FROM memories m JOIN c ON c.id = m.id
-    -- every filter again: the lexical candidates come from bm25_candidates, which does not
-    -- check expiry
+    -- every filter again, in this statement's snapshot: a lexical candidate may have been
+    -- deleted, archived or expired since bm25_candidates (which applies the same filters) ran
     WHERE {where} AND m.id = ANY(ARRAY(SELECT id FROM c))
 ),
 normed AS (

@@ -129,16 +129,10 @@ def _store_user_items(
 ) -> list[tuple[_Pending, ItemResult]]:
     """Dedup, quota, insert and audit ``group`` (all of ``user_id``) in the transaction of
     ``cur``, already scoped to ``user_id``."""
-    settings = get_settings()
     out: list[tuple[_Pending, ItemResult]] = []
-    quota, by_hash, by_event, expired = quotas.lock_and_find_existing(
-        cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions,
-        [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id],
+    quota, by_hash, by_event = lock_quota_and_find_existing(
+        cur, user_id, [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id]
     )
-    if expired:
-        retired = memory_sql.retire_expired(cur, user_id, expired)
-        quotas.release(cur, user_id, retired)
-        quota.memory_count -= retired
     rows: list[memory_sql.NewMemory] = []
     remaining = quota.remaining
     for p, vec in group:
@@ -177,6 +171,24 @@ def _store_user_items(
         user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
     )
     return out
+
+
+def lock_quota_and_find_existing(
+    cur: DictCursor, user_id: str, hashes: list[str], event_ids: list[str]
+) -> tuple[quotas.Quota, dict[str, uuid.UUID], dict[str, uuid.UUID]]:
+    """Every write path's first step, in the user's transaction: lock the user's quota row and
+    find the live memories with one of ``hashes`` and any with one of ``event_ids``. Expired
+    memories holding one of the hashes are retired first (they give way to the same content
+    stored again) and their quota released."""
+    settings = get_settings()
+    quota, by_hash, by_event, expired = quotas.lock_and_find_existing(
+        cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions, hashes, event_ids,
+    )
+    if expired:
+        retired = memory_sql.retire_expired(cur, user_id, expired)
+        quotas.release(cur, user_id, retired)
+        quota.memory_count -= retired
+    return quota, by_hash, by_event
 
 
 def quota_message(quota: quotas.Quota) -> str:

@@ -26,7 +26,7 @@ from ..db import memories as memory_sql
 from ..errors import MemoryServiceError, PayloadTooLarge, QuotaExceeded, ValidationFailed
 from ..models import ImportLine, SearchFilters, check_identifier, load_json_object, parse_model
 from ..text import content_hash, score_importance
-from .ingest import quota_message, seconds_to_utc_midnight
+from .ingest import lock_quota_and_find_existing, quota_message, seconds_to_utc_midnight
 from .memories import decode_cursor, encode_cursor, memory_json
 
 #: Rows read per export page (fewer with embeddings: ~4 kB each as JSON).
@@ -135,14 +135,9 @@ def import_lines(caller: Caller, user_id: str, body: bytes) -> dict[str, Any]:
 
     created = duplicate = 0
     with runtime.database().user_tx(user_id) as cur:
-        quota, by_hash, by_event, expired = quotas.lock_and_find_existing(
-            cur, user_id, settings.default_max_memories, settings.default_max_daily_ingestions,
-            [ln.hash for ln in lines], [ln.item.event_id for ln in lines if ln.item.event_id],
+        quota, by_hash, by_event = lock_quota_and_find_existing(
+            cur, user_id, [ln.hash for ln in lines], [ln.item.event_id for ln in lines if ln.item.event_id],
         )
-        if expired:
-            retired = memory_sql.retire_expired(cur, user_id, expired)
-            quotas.release(cur, user_id, retired)
-            quota.memory_count -= retired
         given = [ln.item.id for ln in lines if ln.item.id is not None]
         mine = memory_sql.existing_ids(cur, user_id, given)
         taken = memory_sql.ids_taken_by_others(cur, [i for i in given if i not in mine])
