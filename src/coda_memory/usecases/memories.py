@@ -203,14 +203,5 @@ def erase_user(caller: Caller, user_id: str) -> dict[str, Any]:
 
 
 def memory_json(row: dict[str, Any], fields: Sequence[str] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in fields or row.keys():
-        value = row.get(key)
-        if isinstance(value, uuid.UUID):
-            value = str(value)
-        elif isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, float):
-            value = round(value, 6)
-        out[key] = value
-    return out
+    """A database row as the API answers it (``fields`` of it, in that order, when given)."""
+    return {key: _plain(row.get(key)) for key in fields or row.keys()}
