@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 MODEL  := layers/model/build/model/manifest.json
 MODEL_INPUTS := layers/model/build.py layers/model/requirements-build.txt
 
-.PHONY: help venv layer run test test-unit test-fast test-ts lint build bench bench-retrieval openapi clean
+.PHONY: help venv layer run test test-unit test-fast test-ts mcp-ts lint build bench bench-retrieval openapi clean
 
 help:
 	@echo "make run    - set up and start the local stack (API on :3000, Lambda invoke on :3001)"
@@ -40,9 +40,24 @@ layer: $(MODEL)
 run: venv layer
 	$(PY) -m local.run
 
-test: venv layer
+test: venv layer mcp-ts
 	$(PY) -m pytest
 	$(MAKE) test-ts
+
+# The official MCP TypeScript SDK, which tests/test_mcp.py drives as a client (pinned in
+# tests/mcp_ts/package-lock.json). Without node/npm those tests are skipped with a warning.
+MCP_TS_DEPS := tests/mcp_ts/node_modules/.installed
+
+$(MCP_TS_DEPS): tests/mcp_ts/package-lock.json
+	cd tests/mcp_ts && npm ci --no-audit --no-fund
+	@touch $(MCP_TS_DEPS)
+
+mcp-ts:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(MCP_TS_DEPS); \
+	else \
+		echo "WARNING: node/npm not found: the TypeScript MCP client tests will be skipped"; \
+	fi
 
 # TypeScript client: node's test runner against a local stack the test script starts.
 # Needs Node.js >= 18 and npm; without them the TS tests are skipped with a warning.
@@ -62,7 +77,7 @@ test-ts: venv layer
 test-unit: venv layer
 	$(PY) -m pytest tests/unit
 
-test-fast: venv layer
+test-fast: venv layer mcp-ts
 	$(PY) -m pytest -m "not slow"
 
 lint: venv

@@ -131,62 +131,6 @@ def test_a_body_or_query_that_is_not_utf8_is_a_400_not_a_502(http):
 
 
 @needs_api
-def test_mcp_over_the_gateway_with_the_sdks_streamable_http_client(rt):
-    import anyio
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-
-    user = _user()
-
-    async def session() -> list[str]:
-        headers = {"X-API-Key": SERVICE_KEY, "X-User-Id": user}
-        async with httpx.AsyncClient(headers=headers, timeout=60) as client, \
-                streamable_http_client(rt.api_url + "/mcp", http_client=client) as (read, write, _), \
-                ClientSession(read, write) as s:
-            await s.initialize()
-            names = [t.name for t in (await s.list_tools()).tools]
-            r = await s.call_tool("remember", {"content": "The gateway routes /mcp from the template",
-                                               "content_type": "fact", "source_type": "test"})
-            assert r.structuredContent["status"] == "created", r
-            r = await s.call_tool("recall", {"query": "gateway routes"})
-            assert len(r.structuredContent["results"]) == 1
-            return names
-
-    assert "remember" in anyio.run(session)
-    with httpx.Client(base_url=rt.api_url, timeout=30) as anon:
-        r = anon.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-        assert r.status_code == 401
-
-
-@needs_api
-def test_mcp_stdio_relay_to_the_api(rt):
-    """``python -m coda_memory.mcp --api-url … --api-key …`` as a desktop agent starts it."""
-    import anyio
-    from mcp import ClientSession, StdioServerParameters
-    from mcp.client.stdio import stdio_client
-
-    user = _user()
-    params = StdioServerParameters(
-        command=sys.executable, cwd=str(REPO_ROOT),
-        args=["-m", "coda_memory.mcp", "--api-url", rt.api_url, "--api-key", SERVICE_KEY, "--user", user],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")})
-
-    async def session() -> None:
-        async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
-            await s.initialize()
-            assert "update_memory" in [t.name for t in (await s.list_tools()).tools]
-            r = await s.call_tool("remember", {"content": "Relayed over stdio to the API",
-                                               "content_type": "fact", "source_type": "test"})
-            assert r.structuredContent["status"] == "created", r
-            r = await s.call_tool("list_memories", {})
-            assert [m["user_id"] for m in r.structuredContent["memories"]] == [user]
-            r = await s.call_tool("recall", {"query": ""})
-            assert r.isError and "query must not be empty" in r.content[0].text
-
-    anyio.run(session)
-
-
-@needs_api
 def test_unknown_routes_get_api_gateways_403(http):
     for method, path in [("GET", "/nope"), ("PUT", "/ingest"), ("GET", "/search"), ("POST", "/memory/x/y"),
                          ("GET", "/")]:

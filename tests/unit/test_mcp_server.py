@@ -1,5 +1,5 @@
 """The MCP server without a database: tool definitions and what a failing tool turns into
-(the SDK's in-memory client; the real tools run in tests/test_mcp.py)."""
+(the SDK's in-process client; the real tools run in tests/test_mcp.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 
 import anyio
 import pytest
-from mcp.shared.memory import create_connected_server_and_client_session
+from mcp import Client
 
 from coda_memory.auth import Caller, Principal
 from coda_memory.mcp import server as mcp_server
@@ -18,7 +18,7 @@ IDENTITY = mcp_tools.Identity(Caller(Principal("test", "alice")), "alice")
 
 def _run(check) -> None:
     async def main() -> None:
-        async with create_connected_server_and_client_session(mcp_server.build_server(IDENTITY)) as client:
+        async with Client(mcp_server.build_server(IDENTITY)) as client:
             await check(client)
 
     anyio.run(main)
@@ -31,11 +31,15 @@ def test_tools_are_listed_with_schemas_and_never_a_user_id():
         assert set(mcp_tools.TOOLS) == {"remember", "recall", "get_context", "list_memories", "get_memory",
                                         "update_memory", "forget"}
         for tool in listed:
-            assert tool.inputSchema["type"] == "object" and tool.outputSchema["type"] == "object"
-            assert "user_id" not in str(tool.inputSchema), tool.name
+            assert tool.input_schema["type"] == "object" and tool.output_schema["type"] == "object"
+            assert "user_id" not in str(tool.input_schema), tool.name
         update = next(t for t in listed if t.name == "update_memory")
-        assert update.inputSchema["required"] == ["memory_id"]
-        assert {"memory_id", "content", "expires_at"} <= set(update.inputSchema["properties"])
+        assert update.input_schema["required"] == ["memory_id"]
+        assert {"memory_id", "content", "expires_at"} <= set(update.input_schema["properties"])
+        remember = next(t for t in listed if t.name == "remember")
+        assert remember.input_schema["required"] == ["content"]
+        props = remember.input_schema["properties"]
+        assert (props["content_type"]["default"], props["source_type"]["default"]) == ("fact", "mcp")
 
     _run(check)
     assert mcp_server.tool_definitions() is mcp_server.tool_definitions()  # built once
@@ -52,9 +56,8 @@ def test_a_failing_tool_is_a_tool_error_not_a_crash(monkeypatch, broken):
 
     async def check(client) -> None:
         result = await client.call_tool("remember", {"content": "x"})
-        assert result.isError
-        assert result.structuredContent == {"error": {"code": "internal_error", "message": "internal error"}}
-        assert "secret" not in result.content[0].text
-        assert (await client.send_ping()) is not None  # the session goes on
+        assert result.is_error and result.structured_content is None
+        assert [c.text for c in result.content] == ["internal_error: internal error"]  # nothing of the exception
+        assert len((await client.list_tools()).tools) == len(mcp_tools.TOOLS)  # the session goes on
 
     _run(check)

@@ -1,5 +1,5 @@
 """MCP server for coda-memory: the memory tools for any agent that speaks the Model Context
-Protocol (official ``mcp`` SDK, 1.x).
+Protocol (official ``mcp`` SDK, 2.x).
 
 * streamable HTTP (stateless, JSON): ``POST /mcp`` on the API (``functions/mcp/app.py``);
 * stdio: ``python -m coda_memory.mcp --user alice`` (in-process against the configured

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _relay(url: str, api_key: str, user: str | None, protocol_out: Any) -> None:
     """Serve stdio by forwarding tools/list and tools/call to a remote streamable-HTTP server."""
     import anyio
-    import httpx
+    import httpx2
     import mcp.types as types
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -48,20 +48,19 @@ async def _relay(url: str, api_key: str, user: str | None, protocol_out: Any) ->
     if user:
         headers["X-User-Id"] = user
     endpoint = url.rstrip("/") + ("" if url.rstrip("/").endswith("/mcp") else "/mcp")
-    async with httpx.AsyncClient(headers=headers, timeout=60) as http, \
-            streamable_http_client(endpoint, http_client=http) as (read, write, _), \
+    async with httpx2.AsyncClient(headers=headers, timeout=60) as http, \
+            streamable_http_client(endpoint, http_client=http) as (read, write), \
             ClientSession(read, write) as remote:
         await remote.initialize()
-        server: Server[Any, Any] = Server("coda-memory", instructions=INSTRUCTIONS)
 
-        @server.list_tools()
-        async def list_tools() -> list[types.Tool]:
-            return (await remote.list_tools()).tools
+        async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+            return await remote.list_tools()
 
-        @server.call_tool(validate_input=False)
-        async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-            return await remote.call_tool(name, arguments)
+        async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+            return await remote.call_tool(params.name, params.arguments or {})
 
+        server: Server[Any] = Server("coda-memory", instructions=INSTRUCTIONS,
+                                     on_list_tools=list_tools, on_call_tool=call_tool)
         stdout = anyio.wrap_file(io.TextIOWrapper(protocol_out, encoding="utf-8"))
         async with stdio_server(stdout=stdout) as (r, w):
             await server.run(r, w, server.create_initialization_options())

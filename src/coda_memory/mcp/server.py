@@ -1,4 +1,4 @@
-"""The MCP server (official ``mcp`` SDK, low-level ``Server``) and its two transports.
+"""The MCP server (official ``mcp`` SDK 2.x, low-level ``Server``) and its two transports.
 
 * Streamable HTTP, stateless, JSON responses: :func:`handle_http` answers one ``POST /mcp``
   (the ``McpFunction`` Lambda behind API Gateway; the local gateway on :3000 routes it from the
@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import mcp.types as types
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.requests import Request
@@ -38,68 +39,70 @@ INSTRUCTIONS = (
 )
 
 
-def _error(code: str, message: str) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=f"{code}: {message}")],
-        structuredContent={"error": {"code": code, "message": message}},
-        isError=True,
-    )
+def _error(code: str, message: str, fields: dict[str, Any] | None = None) -> types.CallToolResult:
+    """A failed tool call as a tool result the model reads: ``code: message`` and the error's
+    extra fields (e.g. the memory_id a conflict names) as text. No structured content: clients
+    check structured content against the tool's output schema even on errors (the TypeScript
+    SDK throws a protocol error when it does not match), and an error is not that shape."""
+    extra = "".join(f" ({name}: {value})" for name, value in (fields or {}).items())
+    return types.CallToolResult(content=[types.TextContent(type="text", text=f"{code}: {message}{extra}")],
+                                is_error=True)
 
 
 @functools.cache
 def tool_definitions() -> list[types.Tool]:
     """The tools as MCP lists them; built once (the JSON schemas take ~40 ms to generate)."""
     return [
-        types.Tool(name=t.name, description=t.description, inputSchema=t.input_schema(),
-                   outputSchema=t.output_schema())
+        types.Tool(name=t.name, description=t.description, input_schema=t.input_schema(),
+                   output_schema=t.output_schema())
         for t in TOOLS.values()
     ]
 
 
-def build_server(default_identity: Identity | None = None) -> Server[Any, Any]:
+def _request_identity(ctx: ServerRequestContext[Any, Any]) -> Identity | None:
+    """The identity the HTTP endpoint put into the ASGI scope of this request (None on stdio)."""
+    scope = getattr(ctx.request, "scope", None)
+    if isinstance(scope, dict) and isinstance(scope.get(SCOPE_KEY), Identity):
+        return scope[SCOPE_KEY]
+    return None
+
+
+async def call_tool(identity: Identity | None, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    """Run tool ``name`` for ``identity``: its result, or a tool error (never an exception)."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        return _error("not_found", f"unknown tool {name!r}; tools: {', '.join(TOOLS)}")
+    if identity is None:
+        return _error("unauthorized", "no user for this connection")
+    try:
+        # the use cases block (database, model): keep the event loop free
+        text, structured = await anyio.to_thread.run_sync(tool.call, identity, arguments)
+        # The output schema holds: checked with its pydantic model (microseconds), not again
+        # with jsonschema (~20 ms per call, most of the cost of a stateless request).
+        tool.output_model.model_validate(structured)
+    except MemoryServiceError as exc:
+        return _error(exc.code, exc.message, exc.fields)
+    except Exception:
+        log.exception("MCP tool %s failed", name)
+        return _error("internal_error", "internal error")
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                structured_content=structured)
+
+
+def build_server(default_identity: Identity | None = None) -> Server[Any]:
     """The MCP server; tool calls act for the request's identity (HTTP) or ``default_identity``
-    (stdio)."""
-    server: Server[Any, Any] = Server("coda-memory", version=__version__, instructions=INSTRUCTIONS)
+    (stdio). Arguments are validated by the API's models (their messages), not by jsonschema."""
 
-    def identity() -> Identity | None:
-        try:
-            request = server.request_context.request
-        except LookupError:
-            request = None
-        scope = getattr(request, "scope", None)
-        if isinstance(scope, dict) and isinstance(scope.get(SCOPE_KEY), Identity):
-            return scope[SCOPE_KEY]
-        return default_identity
+    async def list_tools(ctx: ServerRequestContext[Any, Any],
+                         params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tool_definitions())
 
-    @server.list_tools()
-    async def list_tools() -> list[types.Tool]:
-        return tool_definitions()
+    async def on_call_tool(ctx: ServerRequestContext[Any, Any],
+                           params: types.CallToolRequestParams) -> types.CallToolResult:
+        return await call_tool(_request_identity(ctx) or default_identity, params.name, params.arguments or {})
 
-    # Input is validated by the API's models (their messages), not by jsonschema.
-    @server.call_tool(validate_input=False)
-    async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
-        tool = TOOLS.get(name)
-        if tool is None:
-            return _error("not_found", f"unknown tool {name!r}; tools: {', '.join(TOOLS)}")
-        who = identity()
-        if who is None:
-            return _error("unauthorized", "no user for this connection")
-        try:
-            # the use cases block (database, model): keep the event loop free
-            text, structured = await anyio.to_thread.run_sync(tool.call, who, arguments)
-            # The output schema holds: checked with its pydantic model (microseconds), and the
-            # result returned whole, so the SDK does not check it again with jsonschema (~20 ms
-            # per call, most of the cost of a stateless request).
-            tool.output_model.model_validate(structured)
-        except MemoryServiceError as exc:
-            return _error(exc.code, exc.message)
-        except Exception:
-            log.exception("MCP tool %s failed", name)
-            return _error("internal_error", "internal error")
-        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
-                                    structuredContent=structured, isError=False)
-
-    return server
+    return Server("coda-memory", version=__version__, instructions=INSTRUCTIONS,
+                  on_list_tools=list_tools, on_call_tool=on_call_tool)
 
 
 _SERVER = build_server()

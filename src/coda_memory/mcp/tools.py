@@ -18,7 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..api import contract
 from ..auth import Caller
 from ..errors import ValidationFailed
-from ..models import ContextRequest, IngestItem, ListQuery, MemoryPatch, SearchRequest, parse_model
+from ..models import (
+    ContentTypeName,
+    ContextRequest,
+    Identifier,
+    IngestItem,
+    ListQuery,
+    MemoryPatch,
+    SearchRequest,
+    parse_model,
+)
 from ..usecases import ingest, memories, search
 
 #: Arguments no tool accepts: who the call is for comes from the connection.
@@ -80,8 +89,22 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class RememberArguments(IngestItem):
+    """``remember`` arguments: a memory as ``POST /ingest`` takes it, with defaults for what a
+    model should not have to invent (``remember({"content": "..."})`` is enough)."""
+
+    content_type: ContentTypeName = Field("fact", description="one of the configured content types "
+                                          "(default: conversation, fact, preference, event)")
+    source_type: Identifier = Field("mcp", description="where the memory came from")
+
+
+#: the defaults ``remember`` fills in before the memory is validated as an ingest item
+REMEMBER_DEFAULTS = {name: RememberArguments.model_fields[name].default for name in ("content_type", "source_type")}
+
+
 def remember(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
-    result = ingest.ingest(identity.caller, [_with_user(identity, arguments)], atomic_single=True)[0]
+    item = {**REMEMBER_DEFAULTS, **_with_user(identity, arguments)}
+    result = ingest.ingest(identity.caller, [item], atomic_single=True)[0]
     out = result.as_dict()
     if result.status == "created":
         return f"remembered as {result.memory_id}", out
@@ -168,8 +191,9 @@ class Tool:
 
 TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("remember", "Store a memory for the user (a fact, preference, event or conversation "
-         "snippet). Returns its id; storing the same content again returns the existing id.",
-         IngestItem, contract.IngestResult, remember),
+         "snippet; content_type defaults to fact, source_type to mcp). Returns its id; storing the "
+         "same content again returns the existing id.",
+         RememberArguments, contract.IngestResult, remember),
     Tool("recall", "Search the user's memories by meaning and keywords; best matches first. "
          "Optional filters narrow by type, tags, importance, context or time.",
          SearchRequest, contract.SearchResponse, recall),
