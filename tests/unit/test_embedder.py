@@ -68,7 +68,7 @@ def test_int8_matches_fp32_reference(
 def test_manifest_describes_per_channel_int8(embedder: Embedder) -> None:
     m = embedder.manifest
     assert m["model_name"] == MODEL_NAME == embedder.model_name
-    assert m["quantization"] == {"type": "dynamic", "weight_type": "QInt8", "per_channel": True}
+    assert m["quantization"] == {"type": "dynamic", "weight_type": "QUInt8", "per_channel": True}
     assert embedder.quantization == "int8-dynamic-per-channel"
     assert m["dimension"] == DIMENSION == embedder.dimension
     assert m["max_seq_length"] == 256
