@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -39,7 +40,26 @@ class _Strict(BaseModel):
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """``value`` as an aware UTC datetime (without an offset it is taken as UTC). An instant that
+    leaves the years 1-9999 once converted to UTC (``0001-01-01T00:00:05+04:00``,
+    ``9999-12-31T23:59:59-05:00``) is refused: Python's datetime cannot hold it."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must lie within the years 0001 to 9999 once converted to UTC") from None
+
+
+#: Every timestamp the service reads -- request bodies and query strings, events, import lines,
+#: cursors: RFC 3339 (an offset, ``Z``, or none for UTC), held as an aware UTC datetime.
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+_UTC_DATETIME: TypeAdapter[datetime] = TypeAdapter(UtcDateTime)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """``value`` (text or datetime) as a :data:`UtcDateTime`; ``ValueError`` when it is not one."""
+    return _UTC_DATETIME.validate_python(value)
 
 
 def _check_tags(tags: list[str]) -> list[str]:
@@ -107,7 +127,6 @@ def _valid_expires_at(value: datetime | None) -> datetime | None:
     """A future instant (UTC); None = never expires."""
     if value is None:
         return None
-    value = _as_utc(value)
     if value <= datetime.now(UTC):
         raise ValueError("expires_at must be in the future")
     if value.year > 9999 - 1:
@@ -129,8 +148,8 @@ class IngestItem(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     importance: Score | None = None
     confidence: Score = 1.0
-    created_at: datetime | None = None
-    expires_at: datetime | None = None
+    created_at: UtcDateTime | None = None
+    expires_at: UtcDateTime | None = None
 
     @field_validator("content")
     @classmethod
@@ -162,7 +181,6 @@ class IngestItem(_Strict):
     def _created_at(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        value = _as_utc(value)
         if value > datetime.now(UTC) + _CLOCK_SKEW:
             raise ValueError("created_at must not be in the future")
         if value.year < 1970:
@@ -205,7 +223,7 @@ class MemoryPatch(_Strict):
     confidence: Score | None = None
     metadata: dict[str, Any] | None = None
     context_id: Identifier | None = None
-    expires_at: datetime | None = None
+    expires_at: UtcDateTime | None = None
     #: false restores an archived (or consolidated) memory; true archives it
     archived: bool | None = None
 
@@ -258,19 +276,14 @@ class ListQuery(_Strict):
     content_type: ContentTypeName | None = None
     tag: str | None = Field(None, min_length=1, max_length=256)
     context_id: Identifier | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: UtcDateTime | None = None
+    created_before: UtcDateTime | None = None
     include_archived: bool = False
 
     @field_validator("content_type")
     @classmethod
     def _content_type(cls, value: str | None) -> str | None:
         return None if value is None else _valid_content_type(value)
-
-    @field_validator("created_after", "created_before")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _as_utc(value)
 
 
 class BatchRequest(_Strict):
@@ -292,8 +305,8 @@ class SearchFilters(_Strict):
     tags: list[str] | None = None
     min_importance: Score | None = None
     context_id: Identifier | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: UtcDateTime | None = None
+    created_before: UtcDateTime | None = None
     #: a JSON object the memory's metadata must contain (jsonb ``@>``)
     metadata: dict[str, Any] | None = None
     source_types: list[Identifier] | None = Field(None, max_length=100)
@@ -318,11 +331,6 @@ class SearchFilters(_Strict):
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check_tags(value)
-
-    @field_validator("created_after", "created_before")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _as_utc(value)
 
     @model_validator(mode="after")
     def _range(self) -> SearchFilters:

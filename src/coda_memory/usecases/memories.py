@@ -16,7 +16,7 @@ from ..auth import Caller
 from ..db import audit, quotas
 from ..db import memories as memory_sql
 from ..errors import BadRequest, Conflict, NotFound, ValidationFailed
-from ..models import ListQuery, MemoryPatch, SearchFilters, check_identifier, parse_model
+from ..models import ListQuery, MemoryPatch, SearchFilters, check_identifier, parse_model, parse_timestamp
 from ..text import content_hash
 
 
@@ -82,10 +82,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, mid = raw.split("|")
-        created = datetime.fromisoformat(at)
-        if created.tzinfo is None:
-            raise ValueError("naive")
-        return created, uuid.UUID(mid)
+        return parse_timestamp(at), uuid.UUID(mid)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequest("cursor is not valid; pass next_cursor of the previous page unchanged") from None
 
