@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # are merged into the earliest (measured on LoCoMo dev, see docs/api.md "Memory lifecycle")
     consolidate_similarity: float = Field(0.95, ge=0.8, le=1.0)
     consolidate_batch_size: int = Field(200, ge=1, le=10_000)
+    # a user with at least this many searchable memories gets a vector graph of its own (built by
+    # the archival job; below it a search scans the user's vectors exactly; see docs/capacity.md)
+    vector_graph_min_memories: int = Field(2_000, ge=100)
 
     # --- model -------------------------------------------------------------------------
     model_dir: Path | None = None

@@ -32,6 +32,11 @@ def consolidate_batch(cur: DictCursor, similarity: float, limit: int, max_tags: 
     return _count(cur, "SELECT job_consolidate_batch(%s, %s, %s, %s)", (similarity, limit, max_tags, request_id))
 
 
+def vector_graphs_batch(cur: DictCursor, min_vectors: int, limit: int) -> int:
+    """Build (or drop) up to ``limit`` per-user vector graphs; how many changed."""
+    return _count(cur, "SELECT count(*) FROM memory_vector_graphs_sync(%s, %s)", (min_vectors, limit))
+
+
 def record_run(cur: DictCursor, job: str, status: str, request_id: str, details: dict[str, Any]) -> None:
     """One summary row per job run in the audit log (user '' = the system)."""
     cur.execute(
