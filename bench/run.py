@@ -6,9 +6,9 @@
 1. **Load** ``--users`` x ``--per-user`` synthetic memories (``bench/synth.py``, fixed seed)
    into the database ``coda_bench`` of the bench's own embedded PostgreSQL (``.local/pg-bench``)
    through ``POST /ingest/batch`` -- the real handler, 100 items per call, two callers. The
-   HNSW index is dropped during a fresh load and rebuilt once at the end (what anyone bulk
-   loading pgvector does). A loaded database is reused on the next run (``--reload`` forces a
-   new load).
+   per-user vector graphs are built once at the end (``memory_vector_graphs_sync``, what the
+   nightly archival run does). A loaded database is reused on the next run (``--reload``
+   forces a new load).
 2. **Handler level** (in-process ``handler(event, context)``, one client): ``/search``
    (top_k=10, random user and query) and ``POST /ingest`` (one memory) p50/p95/p99.
 3. **Bulk ingest** through ``/ingest/batch`` (100 per call), one caller and two callers.
@@ -134,8 +134,8 @@ def cleanup_writes(pg: Any, users: Sequence[str]) -> None:
 
 
 # The embedded server starts with PostgreSQL's default shared_buffers (128MB): smaller than the
-# 100k-row working set (heap 180MB + TOAST 75MB + HNSW 190MB), so every search read thousands of
-# pages back from the OS cache (HNSW step 5-10 ms instead of ~3). A managed database sizes it
+# 100k-row working set, so every search read thousands of pages back from the OS cache (the
+# vector step 5-10 ms instead of ~3). A managed database sizes it
 # to ~25% of RAM; the bench asks for 1GB (applies from the next server start) and prewarms.
 BENCH_SHARED_BUFFERS = "1GB"
 
@@ -155,9 +155,10 @@ def server_memory(pg: Any) -> dict[str, Any]:
         if not wanted:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
             # memories is partitioned (migration 0007): warm every partition and partition index
-            for rel in ("memories", "memories_pkey", "memories_embedding_hnsw", "memory_postings",
+            for rel in ("memories", "memories_pkey", "memory_vectors", "memory_vectors_pkey", "memory_postings",
                         "memory_postings_impact", "memory_lexicon_pkey"):
                 conn.execute("SELECT pg_prewarm(relid) FROM pg_partition_tree(%s::regclass) WHERE isleaf", (rel,))
+            conn.execute("SELECT pg_prewarm(index_name::regclass) FROM memory_vector_graphs")
             prewarmed = True
     return {"shared_buffers": current, "prewarmed": prewarmed}
 
@@ -179,12 +180,8 @@ def ensure_loaded(pg: Any, users: list[str], per_user: int, reload: bool) -> dic
     with _admin(pg) as conn:
         conn.execute("DELETE FROM bench_meta")
         conn.execute("TRUNCATE memories, memory_audit_log, user_quotas CASCADE")  # and what references them
-        # The definition of a partitioned index reads "ON ONLY memories": replayed as is, it
-        # would create an empty parent index with no index on any partition.
-        index_sql = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'memories_embedding_hnsw'"
-        ).fetchone()[0].replace(" ON ONLY ", " ON ", 1)
-        conn.execute("DROP INDEX memories_embedding_hnsw")
+        conn.execute("TRUNCATE memory_vectors, memory_lexicon_totals, memory_lexicon, memory_postings")
+        conn.execute("SELECT memory_vector_graphs_sync()")  # the emptied users' graphs go
     api = Handlers()
     progress = Progress(len(users) * per_user, "load")
     errors: list[BaseException] = []
@@ -207,19 +204,12 @@ def ensure_loaded(pg: Any, users: list[str], per_user: int, reload: bool) -> dic
     if errors:
         raise errors[0]
     load_s = time.perf_counter() - t0
-    log("building the HNSW index and analysing ...")
+    log("building the per-user vector graphs and analysing ...")
     t1 = time.perf_counter()
     with _admin(pg) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
-        conn.execute(index_sql)
-        leaves = conn.execute(
-            """SELECT count(*) FROM pg_partition_tree('memories_embedding_hnsw') t
-               JOIN pg_index i ON i.indexrelid = t.relid WHERE t.isleaf AND i.indisvalid"""
-        ).fetchone()[0]
-        partitions = conn.execute("SELECT count(*) FROM pg_partition_tree('memories') WHERE isleaf").fetchone()[0]
-        if leaves != partitions:
-            raise RuntimeError(f"HNSW index rebuilt on {leaves} of {partitions} partitions")
-        conn.execute("VACUUM ANALYZE memories")
+        conn.execute("SELECT memory_vector_graphs_sync(p_limit => 100000)")
+        conn.execute("VACUUM ANALYZE memories, memory_vectors, memory_postings, memory_lexicon")
         conn.execute("INSERT INTO bench_meta VALUES ('dataset', %s)", (fingerprint,))
     index_s = time.perf_counter() - t1
     total = len(users) * per_user

@@ -5,19 +5,15 @@ every write path in the writing transaction, and one user's statistics are invis
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import psycopg
 import pytest
 
-from coda_memory.db import search as search_sql
-from coda_memory.db.filters import filters_param, where_clause
+from coda_memory.db.filters import filters_param
 from coda_memory.db.pool import Database
 from coda_memory.models import SearchFilters
 from coda_memory.usecases import jobs
@@ -285,65 +281,6 @@ def test_statements_over_many_users_keep_each_users_statistics(admin_conn):
     admin_conn.execute("DELETE FROM memories WHERE user_id = ANY(%s) AND content LIKE 'Caroline%%'", (users,))
     for u in users:
         _assert_in_sync(admin_conn, u)
-
-
-# --- live-only HNSW: used under RLS, and the exact re-run still completes a short HNSW scan ----
-
-
-def _vec(rng: random.Random) -> str:
-    return "[" + ",".join(f"{rng.uniform(-1, 1):.4f}" for _ in range(384)) + "]"
-
-
-@pytest.fixture()
-def vector_user(admin_conn):
-    """200 live memories (3 tagged 'rare') and 300 archived ones, all tagged 'rare'."""
-    user, rng = _user("hnsw"), random.Random(5)
-    rows = [(user, f"live memory {i}", _vec(rng), ["rare"] if i in (7, 70, 170) else [], False) for i in range(200)]
-    rows += [(user, f"archived memory {i}", _vec(rng), ["rare"], True) for i in range(300)]
-    with admin_conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash, tags,
-                                     archived)
-               VALUES (%s, %s, 'fact', %s::vector, 'test', md5(%s), %s, %s)""",
-            [(u, c, v, c, t, a) for u, c, v, t, a in rows])
-    admin_conn.execute("ANALYZE memories")
-    return user, _vec(rng)
-
-
-def test_the_live_only_hnsw_index_serves_the_vector_query_under_rls(postgres, vector_user):
-    user, q = vector_user
-    db = Database(postgres.app_url)
-    try:
-        with db.user_tx(user) as cur:
-            # small table: make the planner show whether it can use the partial index at all
-            cur.execute("SET LOCAL enable_seqscan = off")
-            cur.execute("SET LOCAL enable_bitmapscan = off")
-            where, params = where_clause(SearchFilters())
-            cur.execute(f"EXPLAIN SELECT m.id FROM memories m WHERE {where} "
-                        "ORDER BY m.embedding <=> %(q)s::vector LIMIT 50", dict(params, user_id=user, q=q))
-            plan = "\n".join(next(iter(r.values())) for r in cur.fetchall())
-    finally:
-        db.close()
-    assert "Index Scan using memories_p" in plan and "embedding" in plan, plan
-
-
-def test_a_short_hnsw_scan_is_completed_by_the_exact_re_run(postgres, vector_user):
-    """HNSW stopped after 20 tuples finds at most one of the 3 'rare' live memories; the exact
-    re-run returns all 3 and none of the 300 archived ones."""
-    user, q = vector_user
-    db = Database(postgres.app_url)
-    ranking = search_sql.Ranking(0.6, 0.3, 0.1, 0.01, "vector", 20)
-    try:
-        with db.user_tx(user) as cur:
-            cur.execute("SET LOCAL hnsw.max_scan_tuples = 20")
-            cur.execute("SET LOCAL hnsw.ef_search = 10")
-            cur.execute("SET LOCAL enable_seqscan = off")
-            cur.execute("SET LOCAL enable_bitmapscan = off")
-            rows = search_sql.rank(cur, user, "memory", np.array(json.loads(q), dtype=np.float32), {},
-                                   SearchFilters(tags=["rare"]), ranking, top_k=10, n=50)
-    finally:
-        db.close()
-    assert sorted(r["content"] for r in rows) == ["live memory 170", "live memory 7", "live memory 70"]
 
 
 def test_migration_0010_backfills_the_statistics_of_existing_memories(postgres, tmp_path):

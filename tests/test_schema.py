@@ -33,28 +33,27 @@ def test_migrations_are_recorded_and_idempotent(postgres, admin_conn):
     assert applied == {f.name: f.checksum for f in functions()}
 
 
-def test_schema_has_live_only_hnsw_and_user_leading_keys(admin_conn):
+def test_schema_has_no_shared_graph_and_user_leading_keys(admin_conn):
     indexes = dict(
         admin_conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'memories'"
         ).fetchall()
     )
-    # the graph holds live memories only (migration 0010); lexical search reads memory_postings
-    assert any("USING hnsw" in d and "vector_cosine_ops" in d and "WHERE ((NOT deleted) AND (NOT archived))" in d
-               for d in indexes.values())
-    assert not any("ivfflat" in d for d in indexes.values())
+    # no graph shared by users (migration 0030: searchable vectors live in memory_vectors, a
+    # graph per large user); lexical search reads memory_postings
+    assert not any("hnsw" in d or "ivfflat" in d for d in indexes.values())
     assert not any("gin" in d and "search_vector" in d for d in indexes.values())
     assert any("gin" in d and "tags" in d for d in indexes.values())
     # Sharding-ready: every index but the vector one leads with user_id -- and memories_id, the
     # global id lookup that keeps an imported id from shadowing another user's memory (on a
     # sharded database: a global index / a lookup on every shard, run only by imports with ids).
     for name, definition in indexes.items():
-        if "hnsw" in definition or name == "memories_id":
+        if name == "memories_id":
             continue
         cols = definition.split("(", 1)[1]
         assert cols.startswith("user_id"), name
     for table in ("memories", "memory_audit_log", "user_quotas", "memory_history", "memory_postings",
-                  "memory_lexicon", "memory_lexicon_totals"):
+                  "memory_lexicon", "memory_lexicon_totals", "memory_vectors", "memory_vector_graphs"):
         pk = admin_conn.execute(
             """SELECT a.attname FROM pg_index i JOIN pg_attribute a
                ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -143,8 +142,8 @@ class TestRowLevelSecurity:
 
 
 class TestPartitions:
-    """memories is hash-partitioned by user_id: one HNSW graph per partition, so a
-    search walks one partition's graph instead of every user's."""
+    """memories and memory_vectors are hash-partitioned by user_id: a user's rows and its own
+    graph's partial index live in one partition, and every partition is locked to coda_app."""
 
     def test_memories_is_hash_partitioned_by_user_and_every_partition_is_locked(self, admin_conn):
         strategy, key = admin_conn.execute(
@@ -160,12 +159,13 @@ class TestPartitions:
         ).fetchall()
         assert len(parts) == 32
         assert all(rls and forced and not readable for _, rls, forced, readable in parts)
-        hnsw_leaves = admin_conn.execute(
-            """SELECT count(*) FROM pg_partition_tree('memories_embedding_hnsw') t
-               JOIN pg_class c ON c.oid = t.relid JOIN pg_am am ON am.oid = c.relam
-               WHERE t.isleaf AND am.amname = 'hnsw'"""
-        ).fetchone()
-        assert hnsw_leaves == (32,)
+        vector_parts = admin_conn.execute(
+            """SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
+                      has_table_privilege('coda_app', c.oid, 'SELECT')
+               FROM pg_partition_tree('memory_vectors') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"""
+        ).fetchall()
+        assert len(vector_parts) == 32
+        assert all(rls and forced and not readable for _, rls, forced, readable in vector_parts)
 
     def test_service_role_cannot_read_a_partition_directly(self, app_conn, admin_conn):
         user = f"part-{uuid.uuid4().hex[:8]}"

@@ -33,10 +33,9 @@ def filters_param(filters: SearchFilters) -> tuple[Any, ...]:
 
 def where_clause(filters: SearchFilters, *, include_archived: bool = False) -> tuple[str, dict[str, Any]]:
     """WHERE clause over alias ``m`` (fixed fragments; every value is a bound parameter): the
-    user's visible memories (not deleted, not expired, not archived unless asked) matching
-    ``filters``. Used by search and by listing. NOT deleted / NOT archived are spelled out:
-    they are the predicates of the live-only HNSW index."""
-    clauses = ["m.user_id = %(user_id)s", "NOT m.deleted", f"memory_visible(m, {FILTERS})"]
-    if not include_archived:
-        clauses.append("NOT m.archived")
+    user's visible memories matching ``filters`` -- searchable ones (``memory_searchable``, the
+    one definition the search structures follow), or with ``include_archived`` every memory not
+    deleted -- and not expired. Used by search and by listing."""
+    clauses = ["m.user_id = %(user_id)s", "NOT m.deleted" if include_archived else "memory_searchable(m)",
+               f"memory_visible(m, {FILTERS})"]
     return " AND ".join(clauses), {"filters": filters_param(filters)}

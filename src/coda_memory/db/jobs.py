@@ -1,5 +1,6 @@
 """SQL of the scheduled jobs: one call of a SECURITY DEFINER job function per bounded batch
-(``db/functions/jobs.sql``). Each returns how many rows the batch changed."""
+(``db/functions/job_*_batch.sql``, one file per job, and ``job_record_run.sql``). Each returns
+how many rows the batch changed."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def reset_quotas_batch(cur: DictCursor, today: date, limit: int, request_id: str
 
 def consolidate_batch(cur: DictCursor, similarity: float, limit: int, max_tags: int, request_id: str) -> int:
     return _count(cur, "SELECT job_consolidate_batch(%s, %s, %s, %s)", (similarity, limit, max_tags, request_id))
+
+
+def vector_graphs_batch(cur: DictCursor, min_vectors: int, limit: int) -> int:
+    """Build (or drop) up to ``limit`` per-user vector graphs; how many changed."""
+    return _count(cur, "SELECT count(*) FROM memory_vector_graphs_sync(%s, %s)", (min_vectors, limit))
 
 
 def record_run(cur: DictCursor, job: str, status: str, request_id: str, details: dict[str, Any]) -> None:

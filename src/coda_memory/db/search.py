@@ -1,5 +1,5 @@
-"""The search SQL: candidates by meaning (pgvector HNSW) and by words (BM25 over the generated
-tsvector), fused, then ranked in the database by the blended relevance score of the seed
+"""The search SQL: candidates by meaning (``memory_nearest`` over the user's compact vectors) and
+by words (BM25 from the user's postings), fused, then ranked in the database by the blended relevance score of the seed
 
     relevance = w_sim * match + w_imp * importance + w_rec * 1 / (1 + age_days * decay)
 
@@ -14,7 +14,7 @@ tsvector), fused, then ranked in the database by the blended relevance score of 
 * ``hybrid`` + ``rrf``: weighted reciprocal-rank fusion ``a/(k + vrank) + (1-a)/(k + trank)``,
   divided by its best possible value. Ranks discard score gaps: every candidate below the top
   few gets nearly the same match, and importance then decides the order (measured: LoCoMo
-  recall@10 0.628 vs 0.674 for convex, see README "Retrieval quality").
+  recall@10 0.628 vs 0.674 for convex, see docs/retrieval.md).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8,
 
 
 # One statement ranks the candidates and returns only the top_k rows:
-# v = the n nearest by cosine (HNSW of the user's partition, iterative scan); t = the lexical
+# v = the n nearest by cosine (memory_nearest: the user's own vectors, walked in the user's own
+# graph or scanned exactly, filters and expiry applied; db/functions/); t = the lexical
 # candidates (ids and BM25 scores, in rank order); c = their union, fetched by primary key (a
 # plain join on c was planned as a merge join that read every row of the user: 6 ms at 10k
 # memories); the relevance formula (module docstring) is {match} plus fixed terms. Python never
@@ -55,10 +56,8 @@ FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8,
 # handler's CPU), and metadata comes as text and is decoded for the returned rows only.
 _SEARCH_SQL = """
 WITH v AS (
-    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
-        SELECT m.id, m.embedding <=> %(q)s AS distance FROM memories m
-        WHERE {where} ORDER BY m.embedding <=> %(q)s LIMIT %(n)s
-    ) nearest
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
+    FROM memory_nearest(%(q)s::halfvec, %(n)s, {filters})
 ),
 t AS (SELECT id, bm25, rank
       FROM unnest(%(t_ids)s::uuid[], %(t_scores)s::float8[]) WITH ORDINALITY AS t(id, bm25, rank)),
@@ -72,7 +71,7 @@ c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coale
 scored AS (
     SELECT {columns}, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
            -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
-           coalesce(nullif(1 - (m.embedding <=> %(q)s), 'NaN'::float8), 0) AS similarity
+           coalesce(nullif(1 - (m.embedding <=> %(q)s::halfvec), 'NaN'::float8), 0) AS similarity
     FROM memories m JOIN c ON c.id = m.id
     -- every filter again, in this statement's snapshot: a lexical candidate may have been
     -- deleted, archived or expired since bm25_candidates (which applies the same filters) ran
@@ -86,8 +85,7 @@ normed AS (
 SELECT {output}, similarity,
        %(w_sim)s::float8 * ({match}) + %(w_imp)s::float8 * imp
        + %(w_rec)s::float8 / (1 + greatest(0, extract(epoch FROM now() - created_at)::float8 / 86400)
-                                  * %(decay)s::float8) AS relevance,
-       (SELECT count(*) FROM v) AS vector_found
+                                  * %(decay)s::float8) AS relevance
 FROM normed
 {threshold}
 ORDER BY relevance DESC, similarity DESC, id
@@ -158,31 +156,16 @@ def rank(
     params.update(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
                   t_ids=list(lexical), t_scores=list(lexical.values()), min_sim=min_similarity,
                   query=query, k1=_BM25_K1, b=_BM25_B, hybrid=ranking.mode == "hybrid")
-    sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS,
+    sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS, filters=FILTERS,
                              match=_MATCH_SQL[ranking.match_key],
                              threshold="WHERE similarity >= %(min_sim)s::float8" if min_similarity else "")
     cur.execute(sql, params)
     rows = cur.fetchall()
-    found = int(rows[0]["vector_found"]) if rows else 0
-    if found < n and _count(cur, where, params) > found:
-        # HNSW with a selective filter may stop early (hnsw.max_scan_tuples); re-run exactly.
-        # (Users with fewer than n matching memories, the common case of a short count, already
-        # got every one of them: no second run.)
-        cur.execute("SET LOCAL enable_indexscan = off")
-        cur.execute(sql, params)
-        rows = cur.fetchall()
-        cur.execute("SET LOCAL enable_indexscan = on")
     for row in rows:
         row["metadata"] = json.loads(row["metadata"])
         row["similarity"] = float(row["similarity"])
         row["relevance"] = float(row["relevance"])
     return rows
-
-
-def _count(cur: DictCursor, where: str, params: dict[str, Any]) -> int:
-    cur.execute(f"SELECT count(*) AS n FROM memories m WHERE {where}", params)
-    row = cur.fetchone()
-    return int(row["n"]) if row else 0
 
 
 _COLUMNS = prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS metadata")

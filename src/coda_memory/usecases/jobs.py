@@ -9,7 +9,9 @@ write the per-user rows. Running a job twice in a row changes nothing the second
 Knobs (``coda_memory.config.Settings``): ``MEMORY_ARCHIVE_AFTER_DAYS`` (365),
 ``MEMORY_ARCHIVE_MAX_ACCESS_COUNT`` (5), ``MEMORY_PURGE_AFTER_DAYS`` (30),
 ``MEMORY_JOB_BATCH_SIZE`` (1000), ``MEMORY_CONSOLIDATE_SIMILARITY`` (0.95),
-``MEMORY_CONSOLIDATE_BATCH_SIZE`` (200: each memory is a nearest-neighbour query).
+``MEMORY_CONSOLIDATE_BATCH_SIZE`` (200: each memory is a nearest-neighbour query),
+``MEMORY_VECTOR_GRAPH_MIN_MEMORIES`` (2000: the archival run then builds the per-user vector
+graphs of users who reached it and drops those of users who fell below half of it).
 """
 
 from __future__ import annotations
@@ -116,6 +118,19 @@ def archive(
     )
 
 
+#: Graphs built per transaction (a 50k-memory user's takes ~20 s).
+VECTOR_GRAPHS_PER_BATCH = 5
+
+
+def vector_graphs(db: Database | None = None, *, min_memories: int, **run: Unpack[RunOptions]) -> JobResult:
+    """Give every user with at least ``min_memories`` searchable memories a vector graph of its
+    own, drop those of users below half of it (``db/functions/memory_vector_graphs.sql``)."""
+    return _run_batches(
+        db, "vector_graphs", lambda cur, limit, _rid: job_sql.vector_graphs_batch(cur, min_memories, limit),
+        VECTOR_GRAPHS_PER_BATCH, {"min_memories": min_memories}, run,
+    )
+
+
 def purge(db: Database | None = None, *, after_days: int, batch_size: int, **run: Unpack[RunOptions]) -> JobResult:
     """Hard-delete memories soft-deleted more than ``after_days`` days ago, and expired ones."""
     return _run_batches(
@@ -160,7 +175,7 @@ def run_job(
     """Run one job by name with the configured knobs."""
     s = settings or get_settings()
     if job == "archival":
-        return archive(
+        archived = archive(
             db,
             after_days=s.archive_after_days,
             max_access_count=s.archive_max_access_count,
@@ -168,6 +183,9 @@ def run_job(
             request_id=request_id,
             time_left_s=time_left_s,
         )
+        # archival changes who is large: the per-user graphs follow in the same run
+        vector_graphs(db, min_memories=s.vector_graph_min_memories, request_id=request_id, time_left_s=time_left_s)
+        return archived
     if job == "quota_reset":
         return reset_quotas(
             db, batch_size=s.job_batch_size, request_id=request_id, time_left_s=time_left_s

@@ -36,7 +36,7 @@ BEGIN
                                                        length(m.search_vector), q.avgdl, $3, $4))
                  FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
          FROM public.memories m
-         WHERE m.user_id = $5 AND m.id = ANY($2) AND NOT m.deleted AND NOT m.archived'
+         WHERE m.user_id = $5 AND m.id = ANY($2) AND public.memory_searchable(m)'
     USING p_query, p_ids, p_k1, p_b, NULLIF(current_setting('app.current_user_id', true), '');
 END
 $fn$;

@@ -1,7 +1,7 @@
 -- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
 --
 -- Keeps memory_lexicon_totals, memory_lexicon and memory_postings (migration 0010) equal to the
--- live memories (NOT deleted AND NOT archived) of each user, in the transaction that writes
+-- searchable memories (memory_searchable.sql) of each user, in the transaction that writes
 -- memories, whatever the statement: insert (ingest, batch, import), update (soft delete,
 -- archive, restore, content edit), delete (hard delete, erase, purge). Statement-level
 -- triggers with transition tables: a statement changing many rows (erase, a job batch) updates
@@ -62,7 +62,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
 BEGIN
     PERFORM public.memory_lexicon_apply(array_agg(n.user_id), array_agg(n.id), array_agg(n.search_vector),
                                         array_agg(1))
-    FROM new_rows n WHERE NOT n.deleted AND NOT n.archived;
+    FROM new_rows n WHERE public.memory_searchable(n);
     RETURN NULL;
 END
 $fn$;
@@ -72,7 +72,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
 BEGIN
     PERFORM public.memory_lexicon_apply(array_agg(o.user_id), array_agg(o.id), array_agg(o.search_vector),
                                         array_agg(-1))
-    FROM old_rows o WHERE NOT o.deleted AND NOT o.archived;
+    FROM old_rows o WHERE public.memory_searchable(o);
     RETURN NULL;
 END
 $fn$;
@@ -87,13 +87,13 @@ BEGIN
     FROM (
         SELECT o.user_id, o.id, o.search_vector AS sv, -1 AS sign
         FROM old_rows o JOIN new_rows n ON n.user_id = o.user_id AND n.id = o.id
-        WHERE NOT o.deleted AND NOT o.archived
-          AND (n.deleted OR n.archived OR n.search_vector IS DISTINCT FROM o.search_vector)
+        WHERE public.memory_searchable(o)
+          AND (NOT public.memory_searchable(n) OR n.search_vector IS DISTINCT FROM o.search_vector)
         UNION ALL
         SELECT n.user_id, n.id, n.search_vector, 1
         FROM old_rows o JOIN new_rows n ON n.user_id = o.user_id AND n.id = o.id
-        WHERE NOT n.deleted AND NOT n.archived
-          AND (o.deleted OR o.archived OR n.search_vector IS DISTINCT FROM o.search_vector)
+        WHERE public.memory_searchable(n)
+          AND (NOT public.memory_searchable(o) OR n.search_vector IS DISTINCT FROM o.search_vector)
     ) c;
     RETURN NULL;
 END

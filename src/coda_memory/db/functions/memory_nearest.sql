@@ -1,0 +1,81 @@
+-- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
+--
+-- The vector step of a search: the p_limit memories of the current user nearest to p_query by
+-- cosine distance (a memory scores by its nearest piece), among those that pass
+-- memory_visible(m, p_filters) (filters and expiry), read from memory_vectors (searchable
+-- memories only, migration 0030). Its cost follows this user's vectors, never the other users
+-- of the partition:
+--   * a user with a graph of its own (memory_vector_graphs_sync) walks it (hnsw.ef_search 200,
+--     iterative scan until p_limit visible memories are found);
+--   * any other user is scanned exactly: each vector by primary key, top-N sort, then only the
+--     p_limit nearest are looked up in memories for visibility;
+--   * if that came back short while the user has more searchable memories (a selective filter,
+--     expired memories), the exact scan runs once more with visibility checked on every row.
+-- The user's id is written into the statement as a literal (format %L), so the planner can
+-- match the user's partial graph index and prune to one partition; the vector and filters are
+-- parameters. SECURITY INVOKER: as coda_app row-level security applies on top.
+DROP FUNCTION IF EXISTS memory_nearest(halfvec, integer, search_filters);
+
+CREATE FUNCTION memory_nearest(p_query halfvec, p_limit integer, p_filters search_filters DEFAULT NULL)
+RETURNS TABLE (id uuid, distance float8)
+LANGUAGE plpgsql STABLE
+SET hnsw.ef_search = 200
+SET hnsw.iterative_scan = 'relaxed_order'
+-- a user with a graph: walk it, never sort all its vectors (the planner prefers the sort for a
+-- few hundred rows); where no graph exists the sort is the only plan and stays
+SET enable_sort = off
+AS $fn$
+DECLARE
+    v_user     text    := NULLIF(current_setting('app.current_user_id', true), '');
+    -- any attribute set (a filter the vectors alone cannot apply)
+    v_filtered boolean := p_filters IS NOT NULL
+                          AND EXISTS (SELECT 1 FROM jsonb_each(to_jsonb(p_filters)) e WHERE e.value <> 'null'::jsonb);
+    v_ids      uuid[];
+    v_dist     float8[];
+    v_docs     bigint;
+BEGIN
+    IF v_user IS NULL OR coalesce(p_limit, 0) < 1 THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM public.memory_vector_graphs g WHERE g.user_id = v_user) THEN
+        EXECUTE format(
+            'SELECT array_agg(n.memory_id ORDER BY n.d, n.memory_id), array_agg(n.d ORDER BY n.d, n.memory_id)
+             FROM (SELECT w.memory_id, min(w.d) AS d FROM (
+                       SELECT v.memory_id, (v.embedding <=> $1)::float8 AS d
+                       FROM public.memory_vectors v
+                       JOIN public.memories m ON m.user_id = v.user_id AND m.id = v.memory_id
+                       WHERE v.user_id = %L AND public.memory_visible(m, $2)
+                       ORDER BY v.embedding <=> $1 LIMIT $3) w
+                   GROUP BY w.memory_id) n', v_user)
+        INTO v_ids, v_dist USING p_query, p_filters, p_limit;
+    ELSIF NOT v_filtered THEN
+        EXECUTE format(
+            'SELECT array_agg(n.memory_id ORDER BY n.d, n.memory_id), array_agg(n.d ORDER BY n.d, n.memory_id)
+             FROM (SELECT w.memory_id, min(w.d) AS d FROM (
+                       SELECT v.memory_id, (v.embedding <=> $1)::float8 AS d
+                       FROM public.memory_vectors v WHERE v.user_id = %L
+                       ORDER BY 2 LIMIT $3) w
+                   JOIN public.memories m ON m.user_id = %L AND m.id = w.memory_id
+                   WHERE public.memory_visible(m, $2)
+                   GROUP BY w.memory_id) n', v_user, v_user)
+        INTO v_ids, v_dist USING p_query, p_filters, p_limit;
+    END IF;
+    IF coalesce(cardinality(v_ids), 0) < p_limit THEN
+        SELECT t.docs INTO v_docs FROM public.memory_lexicon_totals t WHERE t.user_id = v_user;
+        IF coalesce(v_docs, 0) > coalesce(cardinality(v_ids), 0) THEN
+            EXECUTE format(
+                'SELECT array_agg(n.memory_id ORDER BY n.d, n.memory_id), array_agg(n.d ORDER BY n.d, n.memory_id)
+                 FROM (SELECT v.memory_id, min((v.embedding <=> $1)::float8) AS d
+                       FROM public.memory_vectors v
+                       JOIN public.memories m ON m.user_id = v.user_id AND m.id = v.memory_id
+                       WHERE v.user_id = %L AND public.memory_visible(m, $2)
+                       GROUP BY v.memory_id ORDER BY 2, 1 LIMIT $3) n', v_user)
+            INTO v_ids, v_dist USING p_query, p_filters, p_limit;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.id, u.distance FROM unnest(v_ids, v_dist) AS u(id, distance);
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION memory_nearest(halfvec, integer, search_filters) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory_nearest(halfvec, integer, search_filters) TO coda_app;
