@@ -194,6 +194,8 @@ MAX_LINKS = 10
 class RelationSpec(_Strict):
     """A relation from the memory being written to another memory of the same user."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)  # hashable: repeats are dropped
+
     type: RelationType = Field(description="extends | derived_from | relates_to")
     target_id: uuid.UUID
 
