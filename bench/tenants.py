@@ -88,7 +88,8 @@ def crowd(admin: Any) -> tuple[int, list[str]]:
     """The partition 'crowd-00' hashes to, and CROWD user ids (crowd-00 first) that hash there
     too (PostgreSQL's own hash partitioning, as memories and memory_vectors use it)."""
     part = next(p for p in range(PARTITIONS) if admin.execute(
-        "SELECT satisfies_hash_partition('memories'::regclass, %s, %s, 'crowd-00'::text)", (PARTITIONS, p)).fetchone()[0])
+        "SELECT satisfies_hash_partition('memories'::regclass, %s, %s, 'crowd-00'::text)",
+        (PARTITIONS, p)).fetchone()[0])
     rows = admin.execute(
         "SELECT c FROM (SELECT 'crowd-' || lpad(g::text, 5, '0') AS c FROM generate_series(1, 20000) g) x "
         "WHERE satisfies_hash_partition('memories'::regclass, %s, %s, c) ORDER BY c LIMIT %s",
@@ -134,7 +135,8 @@ def load(admin: Any, sizes: dict[str, int], pool_texts: list[str], pool_vecs: np
     return time.perf_counter() - t0
 
 
-def build(pg: Any, database: str, sizes: dict[str, int], pool_texts: list[str], pool_vecs: np.ndarray) -> dict[str, Any]:
+def build(pg: Any, database: str, sizes: dict[str, int], pool_texts: list[str],
+          pool_vecs: np.ndarray) -> dict[str, Any]:
     import psycopg
     from pgvector.psycopg import register_vector
 
@@ -375,7 +377,8 @@ def shared_graph_baseline(pg: Any, part: int, qvecs: list[np.ndarray]) -> dict[s
         t0 = time.perf_counter()
         admin.execute("SET maintenance_work_mem = '1GB'")
         admin.execute(f"CREATE INDEX IF NOT EXISTS bench_shared_graph ON {name} USING hnsw "
-                      "(embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64) WHERE NOT deleted AND NOT archived")
+                      "(embedding halfvec_cosine_ops) WITH (m = 16, ef_construction = 64) "
+                      "WHERE NOT deleted AND NOT archived")
         admin.execute(f"ANALYZE {name}")
         build_s = time.perf_counter() - t0
     try:
@@ -398,7 +401,8 @@ def report(res: dict[str, Any]) -> None:
             vs = c["vector_step"]["memory_nearest (new)"]
             print(f"| {label} | {'shared' if database == SHARED else 'alone'} | {c['pg_cpu_ms']} | "
                   f"{c['vector_mode']['pg_cpu_ms']} | {c['kb_per_search']:,} | "
-                  f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} | {vs['pg_cpu_ms']} ms, {vs['recall_top50']} |")
+                  f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} | "
+                  f"{vs['pg_cpu_ms']} ms, {vs['recall_top50']} |")
     if "before" in res:
         b = res["before"]
         print(f"\nvector step of the crowded 10k user ({b['partition']}: {b['rows']:,} rows, {b['users']:,} users):")
