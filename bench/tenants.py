@@ -226,6 +226,34 @@ def search_costs(pg: Any, database: str, user: str, queries: list[str], n: int) 
             "statements_per_search": round(float(calls) / n, 1), "latency_ms": percentiles(lat)}
 
 
+def ingest_costs(pg: Any, database: str, user: str, items: list[str]) -> dict[str, Any]:
+    """PostgreSQL CPU and latency of single-memory ingests of ``user`` through the real handler
+    (quota row, dedup, insert, history, audit, and the statistics and vector triggers); the
+    memories written are erased afterwards."""
+    import psycopg
+
+    api = Handlers()
+    with psycopg.connect(pg.admin_url, autocommit=True) as admin:
+        admin.execute("INSERT INTO user_quotas (user_id, max_memories, max_daily_ingestions) "
+                      "VALUES (%s, 1000000, 1000000) ON CONFLICT (user_id) DO NOTHING", (user,))
+
+        def ingest(text: str) -> float:
+            t = time.perf_counter()
+            status, body = api.call("POST", "/ingest", {"user_id": user, "content": text,
+                                                        "content_type": "conversation", "source_type": "bench-write"})
+            if status != 201:
+                raise RuntimeError(f"/ingest answered {status}: {body}")
+            return (time.perf_counter() - t) * 1000
+
+        for text in items[:5]:
+            ingest(text)
+        cpu0 = _backend_cpu(admin, database)
+        lat = [ingest(text) for text in items[5:]]
+        cpu = (_backend_cpu(admin, database) - cpu0) * 1000 / len(lat)
+        admin.execute("DELETE FROM memories WHERE user_id = %s AND source_type = 'bench-write'", (user,))
+    return {"pg_cpu_ms": round(cpu, 2), "latency_ms": percentiles(lat)}
+
+
 _OLD_VECTOR_SQL = ("SELECT m.id FROM memories m WHERE m.user_id = %(u)s AND NOT m.deleted AND NOT m.archived "
                    "AND memory_visible(m, NULL::search_filters) ORDER BY m.embedding <=> %(q)s::halfvec LIMIT 50")
 
@@ -360,6 +388,10 @@ def run(n_users: int, searches: int, reuse: bool, old: bool, scale: float = 1.0)
             costs["vector_step"] = vector_step(pg, user, qvecs)
             res["users"].setdefault(label, {})[database] = costs
             log(f"  {json.dumps(costs)}")
+    apply_env({**bench_env(shared.app_url), "MEMORY_DB_POOL_MAX": "1"})
+    new_texts = texts(turns, POOL + 60)[POOL:]
+    res["ingest"] = ingest_costs(shared, SHARED, "crowd-00", new_texts)
+    log(f"ingest: {json.dumps(res['ingest'])}")
     if old:
         res["before"] = shared_graph_baseline(shared, part, qvecs)
     return res
@@ -409,6 +441,10 @@ def report(res: dict[str, Any]) -> None:
         for k, v in b.items():
             if isinstance(v, dict):
                 print(f"  {k}: {v['pg_cpu_ms']} ms CPU, recall of exact top 50 {v['recall_top50']}")
+    if "ingest" in res:
+        i = res["ingest"]
+        print(f"\ningest (one memory, crowded 10k user): PG CPU {i['pg_cpu_ms']} ms, latency p50/p95/p99 "
+              f"{i['latency_ms']['p50']:.1f} / {i['latency_ms']['p95']:.1f} / {i['latency_ms']['p99']:.1f} ms")
     s = res["storage"]
     print(f"\nbytes per memory (database size / memories): {s['bytes_per_memory']:,}")
     for part, b in s["parts_per_memory"].items():
