@@ -89,7 +89,7 @@ def vector_step_ms(m: dict[str, float], scale: Scale, regime: str) -> float:
 def search_pg_cpu_ms(m: dict[str, float], scale: Scale, regime: str) -> float:
     """PostgreSQL CPU of one search. Measured with the user alone in its partition (HNSW walk
     ~1.3 ms of it). In a partition shared by u users, an HNSW walk that must return 50 of one
-    user's rows visits ~50*u tuples (README: 580 tuples, 5.3 ms for u=10: ~9 us each) until
+    user's rows visits ~50*u tuples (docs/performance.md: 580 tuples, 5.3 ms for u=10: ~9 us each) until
     hnsw.max_scan_tuples (20,000), after which the code re-runs exactly. Planning figure: the
     cheaper of the shared-graph walk and an exact scan (what a per-user switch would choose)."""
     return m["search_pg_cpu_ms"] - 1.3 + vector_step_ms(m, scale, regime)

@@ -80,6 +80,29 @@ def test_import_keeps_ids_and_is_idempotent(api, user_id):
     assert [m["id"] for m in listed] == list(reversed(ids))
 
 
+def test_import_takes_the_lines_as_json_too(api, user_id, settings_env):
+    """{"memories": [...]} sent as application/json: the same lines, memories[i] reported as
+    line i + 1; NDJSON labelled application/json (one line or several) is still NDJSON."""
+    memories = [{"content": "json import one", "content_type": "fact"},
+                {"content": "", "content_type": "fact"},
+                {"content": "json import two", "content_type": "event", "user_id": user_id}]
+    r = api.call("POST", f"/users/{user_id}/import", body={"memories": memories})
+    assert r.status == 200 and r.body["created"] == 2 and [x["line"] for x in r.body["rejected"]] == [2]
+    assert r.body["rejected"][0]["error"]["code"] == "validation_error"
+    r = api.call("POST", f"/users/{user_id}/import", body={"content": "one line labelled json", "content_type": "fact"})
+    assert r.body == {"created": 1, "duplicate": 0, "rejected": []}
+    r = api.call("POST", f"/users/{user_id}/import", raw_body=_ndjson(memories[::2]))
+    assert r.body == {"created": 0, "duplicate": 2, "rejected": []}
+    # the body as a whole: a 422 that touches nothing
+    settings_env(MEMORY_MAX_IMPORT_LINES="2")
+    for body, message in [({"memories": []}, "memories must not be empty"),
+                          ({"memories": memories}, "at most 2 memories per import request"),
+                          ({"memories": memories[:1], "extra": 1}, "extra")]:
+        r = api.call("POST", f"/users/{user_id}/import", body=body)
+        assert r.status == 422 and message in r.body["error"]["message"], (body, r.body)
+    assert len(api.call("GET", "/memories", query={"user_id": user_id}).body["memories"]) == 3
+
+
 def test_import_rejects_bad_lines_alone(api, user_id):
     body = "\n".join([
         json.dumps({"content": "good one", "content_type": "fact"}),

@@ -124,7 +124,7 @@ def test_api_handlers_ignore_the_templates_empty_database_url(aws, clean_setting
 
 def test_ssm_typed_template_parameters_resolve_like_cloudformation(aws):
     """CloudFormation resolves ``AWS::SSM::Parameter::Value<String>`` parameters from SSM at
-    deploy time; the README's bootstrap step creates them. Resolve them the same way."""
+    deploy time; the bootstrap step of docs/deploy.md creates them. Resolve them the same way."""
     import redis
     from samcli.yamlhelper import yaml_parse
 

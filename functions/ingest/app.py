@@ -23,18 +23,27 @@ from coda_memory.api.contract import (  # noqa: E402
     MemoryPage,
     error_responses,
     memory_links,
-    ndjson_body,
     ndjson_response,
     request_body,
 )
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
-from coda_memory.models import ID_PATTERN, BatchRequest, IngestItem, MemoryPatch, parse_model  # noqa: E402
+from coda_memory.models import (  # noqa: E402
+    ID_PATTERN,
+    BatchRequest,
+    ImportLine,
+    ImportRequest,
+    IngestItem,
+    MemoryPatch,
+    parse_model,
+)
 from coda_memory.usecases import ingest, memories, transfer  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
 MemoryIdParam = Path(alias="id", description="the memory's id (UUID)", json_schema_extra={"format": "uuid"})
+#: cursors are opaque, unpadded base64url (anything else is a 400 "cursor is not valid")
+CURSOR_SCHEMA = {"maxLength": 200, "pattern": "^[A-Za-z0-9_-]+$"}
 UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs to")
 
 
@@ -76,7 +85,9 @@ async def get_memory(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
 
 @app.get("/memories", response_model=MemoryPage, responses=error_responses(*COMMON, 400, 403))
 async def list_memories(
-    user_id: str = UserIdQuery, limit: int = 20, cursor: str | None = None, content_type: str | None = None,
+    user_id: str = UserIdQuery, limit: int = 20,
+    cursor: str | None = Query(None, description="next_cursor of the previous page", json_schema_extra=CURSOR_SCHEMA),
+    content_type: str | None = None,
     tag: str | None = None, context_id: str | None = None, created_after: str | None = None,
     created_before: str | None = None, include_archived: bool = False, who: Caller = Depends(caller),
 ) -> dict:
@@ -126,7 +137,7 @@ async def erase_user(user_id: str = Path(pattern=ID_PATTERN), who: Caller = Depe
              **error_responses(*COMMON, 400, 403)})
 async def export_user(
     user_id: str = Path(pattern=ID_PATTERN),
-    cursor: str | None = Query(None, max_length=200, description="X-Next-Cursor of the previous page"),
+    cursor: str | None = Query(None, description="X-Next-Cursor of the previous page", json_schema_extra=CURSOR_SCHEMA),
     embeddings: bool = Query(False, description="include each memory's embedding"),
     who: Caller = Depends(caller),
 ) -> Response:
@@ -139,11 +150,13 @@ async def export_user(
 
 
 @app.post("/users/{user_id}/import", response_model=ImportResult,
-          openapi_extra=ndjson_body("one memory per line, as the export writes them (ImportLine)"),
-          responses=error_responses(*COMMON, 403, 413))
+          openapi_extra=request_body(ImportRequest, "memories as the export writes them: NDJSON, one per line, or "
+                                     'JSON, {"memories": [...]}', ndjson_line=ImportLine),
+          responses=error_responses(*COMMON, *BODY, 403))
 async def import_user(request: Request, user_id: str = Path(pattern=ID_PATTERN), who: Caller = Depends(caller)) -> dict:
-    """Store NDJSON lines for the user: ids and created_at kept, idempotent, a bad line rejected alone."""
-    return transfer.import_lines(who, user_id, await raw_body(request))
+    """Store memories for the user: ids and created_at kept, idempotent, a bad line rejected alone."""
+    json_content = request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+    return transfer.import_body(who, user_id, await raw_body(request), json_content=json_content)
 
 
 handler = make_handler(app, direct={"ingest_events": ingest.ingest_events})

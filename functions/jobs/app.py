@@ -1,4 +1,5 @@
-"""Scheduled jobs (retention and consolidation) (EventBridge ``Schedule`` events in infra/template.yaml).
+"""Scheduled jobs: archival, quota reset, retention purge and consolidation (EventBridge
+``Schedule`` events in infra/template.yaml).
 
 Plain Lambda handlers, no web framework: each parses nothing, runs one job from
 :mod:`coda_memory.usecases.jobs` within the invocation's time budget, logs and returns a summary. An

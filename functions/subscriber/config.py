@@ -1,6 +1,6 @@
 """Subscriber configuration, from the environment, validated once at start.
 
-Names (all documented in the README, "Event ingestion (Redis subscriber)"):
+Names (all documented in docs/events.md):
 
 ``REDIS_URL``                      Redis to read from (default ``redis://127.0.0.1:6379/0``).
 ``LAMBDA_ENDPOINT_URL``            Lambda Invoke endpoint. Default: ``http://127.0.0.1:3001`` (the

@@ -1,6 +1,6 @@
 """Service configuration, read from the environment and validated once per process.
 
-Every name is documented in the README ("Configuration"). Defaults are safe for production
+Every name is documented in docs/configuration.md. Defaults are safe for production
 (limits on, secrets never logged) and still let a person try the API by hand.
 """
 
@@ -83,14 +83,14 @@ class Settings(BaseSettings):
     weight_recency: float = Field(0.1, ge=0)
     recency_decay: float = Field(0.01, ge=0, description="per day: recency = 1/(1+age_days*decay)")
     search_mode: Literal["vector", "hybrid"] = "hybrid"
-    # hybrid: match = a*cos/max_cos + (1-a)*bm25/max_bm25 (convex) or weighted RRF; see retrieval.py
+    # hybrid: match = a*cos/max_cos + (1-a)*bm25/max_bm25 (convex) or weighted RRF; see db/search.py
     fusion: Literal["convex", "rrf"] = "convex"
     fusion_vector_weight: float = Field(0.5, ge=0, le=1)
     rrf_k: int = Field(20, ge=1)
     candidate_pool: int = Field(50, ge=1, le=1_000)
     token_estimator: Literal["chars4", "words"] = "chars4"  # noqa: S105 - not a secret
     # /context leaves out memories whose cosine similarity to the query is below this (a request's
-    # min_relevance overrides it); measured on LoCoMo dev, see README "Retrieval quality"
+    # min_relevance overrides it); measured on LoCoMo dev, see docs/retrieval.md
     context_min_relevance: float = Field(0.2, ge=0, le=1)
 
     # --- retention jobs ----------------------------------------------------------------
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     purge_after_days: int = Field(30, ge=0)
     job_batch_size: int = Field(1_000, ge=1, le=100_000)
     # consolidation: near-duplicates of the same content type at or above this cosine similarity
-    # are merged into the earliest (measured on LoCoMo dev, see README "Memory lifecycle")
+    # are merged into the earliest (measured on LoCoMo dev, see docs/api.md "Memory lifecycle")
     consolidate_similarity: float = Field(0.95, ge=0.8, le=1.0)
     consolidate_batch_size: int = Field(200, ge=1, le=10_000)
     # a user with at least this many searchable memories gets a vector graph of its own (built by

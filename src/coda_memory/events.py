@@ -1,6 +1,7 @@
 """Events from Redis (seed format ``{event_type, content, user_id, metadata}``) turned into
-ingest items. Shared by the ingest function's direct-invoke path; the subscriber only moves
-events, it never interprets them."""
+ingest items. Shared by the ingest function's direct-invoke path. The subscriber only checks
+that an event is a JSON object with the required string fields (so it can dead-letter a
+malformed one at once) and moves it; validating its content is the ingest function's work."""
 
 from __future__ import annotations
 

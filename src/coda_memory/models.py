@@ -10,7 +10,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -25,14 +25,52 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict, JsonValue, SkipJsonSchema
 
-from .config import DEFAULT_CONTENT_TYPES, get_settings
+from .config import DEFAULT_CONTENT_TYPES, Settings, get_settings
 from .errors import MemoryServiceError, ValidationFailed
 from .text import sanitize, sanitize_json
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,255}$"
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 _CLOCK_SKEW = timedelta(minutes=5)
+
+
+# --- what the OpenAPI document and the MCP tool schemas say ------------------------------------
+# The validators below enforce the configured limits with their own messages; the schemas state
+# the same rules as far as JSON Schema can (with the default limits), so a client generated from
+# the document sends what the service accepts.
+
+
+def _limit(name: str) -> int:
+    default = Settings.model_fields[name].default
+    assert isinstance(default, int)
+    return default
+
+
+#: at least one character that is neither white space nor a control character (``sanitize``
+#: removes control characters and trims white space; nothing may be left empty)
+VISIBLE_PATTERN = r"[^\s\x00-\x1f\x7f-\x9f]"
+
+
+def _text_schema(max_chars: int) -> JsonDict:
+    return {"minLength": 1, "maxLength": max_chars, "pattern": VISIBLE_PATTERN}
+
+
+def optional(**schema: JsonValue) -> Callable[[JsonDict], None]:
+    """``json_schema_extra`` for a member that may be left out but is never null: no
+    ``default: null`` in the schema, plus ``schema``."""
+
+    def update(out: JsonDict) -> None:
+        out.pop("default", None)
+        out.update(schema)
+
+    return update
+
+
+_CONTENT_SCHEMA: JsonDict = _text_schema(_limit("max_content_chars"))
+_TAGS_SCHEMA: JsonDict = {"maxItems": _limit("max_tags"),
+                          "items": {"type": "string", **_text_schema(_limit("max_tag_chars"))}}
 
 
 class _Strict(BaseModel):
@@ -123,6 +161,16 @@ def _valid_metadata(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+CREATED_AT_RULE = "when the memory was made (imports keep original times): 1970 or later, not in the future"
+EXPIRES_AT_RULE = "when the memory stops showing up: in the future, before the year 9999 (in UTC)"
+# JSON Schema cannot say "not in the future" or "in the future"; the patterns state what holds
+# for every accepted value (a year from 1970, a year from 2026 to 9998), so values generated
+# from the document are mostly ones the service takes.
+CREATED_AT_SCHEMA: JsonDict = {"pattern": r"^(?:19[7-9]\d|[2-9]\d{3})-"}
+EXPIRES_AT_SCHEMA: JsonDict = {
+    "pattern": r"^(?:202[6-9]|20[3-9]\d|2[1-9]\d{2}|[3-8]\d{3}|9[0-8]\d{2}|99[0-8]\d|999[0-8])-"}
+
+
 def _valid_expires_at(value: datetime | None) -> datetime | None:
     """A future instant (UTC); None = never expires."""
     if value is None:
@@ -137,19 +185,19 @@ def _valid_expires_at(value: datetime | None) -> datetime | None:
 class IngestItem(_Strict):
     """One memory to store (``POST /ingest`` body, or an item of ``/ingest/batch``)."""
 
-    content: str = Field(examples=["I prefer green tea in the morning"])
+    content: str = Field(examples=["I prefer green tea in the morning"], json_schema_extra=_CONTENT_SCHEMA)
     content_type: ContentTypeName = Field(examples=["preference"], description="one of the configured content types "
                               "(default: conversation, fact, preference, event)")
     source_type: Identifier = Field(examples=["chat"])
     user_id: Identifier = Field(examples=["alice"])
     context_id: Identifier | None = None
     source_id: Identifier | None = None
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, json_schema_extra=_TAGS_SCHEMA)
     metadata: dict[str, Any] = Field(default_factory=dict)
     importance: Score | None = None
     confidence: Score = 1.0
-    created_at: UtcDateTime | None = None
-    expires_at: UtcDateTime | None = None
+    created_at: UtcDateTime | None = Field(None, description=CREATED_AT_RULE, json_schema_extra=CREATED_AT_SCHEMA)
+    expires_at: UtcDateTime | None = Field(None, description=EXPIRES_AT_RULE, json_schema_extra=EXPIRES_AT_SCHEMA)
 
     @field_validator("content")
     @classmethod
@@ -212,20 +260,44 @@ class ImportLine(IngestItem):
         return value
 
 
+class ImportRequest(_Strict):
+    """``POST /users/{user_id}/import`` as JSON: the lines of the NDJSON form as an array."""
+
+    #: validated one by one (an invalid one is rejected alone, as a line is), so typed Any here
+    memories: list[Any] = Field(description="ImportLine objects; memories[i] is reported as line i + 1",
+                                json_schema_extra={"minItems": 1, "maxItems": _limit("max_import_lines"),
+                                                   "items": {"$ref": "#/components/schemas/ImportLine"}})
+
+    @field_validator("memories")
+    @classmethod
+    def _memories(cls, value: list[Any]) -> list[Any]:
+        limit = get_settings().max_import_lines
+        if not value:
+            raise ValueError("memories must not be empty")
+        if len(value) > limit:
+            raise ValueError(f"at most {limit} memories per import request")
+        return value
+
+
 class MemoryPatch(_Strict):
     """``PATCH /memory/{id}`` body: any of the fields; ``context_id`` and ``expires_at`` may be
     null (cleared). Only the fields present in the body change."""
 
-    content: str | None = None
-    content_type: ContentTypeName | None = None
-    tags: list[str] | None = None
-    importance: Score | None = None
-    confidence: Score | None = None
-    metadata: dict[str, Any] | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    # Only context_id and expires_at may be null; for the others null is refused, and the
+    # schema leaves null out (SkipJsonSchema) while None still stands for "not given".
+    content: str | SkipJsonSchema[None] = Field(None, json_schema_extra=optional(**_CONTENT_SCHEMA))
+    content_type: ContentTypeName | SkipJsonSchema[None] = Field(None, json_schema_extra=optional())
+    tags: list[str] | SkipJsonSchema[None] = Field(None, json_schema_extra=optional(**_TAGS_SCHEMA))
+    importance: Score | SkipJsonSchema[None] = Field(None, json_schema_extra=optional())
+    confidence: Score | SkipJsonSchema[None] = Field(None, json_schema_extra=optional())
+    metadata: dict[str, Any] | SkipJsonSchema[None] = Field(None, json_schema_extra=optional())
     context_id: Identifier | None = None
-    expires_at: UtcDateTime | None = None
+    expires_at: UtcDateTime | None = Field(None, description=EXPIRES_AT_RULE + "; null: never expires",
+                                           json_schema_extra=EXPIRES_AT_SCHEMA)
     #: false restores an archived (or consolidated) memory; true archives it
-    archived: bool | None = None
+    archived: bool | SkipJsonSchema[None] = Field(None, json_schema_extra=optional())
 
     @field_validator("content")
     @classmethod
@@ -287,7 +359,9 @@ class ListQuery(_Strict):
 
 
 class BatchRequest(_Strict):
-    items: list[Any]
+    #: validated one by one (an invalid item is rejected alone), so typed Any here
+    items: list[Any] = Field(json_schema_extra={
+        "minItems": 1, "maxItems": _limit("max_batch_items"), "items": {"$ref": "#/components/schemas/IngestItem"}})
 
     @field_validator("items")
     @classmethod
@@ -302,7 +376,7 @@ class BatchRequest(_Strict):
 
 class SearchFilters(_Strict):
     content_types: list[ContentTypeName] | None = None
-    tags: list[str] | None = None
+    tags: list[str] | None = Field(None, json_schema_extra=_TAGS_SCHEMA)
     min_importance: Score | None = None
     context_id: Identifier | None = None
     created_after: UtcDateTime | None = None
@@ -352,9 +426,9 @@ def _query(value: str) -> str:
 class SearchRequest(_Strict):
     """``POST /search`` body (and the shared part of ``POST /context``)."""
 
-    query: str = Field(examples=["what does the user drink in the morning?"])
+    query: str = Field(examples=["what does the user drink in the morning?"], json_schema_extra=_CONTENT_SCHEMA)
     user_id: Identifier = Field(examples=["alice"])
-    top_k: int = Field(10, ge=1)
+    top_k: int = Field(10, ge=1, json_schema_extra={"maximum": _limit("max_top_k")})
     filters: SearchFilters = Field(default_factory=lambda: SearchFilters())
     #: drop results whose cosine similarity to the query is below this (None: keep all)
     min_relevance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
@@ -376,8 +450,8 @@ class SearchRequest(_Strict):
 class ContextRequest(SearchRequest):
     """``POST /context`` body: a search plus a token budget."""
 
-    max_tokens: int = Field(2000, ge=1)
-    top_k: int = Field(20, ge=1)
+    max_tokens: int = Field(2000, ge=1, json_schema_extra={"maximum": _limit("max_context_tokens")})
+    top_k: int = Field(20, ge=1, json_schema_extra={"maximum": _limit("max_top_k")})
 
     @field_validator("max_tokens")
     @classmethod

@@ -18,9 +18,10 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from .. import __version__
+from ..models import optional
 
 REF = "#/components/schemas/{model}"
 
@@ -93,23 +94,30 @@ def memory_links(memory_id: str, user_id: str) -> dict[str, Any]:
 BODY_MODELS: dict[str, type[BaseModel]] = {}
 
 
-def request_body(model: type[BaseModel], description: str | None = None) -> dict[str, Any]:
-    """``openapi_extra`` declaring ``model`` as the JSON request body of a route whose handler
-    validates it with ``parse_model(model, await json_body(request))``."""
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    """A reference to ``model``'s schema, which goes into the document's components."""
     BODY_MODELS[model.__name__] = model
-    body: dict[str, Any] = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}},
-    }
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def request_body(model: type[BaseModel], description: str | None = None, *,
+                 ndjson_line: type[BaseModel] | None = None) -> dict[str, Any]:
+    """``openapi_extra`` declaring ``model`` as the JSON request body of a route whose handler
+    validates it with ``parse_model(model, await json_body(request))``; with ``ndjson_line``,
+    the body may also be NDJSON, one ``ndjson_line`` object per line (``x-itemSchema``: what
+    OpenAPI 3.2 calls ``itemSchema`` for sequential media types)."""
+    content: dict[str, Any] = {}
+    if ndjson_line is not None:
+        content["application/x-ndjson"] = {
+            "schema": {"type": "string", "minLength": 1,
+                       "description": f"NDJSON: one {ndjson_line.__name__} JSON object per line"},
+            "x-itemSchema": _ref(ndjson_line),
+        }
+    content["application/json"] = {"schema": _ref(model)}
+    body: dict[str, Any] = {"required": True, "content": content}
     if description:
         body["description"] = description
     return {"requestBody": body}
-
-
-def ndjson_body(description: str) -> dict[str, Any]:
-    """``openapi_extra`` for a route whose handler reads the raw body as NDJSON lines."""
-    return {"requestBody": {"required": True, "description": description,
-                            "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}}
 
 
 def ndjson_response(description: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -252,15 +260,20 @@ class Health(BaseModel):
 
 
 class JsonRpcMessage(BaseModel):
-    """One MCP JSON-RPC 2.0 message (``initialize``, ``tools/list``, ``tools/call``, ...); the
-    MCP SDK validates it."""
+    """One MCP JSON-RPC 2.0 request (with ``id``) or notification (without): ``initialize``,
+    ``tools/list``, ``tools/call``, ``ping``, ``notifications/initialized``, ... The MCP SDK
+    validates the parameters of each method; an unknown method or bad parameters are a JSON-RPC
+    error in a 200 answer. (A JSON-RPC response from the client is accepted with 202 too; this
+    stateless server never sends requests that would need one.)"""
 
     model_config = ConfigDict(extra="allow")
 
     jsonrpc: Literal["2.0"]
-    id: int | str | None = Field(None, description="absent for notifications")
-    method: str | None = None
-    params: dict[str, Any] | None = None
+    id: int | str | SkipJsonSchema[None] = Field(None, description="the request's id; absent for a notification",
+                                                 json_schema_extra=optional())
+    method: str = Field(examples=["tools/list"])
+    params: dict[str, Any] | SkipJsonSchema[None] = Field(None, description="the method's parameters",
+                                                          json_schema_extra=optional())
 
 
 class JsonRpcError(BaseModel):
@@ -281,6 +294,18 @@ class JsonRpcResponse(BaseModel):
 # --- one document for every function ----------------------------------------------------------
 
 Operation = tuple[str, str]  # (METHOD, /path) as the template routes it
+
+
+def _refs(value: Any) -> Iterable[str]:
+    """The names of the components every ``$ref`` inside ``value`` points at."""
+    if isinstance(value, dict):
+        if isinstance(value.get("$ref"), str):
+            yield value["$ref"].rsplit("/", 1)[-1]
+        for item in value.values():
+            yield from _refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _refs(item)
 
 
 def _model_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
@@ -320,11 +345,9 @@ def build_document(
             add_schema(name, schema)
         for route in app.routes:
             if isinstance(route, APIRoute) and route.openapi_extra:
-                ref = (route.openapi_extra.get("requestBody", {}).get("content", {})
-                       .get("application/json", {}).get("schema", {}).get("$ref", ""))
-                name = ref.rsplit("/", 1)[-1]
-                if name in BODY_MODELS:
-                    body_models[name] = BODY_MODELS[name]
+                for name in _refs(route.openapi_extra.get("requestBody", {})):
+                    if name in BODY_MODELS:
+                        body_models[name] = BODY_MODELS[name]
     for name, schema in _model_schemas(body_models.values()).items():
         add_schema(name, schema)
     # FastAPI's own validation error schemas are unused: our 422 is the error schema.

@@ -1,5 +1,6 @@
 """SQL of the scheduled jobs: one call of a SECURITY DEFINER job function per bounded batch
-(``db/functions/jobs.sql``). Each returns how many rows the batch changed."""
+(``db/functions/job_*_batch.sql``, one file per job, and ``job_record_run.sql``). Each returns
+how many rows the batch changed."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ by words (BM25 from the user's postings), fused, then ranked in the database by 
 * ``hybrid`` + ``rrf``: weighted reciprocal-rank fusion ``a/(k + vrank) + (1-a)/(k + trank)``,
   divided by its best possible value. Ranks discard score gaps: every candidate below the top
   few gets nearly the same match, and importance then decides the order (measured: LoCoMo
-  recall@10 0.628 vs 0.674 for convex, see README "Retrieval quality").
+  recall@10 0.628 vs 0.674 for convex, see docs/retrieval.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 The UPDATE runs in the search's own transaction, on its connection, after the ranking query:
 in pipeline mode it is sent without waiting and the commit that ends the search carries it, so
-the statistics cost no extra round trip and are committed (on disk) before the answer leaves.
+the statistics cost no extra round trip and are committed before the answer leaves. That
+commit does not wait for the WAL flush (``synchronous_commit`` off for the search's transaction
+only, see ``db/memories.py``): PostgreSQL flushes it within ``wal_writer_delay``, so a crash of the
+database server inside that window can lose the last counters, never a memory.
 Nothing runs after the handler returns -- on Lambda the execution environment is frozen then,
 and a background writer (what this module used to be) could lose or delay the update. The
 archival job decides on ``access_count``, so it must not depend on that.

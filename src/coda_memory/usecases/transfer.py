@@ -23,8 +23,8 @@ from ..auth import Caller
 from ..config import get_settings
 from ..db import audit, quotas
 from ..db import memories as memory_sql
-from ..errors import MemoryServiceError, PayloadTooLarge, QuotaExceeded, ValidationFailed
-from ..models import ImportLine, SearchFilters, check_identifier, load_json_object, parse_model
+from ..errors import BadRequest, MemoryServiceError, PayloadTooLarge, QuotaExceeded, ValidationFailed
+from ..models import ImportLine, ImportRequest, SearchFilters, check_identifier, load_json_object, parse_model
 from ..text import content_hash, score_importance
 from .ingest import lock_quota_and_find_existing, quota_message, seconds_to_utc_midnight
 from .memories import decode_cursor, encode_cursor, memory_json
@@ -45,8 +45,7 @@ class ExportPage:
 
 def export_page(caller: Caller, user_id: str, cursor: str | None = None, *, embeddings: bool = False) -> ExportPage:
     """One page of the user's visible memories (archived included), oldest first."""
-    user_id = check_identifier(user_id, "user_id")
-    caller.principal.authorize(user_id)
+    user_id = _authorized(caller, user_id)
     if cursor is not None and len(cursor) > 200:
         raise ValidationFailed("cursor has at most 200 characters")
     after = decode_cursor(cursor) if cursor else None
@@ -98,27 +97,64 @@ class _Line:
 def import_lines(caller: Caller, user_id: str, body: bytes) -> dict[str, Any]:
     """Store the NDJSON ``body`` for ``user_id``: ``{"created", "duplicate", "rejected": [{"line",
     "error"}]}`` (line numbers from 1)."""
-    user_id = check_identifier(user_id, "user_id")
-    caller.principal.authorize(user_id)
+    user_id = _authorized(caller, user_id)
     settings = get_settings()
     if len(body) > settings.max_body_bytes:
         raise PayloadTooLarge(f"request body is larger than {settings.max_body_bytes} bytes")
-    rejected: list[dict[str, Any]] = []
-    lines: list[_Line] = []
-    raw_lines = body.split(b"\n")
-    if sum(1 for r in raw_lines if r.strip()) > settings.max_import_lines:
+    numbered = [(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
+    if len(numbered) > settings.max_import_lines:
         raise ValidationFailed(f"at most {settings.max_import_lines} lines per import request")
-    for number, raw in enumerate(raw_lines, start=1):
-        if not raw.strip():
-            continue
+    if not numbered:
+        raise ValidationFailed("the body has no lines; NDJSON (one memory per line) is expected")
+    records: list[tuple[int, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for number, raw in numbered:
         try:
-            item = _parse_line(raw, user_id)
+            records.append((number, load_json_object(raw, "line", ValidationFailed)))
         except MemoryServiceError as exc:
-            rejected.append({"line": number, "error": {"code": exc.code, "message": exc.message}})
+            rejected.append(_rejected(number, exc))
+    return _import(caller, user_id, records, rejected)
+
+
+def import_body(caller: Caller, user_id: str, body: bytes, *, json_content: bool) -> dict[str, Any]:
+    """``POST /users/{user_id}/import``: a JSON body ``{"memories": [...]}`` (``json_content``:
+    sent as application/json), ``memories[i]`` reported as line ``i + 1``; anything else is
+    NDJSON (:func:`import_lines`). A line of NDJSON never has a ``memories`` member, so NDJSON
+    sent as application/json, as clients did before the JSON form existed, is still NDJSON."""
+    if json_content:
+        try:
+            data = load_json_object(body, "request body", BadRequest)
+        except BadRequest:
+            data = None  # several lines: NDJSON
+        if data is not None and "memories" in data:
+            user_id = _authorized(caller, user_id)
+            request = parse_model(ImportRequest, data)
+            return _import(caller, user_id, list(enumerate(request.memories, start=1)), [])
+    return import_lines(caller, user_id, body)
+
+
+def _authorized(caller: Caller, user_id: str) -> str:
+    user_id = check_identifier(user_id, "user_id")
+    caller.principal.authorize(user_id)
+    return user_id
+
+
+def _rejected(number: int, exc: MemoryServiceError) -> dict[str, Any]:
+    return {"line": number, "error": {"code": exc.code, "message": exc.message}}
+
+
+def _import(caller: Caller, user_id: str, records: list[tuple[int, Any]],
+            rejected: list[dict[str, Any]]) -> dict[str, Any]:
+    """Store the numbered import ``records`` (JSON values, each validated as an ImportLine) for
+    ``user_id`` (authorized); ``rejected`` holds the lines refused before."""
+    lines: list[_Line] = []
+    for number, record in records:
+        try:
+            item = _parse_record(record, user_id)
+        except MemoryServiceError as exc:
+            rejected.append(_rejected(number, exc))
             continue
         lines.append(_Line(number, item, content_hash(item.content)))
-    if not lines and not rejected:
-        raise ValidationFailed("the body has no lines; NDJSON (one memory per line) is expected")
 
     to_embed = [ln for ln in lines if ln.item.embedding is None]
     if to_embed:
@@ -147,7 +183,7 @@ def import_lines(caller: Caller, user_id: str, body: bytes) -> dict[str, Any]:
         for ln in lines:
             item = ln.item
             if item.id in taken:
-                rejected.append({"line": ln.number, "error": {"code": "validation_error", "message": ID_UNAVAILABLE}})
+                rejected.append(_rejected(ln.number, ValidationFailed(ID_UNAVAILABLE)))
                 continue
             if (item.id in mine or item.id in seen_ids or (item.event_id and item.event_id in by_event)
                     or ln.hash in by_hash):
@@ -155,7 +191,7 @@ def import_lines(caller: Caller, user_id: str, body: bytes) -> dict[str, Any]:
                 continue
             if remaining <= 0:
                 over = QuotaExceeded(quota_message(quota), retry_after=seconds_to_utc_midnight())
-                rejected.append({"line": ln.number, "error": {"code": over.code, "message": over.message}})
+                rejected.append(_rejected(ln.number, over))
                 continue
             memory_id = item.id or uuid.uuid4()
             rows.append(memory_sql.NewMemory(
@@ -185,8 +221,8 @@ def import_lines(caller: Caller, user_id: str, body: bytes) -> dict[str, Any]:
     return {"created": created, "duplicate": duplicate, "rejected": rejected}
 
 
-def _parse_line(raw: bytes, user_id: str) -> ImportLine:
-    item = parse_model(ImportLine, load_json_object(raw, "line", ValidationFailed))
+def _parse_record(record: Any, user_id: str) -> ImportLine:
+    item = parse_model(ImportLine, record)
     if item.user_id is not None and item.user_id != user_id:
         raise ValidationFailed("user_id of the line differs from the user imported into")
     return item
