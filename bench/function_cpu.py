@@ -155,8 +155,7 @@ def measure(searches: int, rounds: int, profile: bool) -> dict[str, Any]:
             lambda b: parse_model(SearchRequest, load_json_object(b, "request body", ValueError)), bodies_bytes))
         stages["embed"].append(_cpu_ms_per_call(lambda q: runtime.embedder().embed_one(q), queries))
         stages["sql"].append(_cpu_ms_per_call(sql, queries))
-        rows = rows_seen[0]
-        stages["shape"].append(_cpu_ms_per_call(lambda _: shape(rows), events))
+        stages["shape"].append(_cpu_ms_per_call(lambda _: shape(rows_seen[0]), events))
     out: dict[str, Any] = {k: _median(v) for k, v in stages.items()}
     out["encode_10"] = round(out["framework"] - out["framework_empty"], 3)
     out["rest"] = round(out["handler"] - out["framework"] - out["embed"] - out["sql"] - out["shape"], 3)

@@ -65,7 +65,8 @@ class AccessCounter:
     def __init__(self, redis_url: str, *, timeout_s: float = 0.5) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._redis = redis.Redis.from_url(
+            redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True)
         self._unlock = self._redis.register_script(_UNLOCK)
 
     def close(self) -> None:
@@ -109,8 +110,8 @@ class AccessCounter:
             # the times of a fold that finished are gone with its counts; leftovers are stale
             pipe.rename(PENDING + _AT, FOLDING + _AT)
             pipe.execute(raise_on_error=False)  # "no such key" when nothing is pending
-        counts: dict[bytes, bytes] = self._redis.hgetall(FOLDING)
-        stamps: dict[bytes, bytes] = self._redis.hgetall(FOLDING + _AT)
+        counts: dict[str, str] = dict(self._redis.hgetall(FOLDING))  # type: ignore[arg-type]
+        stamps: dict[str, str] = dict(self._redis.hgetall(FOLDING + _AT))  # type: ignore[arg-type]
         users, foreign = _by_user(counts, stamps)
         if foreign:  # not written by add(): dropped, or the folding hash would never empty
             self._redis.hdel(FOLDING, *foreign)
@@ -129,26 +130,25 @@ class AccessCounter:
         out: dict[str, int] = defaultdict(int)
         for key in (FOLDING, PENDING):
             for f, n in self._redis.hgetall(key).items():
-                out[f.decode()] += int(n)
+                out[str(f)] += int(n)
         return dict(out)
 
 
-def _by_user(counts: dict[bytes, bytes], stamps: dict[bytes, bytes]) -> tuple[list[UserCounts], list[bytes]]:
+def _by_user(counts: dict[str, str], stamps: dict[str, str]) -> tuple[list[UserCounts], list[str]]:
     users: dict[str, UserCounts] = {}
-    foreign: list[bytes] = []
-    for raw, n in counts.items():
-        key = raw.decode(errors="replace")
+    foreign: list[str] = []
+    for key, n in counts.items():
         try:
             memory_id = uuid.UUID(key[:_UUID_LEN])
             count = int(n)
         except ValueError:
-            foreign.append(raw)
+            foreign.append(key)
             continue
         user_id = key[_UUID_LEN + 1:]
         entry = users.setdefault(user_id, UserCounts(user_id))
         entry.counts[memory_id] = entry.counts.get(memory_id, 0) + count
         entry.fields.append(key)
-        at = stamps.get(raw)
+        at = stamps.get(key)
         if at is not None:
             entry.last_at[memory_id] = datetime.fromtimestamp(int(at), UTC)
     return [users[u] for u in sorted(users)], foreign

@@ -165,12 +165,13 @@ def _read_only(conn: psycopg.Connection, read_only: bool) -> Iterator[None]:
     if not read_only:
         yield
         return
+    before = conn.read_only  # None: the server's default (a reader's is read-only anyway)
     conn.read_only = True
     try:
         yield
     finally:
         try:
-            conn.read_only = False
+            conn.read_only = before
         except psycopg.Error:  # still in a transaction or broken: never hand it out again
             conn.close()
 
