@@ -120,5 +120,5 @@ def test_search_sql_uses_the_definer_function():
     assert filters_param(SearchFilters(tags=None, content_types=None)) == (None,) * len(SearchFilters.model_fields)
     where, params = where_clause(SearchFilters())
     assert "m.user_id" in where and "memory_visible(m, " in where and "memory_searchable(m)" in where
-    assert "memory_nearest(" in _SEARCH_SQL  # the vector step reads the compact per-user vectors
+    assert "memory_rank(" in _SEARCH_SQL  # ranked in the database (memory_nearest: the compact vectors)
     assert params == {"filters": (None,) * len(SearchFilters.model_fields)}
