@@ -44,7 +44,7 @@ test: venv layer mcp-ts
 	$(PY) -m pytest
 	$(MAKE) test-ts
 
-# The official MCP TypeScript SDK, which tests/test_mcp.py drives as a client (pinned in
+# The official MCP TypeScript SDK, which tests/integration/test_mcp.py drives as a client (pinned in
 # tests/mcp_ts/package-lock.json). Without node/npm those tests are skipped with a warning.
 MCP_TS_DEPS := tests/mcp_ts/node_modules/.installed
 
