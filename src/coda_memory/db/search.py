@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
-from ..models import SearchFilters
-from .filters import FILTERS, filters_param
+from .filters import FILTERS, Filters, filters_param
 from .memories import MEMORY_COLUMNS, prefixed
 from .pool import DictCursor
 
@@ -63,7 +62,7 @@ JOIN memories m ON m.user_id = %(user_id)s AND m.id = r.id
 ORDER BY r.relevance DESC, r.similarity DESC, r.id"""
 
 
-def lexical_candidates(cur: DictCursor, query: str, n: int, filters: SearchFilters) -> dict[uuid.UUID, float]:
+def lexical_candidates(cur: DictCursor, query: str, n: int, filters: Filters) -> dict[uuid.UUID, float]:
     """{id: bm25 score} of the best ``n`` lexical candidates, best first. Runs on a cursor of
     its own on ``cur``'s connection and transaction, so it can overlap the query embedding."""
     params = {"query": query, "n": n, "k1": _BM25_K1, "b": _BM25_B, "filters": filters_param(filters)}
@@ -103,7 +102,7 @@ def rank(
     query: str,
     query_vector: np.ndarray,
     lexical: dict[uuid.UUID, float],
-    filters: SearchFilters,
+    filters: Filters,
     ranking: Ranking,
     top_k: int,
     n: int,
