@@ -6,7 +6,7 @@
 --   v       the nearest, in rank order
 --   t       the lexical candidates, in rank order
 --   vb      the exact BM25 of the nearest that are not lexical candidates (hybrid only), so both
---           lists are scored on both measures
+--           lists are scored on both measures (bm25_scores: planned per call, see there)
 --   c       their union
 --   scored  the candidates' rows, fetched by primary key, every filter and expiry applied again
 --           in this snapshot (a lexical candidate may have changed since bm25_candidates ran)
@@ -15,9 +15,10 @@
 -- (a/(k + vrank) + (1 - a)/(k + trank), divided by its best possible value 1/(k + 1)).
 -- p_min_sim: leave out candidates below this cosine (after normalising; 0 or NULL: none).
 --
--- Returns ids and scores only; the caller fetches the columns of those few rows. Static SQL
--- planned once per connection (a generic plan, pruned to the user's partition when it starts):
--- planning the ranking per call cost ~1 ms, more than running it for a small user.
+-- Returns ids and scores only; the caller fetches the columns of those few rows. Planned per
+-- call (force_custom_plan: the user's id is a constant to the planner, which then prunes to the
+-- user's partition and looks candidates up by primary key; a cached generic plan probed the id
+-- index of all 32 partitions per candidate: ~100 ms on 10,000 users).
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
 CREATE OR REPLACE FUNCTION memory_rank(
     p_query    text,
@@ -39,25 +40,33 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_min_sim  float8 DEFAULT NULL
 )
 RETURNS TABLE (id uuid, similarity float8, relevance float8)
-LANGUAGE plpgsql STABLE
-SET plan_cache_mode = force_generic_plan
+LANGUAGE plpgsql STABLE ROWS 10
+SET plan_cache_mode = force_custom_plan
 AS $fn$
 DECLARE
-    v_user text := NULLIF(current_setting('app.current_user_id', true), '');
+    v_user    text := NULLIF(current_setting('app.current_user_id', true), '');
+    v_near    uuid[];
+    v_vb_ids  uuid[];
+    v_vb      float8[];
 BEGIN
+    -- the nearest, best first; then (hybrid only) the exact BM25 of those that are not lexical
+    -- candidates. Steps of their own rather than CTEs: a cached plan cannot fold the mode away.
+    v_near := ARRAY(SELECT n.id FROM public.memory_nearest(p_vector, p_n, p_filters) n ORDER BY n.distance, n.id);
+    IF p_match <> 'vector' THEN
+        SELECT array_agg(s.id), array_agg(s.score) INTO v_vb_ids, v_vb
+        FROM public.bm25_scores(p_query, ARRAY(SELECT x FROM unnest(v_near) x WHERE x <> ALL(coalesce(p_t_ids, '{}'))),
+                                p_k1, p_b) s;
+    END IF;
     RETURN QUERY
     WITH v AS (
-        SELECT n.id, row_number() OVER (ORDER BY n.distance, n.id) AS rank
-        FROM public.memory_nearest(p_vector, p_n, p_filters) n
+        SELECT x.id, x.rank FROM unnest(v_near) WITH ORDINALITY AS x(id, rank)
     ),
     t AS (
         SELECT x.id, x.bm25, x.rank
         FROM unnest(p_t_ids, p_t_scores) WITH ORDINALITY AS x(id, bm25, rank)
     ),
     vb AS (
-        SELECT s.id, s.score
-        FROM public.bm25_scores(p_query, ARRAY(SELECT v.id FROM v WHERE v.id NOT IN (SELECT t.id FROM t)), p_k1, p_b) s
-        WHERE p_match <> 'vector'
+        SELECT x.id, x.score FROM unnest(v_vb_ids, v_vb) AS x(id, score)
     ),
     c AS (
         SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coalesce(t.bm25, vb.score) AS bm25
@@ -68,6 +77,8 @@ BEGIN
                -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
                coalesce(nullif(1 - (m.embedding <=> p_vector), 'NaN'::float8), 0) AS sim
         FROM public.memories m JOIN c ON c.id = m.id
+        -- = ANY(ARRAY(...)): one primary-key lookup per candidate (a plain join was planned as a
+        -- merge join that read every row of the user: 6 ms at 10k memories)
         WHERE m.user_id = v_user AND m.id = ANY(ARRAY(SELECT c.id FROM c))
           AND public.memory_searchable(m) AND public.memory_visible(m, p_filters)
     ),
