@@ -266,6 +266,15 @@ class ImportLine(IngestItem):
         return value
 
 
+def _counted(value: list[Any], name: str, limit: int, unit: str) -> list[Any]:
+    """``value`` when it holds 1 to ``limit`` entries."""
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise ValueError(f"at most {limit} {unit}")
+    return value
+
+
 class ImportRequest(_Strict):
     """``POST /users/{user_id}/import`` as JSON: the lines of the NDJSON form as an array."""
 
@@ -277,12 +286,7 @@ class ImportRequest(_Strict):
     @field_validator("memories")
     @classmethod
     def _memories(cls, value: list[Any]) -> list[Any]:
-        limit = get_settings().max_import_lines
-        if not value:
-            raise ValueError("memories must not be empty")
-        if len(value) > limit:
-            raise ValueError(f"at most {limit} memories per import request")
-        return value
+        return _counted(value, "memories", get_settings().max_import_lines, "memories per import request")
 
 
 class MemoryPatch(_Strict):
@@ -373,12 +377,7 @@ class BatchRequest(_Strict):
     @field_validator("items")
     @classmethod
     def _items(cls, value: list[Any]) -> list[Any]:
-        limit = get_settings().max_batch_items
-        if not value:
-            raise ValueError("items must not be empty")
-        if len(value) > limit:
-            raise ValueError(f"at most {limit} items per batch")
-        return value
+        return _counted(value, "items", get_settings().max_batch_items, "items per batch")
 
 
 class SearchFilters(_Strict):
