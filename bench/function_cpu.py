@@ -194,8 +194,7 @@ def extract(ref: str) -> Any:
     dest = REPO / ".local" / f"fncpu-{sha[:12]}"
     if not (dest / "src").exists():
         dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha, "src", "functions", "local", "bench", "infra",
-                                  "layers/model/manifest.py", "pyproject.toml"],
+        archive = subprocess.run(["git", "archive", sha, "src", "functions", "local", "bench", "infra"],
                                  cwd=REPO, check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest, sha
