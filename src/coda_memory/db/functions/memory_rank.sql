@@ -14,11 +14,18 @@
 -- p_match: 'vector' (cos), 'convex' (a * cos/max_cos + (1 - a) * bm25/max_bm25) or 'rrf'
 -- (a/(k + vrank) + (1 - a)/(k + trank), divided by its best possible value 1/(k + 1)).
 -- p_min_sim: leave out candidates below this cosine (after normalising; 0 or NULL: none).
+-- p_archived / p_superseded (include_archived / include_superseded): the p_n nearest of the
+-- user's memories in those states join v, found by an exact scan of those rows (they are in no
+-- search structure), and are ranked by the same formula; the caller adds their lexical
+-- candidates to p_t_ids. Both false (every default search): that branch is never run.
 --
 -- Returns ids and scores only; the caller fetches the columns of those few rows. Static SQL
 -- planned once per connection (a generic plan, pruned to the user's partition when it starts):
 -- planning the ranking per call cost ~1 ms, more than running it for a small user.
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8);
+
 CREATE OR REPLACE FUNCTION memory_rank(
     p_query    text,
     p_vector   halfvec,
@@ -36,7 +43,9 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_k1       float8,
     p_b        float8,
     p_top_k    integer,
-    p_min_sim  float8 DEFAULT NULL
+    p_min_sim  float8 DEFAULT NULL,
+    p_archived boolean DEFAULT false,
+    p_superseded boolean DEFAULT false
 )
 RETURNS TABLE (id uuid, similarity float8, relevance float8)
 LANGUAGE plpgsql STABLE
@@ -48,7 +57,16 @@ BEGIN
     RETURN QUERY
     WITH v AS (
         SELECT n.id, row_number() OVER (ORDER BY n.distance, n.id) AS rank
-        FROM public.memory_nearest(p_vector, p_n, p_filters) n
+        FROM (
+            SELECT n.id, n.distance FROM public.memory_nearest(p_vector, p_n, p_filters) n
+            UNION ALL
+            (SELECT m.id, (m.embedding <=> p_vector)::float8
+             FROM public.memories m
+             WHERE (p_archived OR p_superseded) AND m.user_id = v_user
+               AND NOT public.memory_searchable(m) AND public.memory_shown(m, p_archived, p_superseded)
+               AND public.memory_visible(m, p_filters)
+             ORDER BY 2, 1 LIMIT p_n)
+        ) n
     ),
     t AS (
         SELECT x.id, x.bm25, x.rank
@@ -69,7 +87,7 @@ BEGIN
                coalesce(nullif(1 - (m.embedding <=> p_vector), 'NaN'::float8), 0) AS sim
         FROM public.memories m JOIN c ON c.id = m.id
         WHERE m.user_id = v_user AND m.id = ANY(ARRAY(SELECT c.id FROM c))
-          AND public.memory_searchable(m) AND public.memory_visible(m, p_filters)
+          AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
     ),
     normed AS (
         SELECT s.*, greatest(s.sim, 0) AS cos,
@@ -99,6 +117,8 @@ END
 $fn$;
 
 REVOKE ALL ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
-                                   float8, float8, float8, integer, float8, float8, integer, float8) FROM PUBLIC;
+                                   float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                   boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
-                                      float8, float8, float8, integer, float8, float8, integer, float8) TO coda_app;
+                                      float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                      boolean) TO coda_app;
