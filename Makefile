@@ -19,7 +19,7 @@ help:
 	@echo "make test-ts - TypeScript client tests (node --test) against a local stack"
 	@echo "make layer  - build the int8 ONNX model (cached)"
 	@echo "make lock   - re-resolve requirements.lock from pyproject.toml (after adding or changing a dependency)"
-	@echo "make lint   - ruff + mypy on the core"
+	@echo "make lint   - ruff + mypy on the core + the layer contracts (import-linter, pyproject.toml)"
 	@echo "make build  - sam build (no container) into .aws-sam/build"
 	@echo "make openapi - regenerate openapi.json from the handlers (tests fail when it is stale)"
 	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo recall"
@@ -96,6 +96,7 @@ test-fast: venv layer mcp-ts
 lint: venv
 	$(PY) -m ruff check src functions local tests bench layers/model
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 openapi: venv
 	$(PY) -m local.openapi

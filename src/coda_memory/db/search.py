@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
-from ..models import SearchFilters
 from . import relations as relation_sql
-from .filters import FILTERS, filters_param, state_clause
+from .filters import FILTERS, Filters, filters_param, state_clause
 from .memories import MEMORY_COLUMNS, prefixed
 from .pool import DictCursor
 
@@ -98,7 +97,7 @@ LIVE = Hidden()
 
 
 def lexical_candidates(
-    cur: DictCursor, query: str, n: int, filters: SearchFilters, hidden: Hidden = LIVE, user_id: str = "",
+    cur: DictCursor, query: str, n: int, filters: Filters, hidden: Hidden = LIVE, user_id: str = "",
 ) -> dict[uuid.UUID, float]:
     """{id: bm25 score} of the best ``n`` lexical candidates, best first (with ``hidden``, the
     matching memories of ``user_id`` in those states compete too). Runs on a cursor of its own
@@ -146,7 +145,7 @@ def rank(
     query: str,
     query_vector: np.ndarray,
     lexical: dict[uuid.UUID, float],
-    filters: SearchFilters,
+    filters: Filters,
     ranking: Ranking,
     top_k: int,
     n: int,
