@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d
 MODEL  := layers/model/build/model/manifest.json
 MODEL_INPUTS := layers/model/build.py layers/model/requirements-build.txt
 
-.PHONY: help venv lock layer run test test-unit test-fast test-ts mcp-ts lint build bench bench-retrieval openapi clean
+.PHONY: help venv lock layer run test test-unit test-fast test-ts mcp-ts lint build bench bench-retrieval bench-tenants openapi clean
 
 help:
 	@echo "make run    - set up and start the local stack (API on :3000, Lambda invoke on :3001)"
@@ -22,7 +22,7 @@ help:
 	@echo "make lint   - ruff + mypy on the core + the layer contracts (import-linter, pyproject.toml)"
 	@echo "make build  - sam build (no container) into .aws-sam/build"
 	@echo "make openapi - regenerate openapi.json from the handlers (tests fail when it is stale)"
-	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo recall"
+	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo recall; bench-tenants - 10,000 users, one search's PostgreSQL cost"
 
 # Every version comes from requirements.lock (pip constraints): the same set on every machine.
 $(STAMP): pyproject.toml $(LOCK)
@@ -109,6 +109,9 @@ bench: venv layer
 
 bench-retrieval: venv layer
 	$(PY) -m bench.retrieval
+
+bench-tenants: venv layer
+	$(PY) -m bench.tenants
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

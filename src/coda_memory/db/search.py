@@ -59,7 +59,9 @@ FROM memory_rank(%(query)s::text, %(q)s::halfvec, %(n)s::integer, {FILTERS}, %(t
                  %(t_scores)s::float8[], %(match)s::text, %(w_sim)s::float8, %(w_imp)s::float8, %(w_rec)s::float8,
                  %(decay)s::float8, %(a)s::float8, %(rrf_k)s::integer, %(k1)s::float8, %(b)s::float8,
                  %(top_k)s::integer, %(min_sim)s::float8, %(archived)s::boolean, %(superseded)s::boolean) r
-JOIN memories m ON m.user_id = %(user_id)s AND m.id = r.id
+-- LATERAL: one primary-key lookup per returned row (a join was planned as a scan of the user's
+-- rows: ~10,000 buffers for a 10k-memory user)
+CROSS JOIN LATERAL (SELECT * FROM memories m WHERE m.user_id = %(user_id)s AND m.id = r.id) m
 ORDER BY r.relevance DESC, r.similarity DESC, r.id"""
 
 
