@@ -45,6 +45,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.common import BENCH_KEY, BENCH_PG_DIR, REPO, apigw_event, apply_env, bench_env, machine, write_json
@@ -161,6 +162,7 @@ def measure(searches: int, rounds: int, profile: bool) -> dict[str, Any]:
     out["rest"] = round(out["handler"] - out["framework"] - out["embed"] - out["sql"] - out["shape"], 3)
     out["wall_ms_per_search"] = _median(wall)
     out["rounds"] = {k: [round(x, 3) for x in v] for k, v in stages.items()}
+    out["code"] = str(Path(search_uc.__file__).parents[2])
     if profile:
         out["profile"] = _profile(invoke, events)
     return out
@@ -189,20 +191,20 @@ def _merge_base() -> str:
 
 
 def extract(ref: str) -> Any:
-    """The code at ``ref`` (``src``, ``functions``, ``local``, ``bench``, ``infra``) under .local/."""
+    """The code at ``ref`` (``src``, ``functions``, ``local``, ``infra``) under .local/; the
+    benchmark itself is always this one."""
     sha = subprocess.check_output(["git", "rev-parse", ref], cwd=REPO, text=True).strip()
     dest = REPO / ".local" / f"fncpu-{sha[:12]}"
     if not (dest / "src").exists():
         dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha, "src", "functions", "local", "bench", "infra",
-                                  "layers/model/manifest.py", "pyproject.toml"],
+        archive = subprocess.run(["git", "archive", sha, "src", "functions", "local", "infra"],
                                  cwd=REPO, check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest, sha
 
 
 def run_child(root: Any, env: dict[str, str], searches: int, profile: bool) -> dict[str, Any]:
-    child_env = {**os.environ, **env, "PYTHONPATH": f"{root}/src:{root}"}
+    child_env = {**os.environ, **env, "PYTHONPATH": f"{root}/src:{root}:{REPO}"}
     # both versions load the model the repository built
     child_env.setdefault("MEMORY_MODEL_DIR", str(REPO / "layers" / "model" / "build" / "model"))
     proc = subprocess.run(

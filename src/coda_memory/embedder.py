@@ -222,8 +222,12 @@ class Embedder:
                 self._pool = None
 
     def embed_one(self, text: str) -> npt.NDArray[np.float32]:
-        """Embed one text; returns a ``(dimension,)`` float32 unit vector."""
-        return self.embed([text])[0]
+        """Embed one text; returns a ``(dimension,)`` float32 unit vector -- the same as
+        ``embed([text])[0]`` without the batch bookkeeping (~0.1 ms of a search's CPU)."""
+        enc = self._tokenizer.encode(str(text))
+        ids = np.array([enc.ids], dtype=np.int64)
+        mask = np.array([enc.attention_mask], dtype=np.int64)
+        return self._run(ids, mask)[0]
 
     def _run(
         self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]

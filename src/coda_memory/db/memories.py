@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from ..models import SearchFilters
-from .filters import NOT_EXPIRED, where_clause
+from .filters import NOT_EXPIRED, Filters, where_clause
 from .pool import DictCursor
 
 MEMORY_COLUMNS = (
@@ -193,7 +192,7 @@ def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str,
 
 
 def list_page(
-    cur: DictCursor, user_id: str, filters: SearchFilters, limit: int,
+    cur: DictCursor, user_id: str, filters: Filters, limit: int,
     after: tuple[datetime, uuid.UUID] | None, *, include_archived: bool = False, include_superseded: bool = False,
     newest_first: bool = True, columns: str = MEMORY_COLUMNS,
 ) -> list[dict[str, Any]]:
