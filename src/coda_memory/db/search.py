@@ -70,8 +70,11 @@ c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coale
       FROM v FULL JOIN t ON v.id = t.id LEFT JOIN vb ON vb.id = v.id),
 scored AS (
     SELECT {columns}, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
-           -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
-           coalesce(nullif(1 - (m.embedding <=> %(q)s::halfvec), 'NaN'::float8), 0) AS similarity
+           -- a long memory scores by its best piece (the opening or a later window); a zero
+           -- vector has no direction: pgvector answers NaN, counted as no similarity
+           coalesce(nullif(1 - least(m.embedding <=> %(q)s::halfvec,
+                                     (SELECT min(p <=> %(q)s::halfvec) FROM unnest(m.embedding_pieces) p)),
+                           'NaN'::float8), 0) AS similarity
     FROM memories m JOIN c ON c.id = m.id
     -- every filter again, in this statement's snapshot: a lexical candidate may have been
     -- deleted, archived or expired since bm25_candidates (which applies the same filters) ran

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import runtime
 from ..auth import Caller
+from ..config import get_settings
 from ..db import audit, quotas
 from ..db import memories as memory_sql
 from ..errors import BadRequest, Conflict, NotFound, ValidationFailed
@@ -101,6 +102,8 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: di
     # embedded before the transaction: no row lock is held while the model runs (wasted when the
     # content turns out unchanged, which a client rarely sends)
     vector = runtime.embedder().embed_one(wanted["content"]) if "content" in wanted else None
+    pieces = (runtime.embedder().embed_pieces([wanted["content"]], get_settings().embedding_pieces)[0]
+              if "content" in wanted else ())
     with runtime.database().user_tx(user_id) as cur:
         quotas.lock(cur, user_id)
         row = memory_sql.lock_for_update(cur, user_id, mid)
@@ -117,7 +120,7 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: di
             embedding = vector
         values = {k: wanted[k] for k in changes}
         merged_into = row["merged_into"]
-        row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash)
+        row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash, list(pieces))
         action = "updated"
         if changes.get("archived", {}).get("new") is False:
             action = "restored"
