@@ -20,7 +20,7 @@ help:
 	@echo "make lint   - ruff + mypy on the core"
 	@echo "make build  - sam build (no container) into .aws-sam/build"
 	@echo "make openapi - regenerate openapi.json from the handlers (tests fail when it is stale)"
-	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo recall"
+	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo + BEAM recall"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -93,8 +93,10 @@ build: venv layer
 bench: venv layer
 	$(PY) -m bench.run
 
+# LOCOMO_DIR / BEAM_DIR: the development data (not in the repository); --reuse keeps the built
+# database (the BEAM chats take minutes to embed), so a second run only searches
 bench-retrieval: venv layer
-	$(PY) -m bench.retrieval
+	LOCAL_SCHEDULER=0 $(PY) -m bench.retrieval --reuse --pieces 8
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
