@@ -68,6 +68,12 @@ def optional(**schema: JsonValue) -> Callable[[JsonDict], None]:
     return update
 
 
+#: A page cursor: the keyset position of the previous page's last memory, its created_at in
+#: microseconds since 1970 (UTC) and its id. Every text of this form is a position (so a client
+#: generated from the document sends valid ones); cursors from before this form are still read.
+CURSOR_PATTERN = r"^-?[0-9]{1,16}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+CURSOR_SCHEMA: JsonDict = {"pattern": CURSOR_PATTERN, "maxLength": 200}
+
 _CONTENT_SCHEMA: JsonDict = _text_schema(_limit("max_content_chars"))
 _TAGS_SCHEMA: JsonDict = {"maxItems": _limit("max_tags"),
                           "items": {"type": "string", **_text_schema(_limit("max_tag_chars"))}}
@@ -344,9 +350,10 @@ class ListQuery(_Strict):
 
     user_id: Identifier
     limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page",
+                               json_schema_extra=CURSOR_SCHEMA)
     content_type: ContentTypeName | None = None
-    tag: str | None = Field(None, min_length=1, max_length=256)
+    tag: str | None = Field(None, min_length=1, max_length=256, json_schema_extra=_text_schema(_limit("max_tag_chars")))
     context_id: Identifier | None = None
     created_after: UtcDateTime | None = None
     created_before: UtcDateTime | None = None
