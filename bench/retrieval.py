@@ -184,6 +184,27 @@ def run_variant(
     return {"questions": rows, "cost": cost}
 
 
+def threshold_recall(api: Handlers, conversations: list[Conversation], sources: dict[str, list[str]],
+                     thresholds: list[float]) -> dict[str, Any]:
+    """Recall under the default ranking with ``min_relevance`` = t for each t: one search per
+    question with top_k=50 (the candidate pool), then the first 10 with similarity >= t (the
+    threshold only removes results, so that is what the API returns)."""
+    ranked = [(conv, q, api.search(q["question"], conv.name, 50)) for conv in conversations for q in conv.questions]
+    out: dict[str, Any] = {}
+    for t in thresholds:
+        rows, dropped = [], 0
+        for conv, q, found in ranked:
+            kept = [r for r in found if not t or r["similarity"] >= t]
+            dropped += len(found[:TOP_K]) - len(kept[:TOP_K])
+            rows.append({"data_set": conv.data_set, "category": q["category"],
+                         **score(q["evidence"], [sources.get(r["id"], []) for r in kept[:TOP_K]])})
+        out[f"{t:.2f}"] = {ds: {**table([r for r in rows if r["data_set"] == ds])["overall"],
+                                "dropped_per_query": round(dropped / max(1, len(ranked)), 2)}
+                           for ds in sorted({r["data_set"] for r in rows})}
+        print(f"  min_relevance {t:.2f}: {out[f'{t:.2f}']}", flush=True)
+    return out
+
+
 def table(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Means per category and overall (over the given question rows)."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -257,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=3, help="cross-validation folds per data set (0: none)")
     parser.add_argument("--pieces", type=int, default=0,
                         help="embed the pieces (at most this many per memory) of long memories stored without them")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[],
+                        help="also measure these min_relevance values under the default ranking")
     parser.add_argument("--limit", type=int, default=0, help="at most this many conversations per data set")
     args = parser.parse_args(argv)
     if args.locomo is None and args.beam is None:
@@ -303,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<32} cost {results[name]['cost']}", flush=True)
     cv = cross_validate(results, conversations, args.folds) if args.folds and len(results) > 1 else None
     print_report(results, cv)
+    thresholds = threshold_recall(api, conversations, stored["sources"], args.thresholds) if args.thresholds else None
     payload = {"machine": machine(), "load_seconds": round(load_s, 1),
                "conversations": {c.name: {"memories": len(c.items), "questions": len(c.questions)}
                                  for c in conversations},
@@ -311,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "tables": {ds: table([r for r in v["questions"] if r["data_set"] == ds])
                                            for ds in sorted({r["data_set"] for r in v["questions"]})}}
                             for k, v in results.items()},
-               "cross_validation": cv}
+               "cross_validation": cv, "min_relevance": thresholds}
     print(f"\nwrote {write_json('retrieval', payload)}")
     return 0
 
