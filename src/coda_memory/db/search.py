@@ -29,7 +29,6 @@ import numpy as np
 from ..config import Settings
 from ..models import SearchFilters
 from .filters import FILTERS, filters_param
-from .filters import where_clause as _where
 from .memories import MEMORY_COLUMNS, prefixed
 from .pool import DictCursor
 
@@ -46,64 +45,23 @@ SELECT id, score
 FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8, %(b)s::float8)"""
 
 
-# One statement ranks the candidates and returns only the top_k rows:
-# v = the n nearest by cosine (memory_nearest: the user's own vectors, walked in the user's own
-# graph or scanned exactly, filters and expiry applied; db/functions/); t = the lexical
-# candidates (ids and BM25 scores, in rank order); c = their union, fetched by primary key (a
-# plain join on c was planned as a merge join that read every row of the user: 6 ms at 10k
-# memories); the relevance formula (module docstring) is {match} plus fixed terms. Python never
-# sees the other candidates (building and scoring ~80 candidate rows in Python was ~1/6 of the
-# handler's CPU), and metadata comes as text and is decoded for the returned rows only.
-_SEARCH_SQL = """
-WITH v AS (
-    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
-    FROM memory_nearest(%(q)s::halfvec, %(n)s, {filters})
-),
-t AS (SELECT id, bm25, rank
-      FROM unnest(%(t_ids)s::uuid[], %(t_scores)s::float8[]) WITH ORDINALITY AS t(id, bm25, rank)),
--- the exact BM25 of the nearest that are not lexical candidates (hybrid only), so both lists
--- are scored on both measures
-vb AS (SELECT id, score FROM bm25_scores(%(query)s::text, ARRAY(SELECT id FROM v WHERE id NOT IN (SELECT id FROM t)),
-                                         %(k1)s::float8, %(b)s::float8)
-       WHERE %(hybrid)s),
-c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coalesce(t.bm25, vb.score) AS bm25
-      FROM v FULL JOIN t ON v.id = t.id LEFT JOIN vb ON vb.id = v.id),
-scored AS (
-    SELECT {columns}, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
-           -- a long memory scores by its best piece (the opening or a later window); a zero
-           -- vector has no direction: pgvector answers NaN, counted as no similarity
-           coalesce(nullif(1 - least(m.embedding <=> %(q)s::halfvec,
-                                     (SELECT min(p <=> %(q)s::halfvec) FROM unnest(m.embedding_pieces) p)),
-                           'NaN'::float8), 0) AS similarity
-    FROM memories m JOIN c ON c.id = m.id
-    -- every filter again, in this statement's snapshot: a lexical candidate may have been
-    -- deleted, archived or expired since bm25_candidates (which applies the same filters) ran
-    WHERE {where} AND m.id = ANY(ARRAY(SELECT id FROM c))
-),
-normed AS (
-    SELECT s.*, greatest(s.similarity, 0) AS cos,
-           max(greatest(s.similarity, 0)) OVER () AS top_cos, max(s.bm25) OVER () AS top_bm25
-    FROM scored s
-)
-SELECT {output}, similarity,
-       %(w_sim)s::float8 * ({match}) + %(w_imp)s::float8 * imp
-       + %(w_rec)s::float8 / (1 + greatest(0, extract(epoch FROM now() - created_at)::float8 / 86400)
-                                  * %(decay)s::float8) AS relevance
-FROM normed
-{threshold}
-ORDER BY relevance DESC, similarity DESC, id
-LIMIT %(top_k)s"""
+# The ranking runs in the database and returns only the top_k rows: memory_rank
+# (db/functions/memory_rank.sql) takes the query, its vector and the lexical candidates, finds
+# the n nearest (memory_nearest: the user's own vectors, walked in the user's own graph or
+# scanned exactly, filters and expiry applied), scores the union on both measures with the
+# formula of the module docstring, and answers ids and scores; this statement fetches the
+# columns of those rows only (metadata as text, decoded for them alone). Python never sees the
+# other candidates (building and scoring ~80 candidate rows in Python was ~1/6 of the handler's
+# CPU), and the ranking's plan is cached per connection (planning it per call cost ~1 ms).
+_SEARCH_SQL = f"""
+SELECT {{output}}, r.similarity, r.relevance
+FROM memory_rank(%(query)s::text, %(q)s::halfvec, %(n)s::integer, {FILTERS}, %(t_ids)s::uuid[],
+                 %(t_scores)s::float8[], %(match)s::text, %(w_sim)s::float8, %(w_imp)s::float8, %(w_rec)s::float8,
+                 %(decay)s::float8, %(a)s::float8, %(rrf_k)s::integer, %(k1)s::float8, %(b)s::float8,
+                 %(top_k)s::integer, %(min_sim)s::float8) r
+JOIN memories m ON m.user_id = %(user_id)s AND m.id = r.id
+ORDER BY r.relevance DESC, r.similarity DESC, r.id"""
 
-# The match term per mode/fusion (fixed fragments over normed's columns; values are parameters).
-_MATCH_SQL = {
-    "vector": "cos",
-    "convex": "%(a)s::float8 * cos / coalesce(nullif(top_cos, 0), 1)"
-              " + (1 - %(a)s::float8) * coalesce(bm25, 0) / coalesce(nullif(top_bm25, 0), 1)",
-    # divided by the best possible value 1/(k + 1)
-    "rrf": "(%(a)s::float8 * coalesce(1.0::float8 / (%(rrf_k)s::int + vrank), 0)"
-           " + (1 - %(a)s::float8) * coalesce(1.0::float8 / (%(rrf_k)s::int + trank), 0))"
-           " * (%(rrf_k)s::int + 1)",
-}
 
 def lexical_candidates(cur: DictCursor, query: str, n: int, filters: SearchFilters) -> dict[uuid.UUID, float]:
     """{id: bm25 score} of the best ``n`` lexical candidates, best first. Runs on a cursor of
@@ -155,14 +113,11 @@ def rank(
     cosine and the ``lexical`` candidates (RLS scopes ``cur`` already), leaving out those whose
     cosine similarity is below ``min_similarity`` (after normalising over all candidates, so
     the threshold changes no score; 0 or None keeps everything, negative cosines included)."""
-    where, params = _where(filters)
-    params.update(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
-                  t_ids=list(lexical), t_scores=list(lexical.values()), min_sim=min_similarity,
-                  query=query, k1=_BM25_K1, b=_BM25_B, hybrid=ranking.mode == "hybrid")
-    sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS, filters=FILTERS,
-                             match=_MATCH_SQL[ranking.match_key],
-                             threshold="WHERE similarity >= %(min_sim)s::float8" if min_similarity else "")
-    cur.execute(sql, params)
+    params = {**ranking.params(), "user_id": user_id, "n": n, "q": query_vector, "top_k": top_k,
+              "t_ids": list(lexical), "t_scores": list(lexical.values()), "min_sim": min_similarity,
+              "query": query, "k1": _BM25_K1, "b": _BM25_B, "match": ranking.match_key,
+              "filters": filters_param(filters)}
+    cur.execute(_SEARCH_SQL.format(output=_COLUMNS), params)
     rows = cur.fetchall()
     for row in rows:
         row["metadata"] = json.loads(row["metadata"])

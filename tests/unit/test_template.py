@@ -128,7 +128,7 @@ def _requirement_names(path: Path) -> set[str]:
     names = set()
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
+        if line and not line.startswith("-"):  # -c: the lock
             names.add(re.split(r"[\[<>=!~ ]", line, maxsplit=1)[0].lower().replace("_", "-"))
     return names
 
