@@ -1,4 +1,4 @@
-"""Long memories embedded in pieces: a memory longer than the model reads (256 tokens) keeps the
+"""Long memories embedded in pieces (opt-in, MEMORY_EMBEDDING_PIECES): a memory longer than the model reads (256 tokens) keeps the
 embeddings of the rest of its text, and search finds it by what its end says; the pieces follow
 content edits, archiving and restoring."""
 
@@ -22,7 +22,8 @@ def _pieces(admin_conn, user_id: str, memory_id: str) -> int:
 
 
 @pytest.fixture()
-def long_memory(api, user_id) -> str:
+def long_memory(api, user_id, settings_env) -> str:
+    settings_env(MEMORY_EMBEDDING_PIECES="8")
     memory_id = api.ingest(user_id=user_id, content=_LONG).body["memory_id"]
     for text in ("I like jazz on Sunday mornings", "The car needs new tyres before winter",
                  "Grandma's birthday is on the fifth of May"):
@@ -37,7 +38,7 @@ def _top(api, user_id: str) -> dict:
 
 
 def test_a_long_memory_is_found_by_what_its_end_says(api, admin_conn, user_id, settings_env, long_memory):
-    settings_env(MEMORY_SEARCH_MODE="vector")
+    settings_env(MEMORY_SEARCH_MODE="vector", MEMORY_EMBEDDING_PIECES="8")
     assert _pieces(admin_conn, user_id, long_memory) > 1
     top = _top(api, user_id)
     assert top["id"] == long_memory
@@ -48,8 +49,7 @@ def test_a_long_memory_is_found_by_what_its_end_says(api, admin_conn, user_id, s
     opening = float(embedder.embed_one(_QUERY) @ embedder.embed_one(_LONG))
     assert top["similarity"] > opening + 0.1
 
-def test_one_piece_setting_stores_only_the_opening(api, admin_conn, user_id, settings_env):
-    settings_env(MEMORY_EMBEDDING_PIECES="1")
+def test_by_default_only_the_opening_is_stored(api, admin_conn, user_id):
     memory_id = api.ingest(user_id=user_id, content=_LONG).body["memory_id"]
     assert _pieces(admin_conn, user_id, memory_id) == 1
 
