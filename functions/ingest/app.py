@@ -1,5 +1,6 @@
 """Ingest function: POST /ingest, POST /ingest/batch, GET /memories, GET|PATCH|DELETE
-/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories, GET
+/memory/{id}, GET /memory/{id}/history, POST|GET /memory/{id}/relations, DELETE
+/memory/{id}/relations/{type}/{target_id}, DELETE /users/{user_id}/memories, GET
 /users/{user_id}/export, POST /users/{user_id}/import (routed here by
 infra/template.yaml); plus direct invokes from the subscriber."""
 
@@ -11,8 +12,10 @@ from typing import Annotated  # noqa: E402
 
 from fastapi import Depends, Path, Query, Request, Response  # noqa: E402
 
-from coda_memory.api.app import caller, create_app, json_body, raw_body  # noqa: E402
-from coda_memory.api.contract import (  # noqa: E402
+from coda_memory.api.app import caller, create_app  # noqa: E402
+from coda_memory.api.lambda_handler import make_handler  # noqa: E402
+from coda_memory.auth import Caller  # noqa: E402
+from coda_memory.contract import (  # noqa: E402
     BODY,
     COMMON,
     BatchResponse,
@@ -23,13 +26,14 @@ from coda_memory.api.contract import (  # noqa: E402
     Memory,
     MemoryHistory,
     MemoryPage,
+    Relation,
+    RelationList,
     error_responses,
     memory_links,
     ndjson_response,
     request_body,
 )
-from coda_memory.api.lambda_handler import make_handler  # noqa: E402
-from coda_memory.auth import Caller  # noqa: E402
+from coda_memory.http_messages import json_body, raw_body  # noqa: E402
 from coda_memory.models import (  # noqa: E402
     CURSOR_SCHEMA,
     ID_PATTERN,
@@ -39,14 +43,18 @@ from coda_memory.models import (  # noqa: E402
     IngestItem,
     ListQuery,
     MemoryPatch,
+    RelationSpec,
+    RelationType,
     parse_model,
 )
-from coda_memory.usecases import ingest, memories, transfer  # noqa: E402
+from coda_memory.usecases import ingest, links, memories, transfer  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
 MemoryIdParam = Path(alias="id", description="the memory's id (UUID)", json_schema_extra={"format": "uuid"})
 UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs to")
+RelationTypeParam = Path(alias="type", description="extends, derived_from or relates_to")
+TargetIdParam = Path(description="the related memory's id (UUID)", json_schema_extra={"format": "uuid"})
 
 
 @app.post(
@@ -56,7 +64,7 @@ UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs
                      "links": memory_links("$response.body#/memory_id", "$request.body#/user_id")},
                201: {"description": "Stored (status created)",
                      "links": memory_links("$response.body#/memory_id", "$request.body#/user_id")},
-               **error_responses(*COMMON, *BODY, 403)},
+               **error_responses(*COMMON, *BODY, 403, 404, 409)},
 )
 async def ingest_one(request: Request, response: Response, who: Caller = Depends(caller)) -> dict:
     """Store one memory: 201 with its id, or 200 `duplicate` with the id of the same content stored before."""
@@ -107,6 +115,37 @@ async def memory_history(memory_id: str = MemoryIdParam, user_id: str = UserIdQu
     return memories.memory_history(who, memory_id, user_id)
 
 
+@app.post("/memory/{id}/relations", response_model=Relation, status_code=201,
+          openapi_extra=request_body(RelationSpec),
+          responses={200: {"model": Relation, "description": "The relation existed already (same body)"},
+                     201: {"description": "Recorded"}, **error_responses(*COMMON, *BODY, 403, 404)})
+async def add_relation(request: Request, response: Response, memory_id: str = MemoryIdParam,
+                       user_id: str = UserIdQuery, who: Caller = Depends(caller)) -> dict:
+    """Relate the memory to another of the user's (extends, derived_from, relates_to)."""
+    relation, new = links.add_relation(who, memory_id, user_id, await json_body(request))
+    response.status_code = 201 if new else 200
+    return relation
+
+
+@app.get("/memory/{id}/relations", response_model=RelationList, responses=error_responses(*COMMON, 403, 404))
+async def list_relations(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
+                         who: Caller = Depends(caller)) -> dict:
+    """The memory's relations, outgoing and incoming, supersession included (type `supersedes`)."""
+    return links.list_relations(who, memory_id, user_id)
+
+
+@app.delete("/memory/{id}/relations/{type}/{target_id}", status_code=204, response_class=Response,
+            responses={204: {"description": "Removed"}, **error_responses(*COMMON, 403, 404)})
+async def delete_relation(
+    memory_id: str = MemoryIdParam, relation_type: RelationType = RelationTypeParam,
+    target_id: str = TargetIdParam, user_id: str = UserIdQuery,
+    who: Caller = Depends(caller),
+) -> Response:
+    """Remove one relation the memory has to another (supersession: PATCH `superseded_by: null`)."""
+    links.delete_relation(who, memory_id, user_id, relation_type, target_id)
+    return Response(status_code=204)
+
+
 @app.delete("/memory/{id}", response_model=DeleteResult, responses=error_responses(*COMMON, 403, 404))
 async def delete_memory(
     memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
@@ -132,10 +171,11 @@ async def export_user(
     user_id: str = Path(pattern=ID_PATTERN),
     cursor: str | None = Query(None, description="X-Next-Cursor of the previous page", json_schema_extra=CURSOR_SCHEMA),
     embeddings: bool = Query(False, description="include each memory's embedding"),
+    include_superseded: bool = Query(False, description="include superseded memories"),
     who: Caller = Depends(caller),
 ) -> Response:
-    """A page of the user's memories as NDJSON (archived included), oldest first."""
-    page = transfer.export_page(who, user_id, cursor, embeddings=embeddings)
+    """A page of the user's memories as NDJSON (archived included), oldest first, each with its relations."""
+    page = transfer.export_page(who, user_id, cursor, embeddings=embeddings, include_superseded=include_superseded)
     headers = {"X-Memory-Count": str(page.count)}
     if page.next_cursor:
         headers["X-Next-Cursor"] = page.next_cursor

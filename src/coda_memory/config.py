@@ -40,6 +40,21 @@ class Settings(BaseSettings):
         "DATABASE_URL is unset).",
     )
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "MEMORY_REDIS_URL"))
+    search_database_url: SecretStr | None = Field(
+        None,
+        description="Where searches run (read-only transactions), e.g. an Aurora reader endpoint. "
+        "Unset: the database of DATABASE_URL.",
+    )
+    search_database_url_secret: str | None = Field(
+        None, description="Secrets Manager id whose value is the search database URL."
+    )
+    access_stats: Literal["transaction", "redis"] = Field(
+        "transaction",
+        description="How a search records access_count/accessed_at: `transaction` writes them in the "
+        "search's own transaction; `redis` counts them in Redis (REDIS_URL) and the access-fold job "
+        "adds them to the database every minute, so the search is a read-only transaction. "
+        "`redis` without REDIS_URL falls back to `transaction`.",
+    )
     api_key: SecretStr | None = Field(None, validation_alias=_env("MEMORY_API_KEY"))
     api_key_secret: str | None = Field(
         None,
@@ -96,10 +111,15 @@ class Settings(BaseSettings):
     # /context leaves out memories whose cosine similarity to the query is below this (a request's
     # min_relevance overrides it); measured on LoCoMo dev, see docs/retrieval.md
     context_min_relevance: float = Field(0.2, ge=0, le=1)
+    # return_similar on ingest: live memories at or above this cosine similarity to the new one
+    # are returned (measured on LoCoMo/BEAM dev pairs, see docs/api.md "Superseding")
+    similar_min: float = Field(0.7, ge=0, le=1)
 
     # --- retention jobs ----------------------------------------------------------------
     archive_after_days: int = Field(365, ge=1)
     archive_max_access_count: int = Field(5, ge=0)
+    # memories at least this important are never archived automatically (PATCH can still)
+    archive_keep_importance: float = Field(0.8, ge=0, le=1)
     purge_after_days: int = Field(30, ge=0)
     job_batch_size: int = Field(1_000, ge=1, le=100_000)
     # consolidation: near-duplicates of the same content type at or above this cosine similarity
@@ -117,7 +137,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "database_url", "database_url_secret", "redis_url", "api_key", "api_key_secret", "model_dir", "db_proxy",
-        mode="before",
+        "search_database_url", "search_database_url_secret", mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -261,8 +261,12 @@ class Embedder:
         return self._pieces_tokenizer
 
     def embed_one(self, text: str) -> npt.NDArray[np.float32]:
-        """Embed one text; returns a ``(dimension,)`` float32 unit vector."""
-        return self.embed([text])[0]
+        """Embed one text; returns a ``(dimension,)`` float32 unit vector -- the same as
+        ``embed([text])[0]`` without the batch bookkeeping (~0.1 ms of a search's CPU)."""
+        enc = self._tokenizer.encode(str(text))
+        ids = np.array([enc.ids], dtype=np.int64)
+        mask = np.array([enc.attention_mask], dtype=np.int64)
+        return self._run(ids, mask)[0]
 
     def _run(
         self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]

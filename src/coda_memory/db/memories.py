@@ -13,20 +13,19 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from ..models import SearchFilters
-from .filters import NOT_EXPIRED, where_clause
+from .filters import NOT_EXPIRED, Filters, where_clause
 from .pool import DictCursor
 
 MEMORY_COLUMNS = (
     "id, user_id, content, content_type, source_type, source_id, context_id, tags, importance, "
     "confidence, metadata, content_hash, created_at, ingested_at, accessed_at, access_count, "
-    "archived, archived_at, version, updated_at, expires_at, merged_into"
+    "archived, archived_at, version, updated_at, expires_at, superseded_by, superseded_at"
 )
 
 #: What the export writes per memory (the embedding only on request).
 EXPORT_COLUMNS = (
     "id, content, content_type, source_type, source_id, context_id, event_id, tags, metadata, importance, "
-    "confidence, created_at, expires_at, archived"
+    "confidence, created_at, expires_at, archived, superseded_by, superseded_at"
 )
 
 #: Fields a PATCH may change (``content`` also changes ``content_hash`` and ``embedding``).
@@ -61,7 +60,7 @@ class NewMemory:
 class HistoryEntry:
     memory_id: uuid.UUID
     version: int
-    action: str  # created | imported | updated | deleted | expired | merged | restored
+    action: str  # created | imported | updated | deleted | expired | restored | superseded | reinstated
     actor: str
     changes: dict[str, Any]
 
@@ -141,10 +140,7 @@ def update_memory(
         sets.append(f"{key} = %({key})s")  # key is one of the fixed names above
         params[key] = Jsonb(value) if key == "metadata" else value
     if "archived" in values:
-        # archiving stamps the time; restoring also undoes a consolidation merge
         sets.append("archived_at = CASE WHEN %(archived)s THEN now() END")
-        if not values["archived"]:
-            sets.append("merged_into = NULL")
     if embedding is not None:
         # (a trigger queues the new content for consolidation)
         sets += ["embedding = %(embedding)s", "content_hash = %(hash)s", "embedding_pieces = %(pieces)s::halfvec[]"]
@@ -204,13 +200,13 @@ def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str,
 
 
 def list_page(
-    cur: DictCursor, user_id: str, filters: SearchFilters, limit: int,
-    after: tuple[datetime, uuid.UUID] | None, *, include_archived: bool = False, newest_first: bool = True,
-    columns: str = MEMORY_COLUMNS,
+    cur: DictCursor, user_id: str, filters: Filters, limit: int,
+    after: tuple[datetime, uuid.UUID] | None, *, include_archived: bool = False, include_superseded: bool = False,
+    newest_first: bool = True, columns: str = MEMORY_COLUMNS,
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` visible memories of ``user_id`` in (created_at, id) order, after the
     keyset position ``after`` (exclusive). Served by ``memories_user_created_id``."""
-    where, params = where_clause(filters, include_archived=include_archived)
+    where, params = where_clause(filters, include_archived=include_archived, include_superseded=include_superseded)
     params.update(user_id=user_id, limit=limit)
     direction = "DESC" if newest_first else "ASC"
     if after is not None:
@@ -267,6 +263,22 @@ def touch(cur: DictCursor, user_id: str, counts: Mapping[uuid.UUID, int]) -> Non
            FROM unnest(%s::uuid[], %s::int[]) AS c(id, n)
            WHERE m.user_id = %s AND m.id = c.id""",
         (ids, [counts[i] for i in ids], user_id),
+    )
+
+
+def add_accesses(
+    cur: DictCursor, user_id: str, counts: Mapping[uuid.UUID, int], last_at: Mapping[uuid.UUID, datetime]
+) -> None:
+    """Add accesses counted elsewhere (the Redis fold): ``counts[id]`` to ``access_count`` and
+    ``accessed_at`` moved forward to ``last_at[id]`` (now when unknown), never back. Ids the
+    user does not have (erased since, or not theirs) change nothing."""
+    ids = sorted(counts)  # a fixed lock order keeps concurrent updates deadlock-free
+    cur.execute(
+        """UPDATE memories m SET access_count = m.access_count + c.n,
+                  accessed_at = greatest(m.accessed_at, coalesce(c.at, now()))
+           FROM unnest(%s::uuid[], %s::int[], %s::timestamptz[]) AS c(id, n, at)
+           WHERE m.user_id = %s AND m.id = c.id""",
+        (ids, [counts[i] for i in ids], [last_at.get(i) for i in ids], user_id),
     )
 
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
-from ..models import SearchFilters
-from .filters import FILTERS, filters_param
+from . import relations as relation_sql
+from .filters import FILTERS, Filters, filters_param, state_clause
 from .memories import MEMORY_COLUMNS, prefixed
 from .pool import DictCursor
 
@@ -58,18 +58,62 @@ SELECT {{output}}, r.similarity, r.relevance
 FROM memory_rank(%(query)s::text, %(q)s::halfvec, %(n)s::integer, {FILTERS}, %(t_ids)s::uuid[],
                  %(t_scores)s::float8[], %(match)s::text, %(w_sim)s::float8, %(w_imp)s::float8, %(w_rec)s::float8,
                  %(decay)s::float8, %(a)s::float8, %(rrf_k)s::integer, %(k1)s::float8, %(b)s::float8,
-                 %(top_k)s::integer, %(min_sim)s::float8) r
-JOIN memories m ON m.user_id = %(user_id)s AND m.id = r.id
+                 %(top_k)s::integer, %(min_sim)s::float8, %(archived)s::boolean, %(superseded)s::boolean) r
+-- LATERAL: one primary-key lookup per returned row (a join was planned as a scan of the user's
+-- rows: ~10,000 buffers for a 10k-memory user)
+CROSS JOIN LATERAL (SELECT * FROM memories m WHERE m.user_id = %(user_id)s AND m.id = r.id) m
 ORDER BY r.relevance DESC, r.similarity DESC, r.id"""
 
 
-def lexical_candidates(cur: DictCursor, query: str, n: int, filters: SearchFilters) -> dict[uuid.UUID, float]:
-    """{id: bm25 score} of the best ``n`` lexical candidates, best first. Runs on a cursor of
-    its own on ``cur``'s connection and transaction, so it can overlap the query embedding."""
-    params = {"query": query, "n": n, "k1": _BM25_K1, "b": _BM25_B, "filters": filters_param(filters)}
+# include_archived / include_superseded: the user's memories in those states are in no search
+# structure; those containing a query lexeme are found by an exact scan of those rows and
+# scored by their exact BM25 (the user's live statistics, as for every candidate).
+_HIDDEN_LEXICAL_SQL = f"""
+SELECT s.id, s.score
+FROM bm25_scores(%(query)s::text, ARRAY(
+         SELECT m.id FROM memories m
+         WHERE m.user_id = %(user_id)s AND NOT memory_searchable(m) AND {{state}}
+           AND memory_visible(m, {FILTERS}) AND m.search_vector @@ or_tsquery(%(query)s::text)),
+     %(k1)s::float8, %(b)s::float8) s
+WHERE s.score > 0
+ORDER BY s.score DESC, s.id LIMIT %(n)s"""
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """Which memories outside the search structures a search also ranks."""
+
+    archived: bool = False
+    superseded: bool = False
+
+    def __bool__(self) -> bool:
+        return self.archived or self.superseded
+
+    @property
+    def state(self) -> str:
+        return state_clause(include_archived=self.archived, include_superseded=self.superseded)
+
+
+#: Only the searchable memories (the default of every search).
+LIVE = Hidden()
+
+
+def lexical_candidates(
+    cur: DictCursor, query: str, n: int, filters: Filters, hidden: Hidden = LIVE, user_id: str = "",
+) -> dict[uuid.UUID, float]:
+    """{id: bm25 score} of the best ``n`` lexical candidates, best first (with ``hidden``, the
+    matching memories of ``user_id`` in those states compete too). Runs on a cursor of its own
+    on ``cur``'s connection and transaction, so it can overlap the query embedding."""
+    params = {"query": query, "n": n, "k1": _BM25_K1, "b": _BM25_B, "filters": filters_param(filters),
+              "user_id": user_id}
     with cur.connection.cursor() as lex:
         lex.execute(_LEXICAL_SQL, params)
-        return {row[0]: float(row[1]) for row in lex.fetchall()}
+        found = {row[0]: float(row[1]) for row in lex.fetchall()}
+        if hidden:
+            lex.execute(_HIDDEN_LEXICAL_SQL.format(state=hidden.state), params)
+            found.update((row[0], float(row[1])) for row in lex.fetchall())
+            found = dict(sorted(found.items(), key=lambda kv: (-kv[1], str(kv[0])))[:n])
+        return found
 
 
 @dataclass(frozen=True)
@@ -103,20 +147,22 @@ def rank(
     query: str,
     query_vector: np.ndarray,
     lexical: dict[uuid.UUID, float],
-    filters: SearchFilters,
+    filters: Filters,
     ranking: Ranking,
     top_k: int,
     n: int,
     min_similarity: float | None = None,
+    hidden: Hidden = LIVE,
 ) -> list[dict[str, Any]]:
     """The top ``top_k`` memories of ``user_id`` by relevance, from the ``n`` nearest by
     cosine and the ``lexical`` candidates (RLS scopes ``cur`` already), leaving out those whose
     cosine similarity is below ``min_similarity`` (after normalising over all candidates, so
-    the threshold changes no score; 0 or None keeps everything, negative cosines included)."""
+    the threshold changes no score; 0 or None keeps everything, negative cosines included).
+    With ``hidden``, the ``n`` nearest archived and/or superseded memories are candidates too."""
     params = {**ranking.params(), "user_id": user_id, "n": n, "q": query_vector, "top_k": top_k,
               "t_ids": list(lexical), "t_scores": list(lexical.values()), "min_sim": min_similarity,
               "query": query, "k1": _BM25_K1, "b": _BM25_B, "match": ranking.match_key,
-              "filters": filters_param(filters)}
+              "filters": filters_param(filters), "archived": hidden.archived, "superseded": hidden.superseded}
     cur.execute(_SEARCH_SQL.format(output=_COLUMNS), params)
     rows = cur.fetchall()
     for row in rows:
@@ -127,3 +173,22 @@ def rank(
 
 
 _COLUMNS = prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS metadata")
+
+
+def expanded(cur: DictCursor, user_id: str, ids: list[uuid.UUID], hidden: Hidden = LIVE) -> list[dict[str, Any]]:
+    """The memories that ``ids`` extend or are derived_from (db/relations.py ``expansion``), as
+    rows of the shape :func:`rank` returns (similarity and relevance 0: they were not ranked),
+    in expansion order."""
+    targets = relation_sql.expansion(cur, user_id, ids, hidden.state)
+    if not targets:
+        return []
+    cur.execute(
+        f"SELECT {_COLUMNS}, 0::float8 AS similarity, 0::float8 AS relevance FROM memories m "
+        "WHERE m.user_id = %s AND m.id = ANY(%s)",
+        (user_id, targets),
+    )
+    by_id = {r["id"]: r for r in cur.fetchall()}
+    rows = [by_id[t] for t in targets if t in by_id]
+    for row in rows:
+        row["metadata"] = json.loads(row["metadata"])
+    return rows

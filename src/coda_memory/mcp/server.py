@@ -23,9 +23,9 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from .. import __version__
-from ..api.app import error_code_for, error_response, json_body
 from ..auth import Caller
-from ..errors import MemoryServiceError, UnsupportedMediaType, ValidationFailed
+from ..errors import MemoryServiceError, UnsupportedMediaType, ValidationFailed, error_code_for
+from ..http_messages import error_response, json_body
 from ..models import check_identifier
 from .tools import TOOLS, Identity
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..api import contract
+from .. import contract
 from ..auth import Caller
 from ..errors import ValidationFailed
 from ..models import (

@@ -1,4 +1,5 @@
-"""Scheduled jobs: archival, daily quota reset, retention purge, consolidation.
+"""Scheduled jobs: archival, daily quota reset, retention purge, consolidation, and the
+minute's fold of the access statistics counted in Redis (``usecases/access.py``).
 
 Each job calls one SECURITY DEFINER function (``db/functions/job_*.sql``) in a loop: one short
 transaction per bounded batch (``FOR UPDATE SKIP LOCKED`` inside), until a batch comes back
@@ -7,7 +8,7 @@ invocation has a deadline). Every run writes a summary row to the audit log; the
 write the per-user rows. Running a job twice in a row changes nothing the second time.
 
 Knobs (``coda_memory.config.Settings``): ``MEMORY_ARCHIVE_AFTER_DAYS`` (365),
-``MEMORY_ARCHIVE_MAX_ACCESS_COUNT`` (5), ``MEMORY_PURGE_AFTER_DAYS`` (30),
+``MEMORY_ARCHIVE_MAX_ACCESS_COUNT`` (5), ``MEMORY_ARCHIVE_KEEP_IMPORTANCE`` (0.8), ``MEMORY_PURGE_AFTER_DAYS`` (30),
 ``MEMORY_JOB_BATCH_SIZE`` (1000), ``MEMORY_CONSOLIDATE_SIMILARITY`` (0.95),
 ``MEMORY_CONSOLIDATE_BATCH_SIZE`` (200: each memory is a nearest-neighbour query),
 ``MEMORY_VECTOR_GRAPH_MIN_MEMORIES`` (2000: the archival run then builds the per-user vector
@@ -27,8 +28,9 @@ from .. import runtime
 from ..config import Settings, get_settings
 from ..db import jobs as job_sql
 from ..db.pool import Database, DictCursor
+from . import access
 
-JOBS = ("archival", "quota_reset", "retention_purge", "consolidation")
+JOBS = ("archival", "quota_reset", "retention_purge", "consolidation", "access_fold")
 
 #: Stop starting new batches when less than this much time is left (seconds).
 SAFETY_MARGIN_S = 10.0
@@ -108,13 +110,15 @@ def _run_batches(
 
 def archive(
     db: Database | None = None, *, after_days: int, max_access_count: int, batch_size: int,
-    **run: Unpack[RunOptions],
+    keep_importance: float = 0.8, **run: Unpack[RunOptions],
 ) -> JobResult:
-    """Archive memories older than ``after_days`` read fewer than ``max_access_count`` times."""
+    """Archive memories older than ``after_days`` read fewer than ``max_access_count`` times,
+    except those with importance >= ``keep_importance``."""
     return _run_batches(
         db, "archival",
-        lambda cur, limit, rid: job_sql.archive_batch(cur, after_days, max_access_count, limit, rid),
-        batch_size, {"after_days": after_days, "max_access_count": max_access_count}, run,
+        lambda cur, limit, rid: job_sql.archive_batch(cur, after_days, max_access_count, keep_importance, limit, rid),
+        batch_size, {"after_days": after_days, "max_access_count": max_access_count,
+                     "keep_importance": keep_importance}, run,
     )
 
 
@@ -179,6 +183,7 @@ def run_job(
             db,
             after_days=s.archive_after_days,
             max_access_count=s.archive_max_access_count,
+            keep_importance=s.archive_keep_importance,
             batch_size=s.job_batch_size,
             request_id=request_id,
             time_left_s=time_left_s,
@@ -201,4 +206,10 @@ def run_job(
     if job == "consolidation":
         return consolidate(db, similarity=s.consolidate_similarity, batch_size=s.consolidate_batch_size,
                            max_tags=s.max_tags, request_id=request_id, time_left_s=time_left_s)
+    if job == "access_fold":
+        # every minute: no audit row per run (the counts it adds are not an action on memories)
+        folded = access.fold(db=db, time_left_s=time_left_s)
+        return JobResult(job=job, affected=folded["accesses"], batches=folded["users"], complete=folded["complete"],
+                         duration_ms=folded.get("duration_ms", 0), request_id=request_id or "",
+                         params={k: v for k, v in folded.items() if k in ("memories", "skipped")})
     raise ValueError(f"unknown job {job!r}; known: {', '.join(JOBS)}")
