@@ -146,10 +146,10 @@ def model(m: dict[str, float], scale: Scale, regime: str) -> dict[str, Any]:
 
 
 # --- measured on this layout (bench/tenants.py; docs/capacity.md section 1) -----------------------
-# The structures a search of an active user reads: its vectors (heap and own graph), postings,
-# lexicon and memory rows (not the audit log, history, consolidation queue).
-HOT_PARTS = ("memories heap", "memory_vectors heap", "per-user graphs", "memory_vectors primary key",
-             "postings (heap + indexes)", "lexicon (df, totals)")
+# What an active user's searches read in proportion to its memories: its vectors (heap, primary
+# key) and its own graph. Postings (the top 200 per query word) and memory rows (~100
+# candidates) are read in proportion to the query, not to the user's memories.
+HOT_PARTS = ("memory_vectors heap", "per-user graphs", "memory_vectors primary key")
 LARGE = "large (10,000, 30 in its partition)"
 
 
