@@ -22,7 +22,7 @@ help:
 	@echo "make lint   - ruff + mypy on the core + the layer contracts (import-linter, pyproject.toml)"
 	@echo "make build  - sam build (no container) into .aws-sam/build"
 	@echo "make openapi - regenerate openapi.json from the handlers (tests fail when it is stale)"
-	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo recall; bench-tenants - 10,000 users, one search's PostgreSQL cost"
+	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo + BEAM recall; bench-tenants - 10,000 users, one search's PostgreSQL cost"
 
 # Every version comes from requirements.lock (pip constraints): the same set on every machine.
 $(STAMP): pyproject.toml $(LOCK)
@@ -107,8 +107,10 @@ build: venv layer
 bench: venv layer
 	$(PY) -m bench.run
 
+# LOCOMO_DIR / BEAM_DIR: the development data (not in the repository); --reuse keeps the built
+# database (the BEAM chats take minutes to embed), so a second run only searches
 bench-retrieval: venv layer
-	$(PY) -m bench.retrieval
+	LOCAL_SCHEDULER=0 $(PY) -m bench.retrieval --reuse --pieces 8
 
 bench-tenants: venv layer
 	$(PY) -m bench.tenants

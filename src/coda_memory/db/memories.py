@@ -52,6 +52,8 @@ class NewMemory:
     created_at: datetime | None
     expires_at: datetime | None = None
     archived: bool = False
+    #: embeddings of the rest of a text longer than the model reads (Embedder.embed_pieces)
+    embedding_pieces: Sequence[np.ndarray] = ()
 
 
 @dataclass
@@ -71,14 +73,15 @@ def insert_memories(cur: DictCursor, rows: Sequence[NewMemory], *, actor: str, a
     cur.executemany(
         """INSERT INTO memories (id, user_id, content, content_type, embedding, source_type,
                source_id, context_id, event_id, importance, confidence, tags, metadata,
-               content_hash, created_at, expires_at, archived, archived_at)
+               content_hash, created_at, expires_at, archived, archived_at, embedding_pieces)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), %s,
-                   %s, CASE WHEN %s THEN now() END)""",
+                   %s, CASE WHEN %s THEN now() END, %s::halfvec[])""",
         [
             (
                 r.id, r.user_id, r.content, r.content_type, r.embedding, r.source_type,
                 r.source_id, r.context_id, r.event_id, r.importance, r.confidence, r.tags,
                 Jsonb(r.metadata), r.content_hash, r.created_at, r.expires_at, r.archived, r.archived,
+                pieces_param(r.embedding_pieces),
             )
             for r in rows
         ],
@@ -118,9 +121,14 @@ def lock_for_update(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict
     return cur.fetchone()
 
 
+def pieces_param(pieces: Sequence[np.ndarray]) -> list[str] | None:
+    """The ``halfvec[]`` parameter of a memory's pieces (NULL when it has none)."""
+    return ["[" + ",".join(f"{x:.6g}" for x in v) + "]" for v in pieces] or None
+
+
 def update_memory(
     cur: DictCursor, user_id: str, memory_id: uuid.UUID, values: Mapping[str, Any],
-    embedding: np.ndarray | None, content_hash: str | None,
+    embedding: np.ndarray | None, content_hash: str | None, pieces: Sequence[np.ndarray] = (),
 ) -> dict[str, Any]:
     """Set ``values`` (keys from :data:`PATCHABLE`) on the memory, bump its version, and return
     the row. A plain UPDATE of the row, so generated columns and triggers follow."""
@@ -135,8 +143,8 @@ def update_memory(
         sets.append("archived_at = CASE WHEN %(archived)s THEN now() END")
     if embedding is not None:
         # (a trigger queues the new content for consolidation)
-        sets += ["embedding = %(embedding)s", "content_hash = %(hash)s"]
-        params.update(embedding=embedding, hash=content_hash)
+        sets += ["embedding = %(embedding)s", "content_hash = %(hash)s", "embedding_pieces = %(pieces)s::halfvec[]"]
+        params.update(embedding=embedding, hash=content_hash, pieces=pieces_param(pieces))
     cur.execute(
         f"UPDATE memories m SET {', '.join(sets)} WHERE m.user_id = %(u)s AND m.id = %(id)s "  # noqa: S608
         f"RETURNING {prefixed(MEMORY_COLUMNS)}",

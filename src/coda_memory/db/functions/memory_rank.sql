@@ -96,8 +96,12 @@ BEGIN
     ),
     scored AS (
         SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
-               -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
-               coalesce(nullif(1 - (m.embedding <=> p_vector), 'NaN'::float8), 0) AS sim
+               -- a long memory scores by its best piece (its opening or a later window,
+               -- migration 0045); a zero vector has no direction: pgvector answers NaN,
+               -- counted as no similarity
+               coalesce(nullif(1 - least(m.embedding <=> p_vector,
+                                         (SELECT min(p <=> p_vector) FROM unnest(m.embedding_pieces) p)),
+                               'NaN'::float8), 0) AS sim
         FROM public.memories m JOIN c ON c.id = m.id
         -- = ANY(ARRAY(...)): one primary-key lookup per candidate (a plain join was planned as a
         -- merge join that read every row of the user: 6 ms at 10k memories)
