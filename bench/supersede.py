@@ -26,8 +26,7 @@ import time
 from typing import Any
 
 from bench.common import BENCH_PG_DIR, Handlers, apply_env, bench_env, machine, percentiles, write_json
-from bench.growth import _backend_cpu, _conversations, texts, vectors
-from bench.retrieval import DATA
+from bench.growth import DATA, _backend_cpu, _conversations, texts, vectors
 
 DATABASE = "coda_bench_supersede"
 USERS = {"plain": "sup-plain", "heavy": "sup-heavy"}
