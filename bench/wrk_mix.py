@@ -51,6 +51,13 @@ def ensure_large_user(pg: Any, copies: int = 5) -> None:
                             (LARGE,)).fetchone()[0]
         base = conn.execute("SELECT count(*) FROM memories WHERE user_id = %s AND source_type = 'bench'",
                             (SMALL,)).fetchone()[0]
+        # the copies bypass ingest: the quota row says what they hold, with room for the run's ingests
+        conn.execute(
+            """INSERT INTO user_quotas (user_id, memory_count, max_memories, max_daily_ingestions)
+               VALUES (%s, %s, 1000000, 1000000)
+               ON CONFLICT (user_id) DO UPDATE SET memory_count = excluded.memory_count,
+                   max_memories = excluded.max_memories, max_daily_ingestions = excluded.max_daily_ingestions""",
+            (LARGE, base * copies))
         if have == base * copies:
             return
         log(f"building {LARGE}: {copies} x {base:,} memories copied from {SMALL} ...")
@@ -68,10 +75,6 @@ def ensure_large_user(pg: Any, copies: int = 5) -> None:
                        md5(m.content || ' (' || g || ')'), {from_m}
                 FROM memories m, generate_series(1, %s) g WHERE m.user_id = %s AND m.source_type = 'bench'""",
             (LARGE, copies, SMALL))
-        conn.execute(
-            """INSERT INTO user_quotas (user_id, memory_count) VALUES (%s, %s)
-               ON CONFLICT (user_id) DO UPDATE SET memory_count = excluded.memory_count""",
-            (LARGE, base * copies))
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("SELECT memory_vector_graphs_sync(p_limit => 100000)")
         conn.execute("VACUUM ANALYZE memories, memory_vectors, memory_postings, memory_lexicon")
@@ -111,7 +114,7 @@ def run_wrk(url: str, users: list[str], share: float, clients: int, seconds: flo
     pg_before = {p: _proc_cpu_s(p) for p in _pg_pids()}
     gw_before = _proc_cpu_s(gateway_pid)
     load_before = os.getloadavg()[0]
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s",
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "10s",
                           "-s", str(LUA), url], env=env, capture_output=True, text=True, check=True).stdout
     gw_cpu = _proc_cpu_s(gateway_pid) - gw_before
     pg_cpu = sum(_proc_cpu_s(p) - pg_before.get(p, 0.0) for p in _pg_pids())
