@@ -35,7 +35,10 @@ SCOPE_KEY = "coda_memory.mcp.identity"
 INSTRUCTIONS = (
     "Long-term memory for this user. Use recall or get_context before answering questions that "
     "may depend on what the user said earlier; use remember for durable facts and preferences. "
-    "Tools act for the connection's user only."
+    "remember answers with the memories you already have that are close to the new one: when the "
+    "new memory replaces one of them (the user moved, changed a preference, corrected a fact), call "
+    "remember with supersedes=[that id] so the outdated memory stops coming back; when both stay "
+    "true, do not. Tools act for the connection's user only."
 )
 
 
