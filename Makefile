@@ -110,7 +110,7 @@ bench: venv layer
 # LOCOMO_DIR / BEAM_DIR: the development data (not in the repository); --reuse keeps the built
 # database (the BEAM chats take minutes to embed), so a second run only searches
 bench-retrieval: venv layer
-	LOCAL_SCHEDULER=0 $(PY) -m bench.retrieval --reuse --pieces 8
+	LOCAL_SCHEDULER=0 $(PY) -m bench.retrieval --reuse
 
 bench-tenants: venv layer
 	$(PY) -m bench.tenants

@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", default=None, help="git ref of the baseline (default: merge-base with main)")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--access-stats", choices=("transaction", "redis"), default="transaction",
+                   help="redis: access statistics counted in a Redis this run starts (read-only search)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -237,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     pg = start_postgres(BENCH_PG_DIR, database=DATABASE)
     env = bench_env(pg.app_url)
     env.update({"MEMORY_DB_POOL_MAX": "1", "MEMORY_EMBED_THREADS": "1"})  # as on Lambda: one request at a time
+    redis_server = None
+    if args.access_stats == "redis":
+        from local.services import start_redis
+
+        redis_server = start_redis()
+        env.update({"MEMORY_ACCESS_STATS": "redis", "REDIS_URL": redis_server.url})
     apply_env(env)
     load = ensure_loaded(pg, [USER], PER_USER, reload=False)
     settle(pg)
@@ -253,13 +261,16 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(run_child(versions[name][0], env, args.searches,
                                         args.profile and name == "current" and r == 0))
             loadavg.append(os.getloadavg()[0])
+    if redis_server is not None:
+        redis_server.stop()
     summary: dict[str, Any] = {}
     for name, results in runs.items():
         keys = [k for k in results[0] if isinstance(results[0][k], (int, float))]
         summary[name] = {"ref": versions[name][1], **{k: _median([x[k] for x in results]) for k in keys}}
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
            "loadavg_1m": [round(x, 2) for x in loadavg], "load": load, "server": server,
-           "searches_per_round": args.searches, "rounds": args.rounds, "summary": summary, "runs": runs}
+           "searches_per_round": args.searches, "rounds": args.rounds, "access_stats": args.access_stats,
+           "summary": summary, "runs": runs}
     report(summary)
     if args.profile and runs["current"] and "profile" in runs["current"][0]:
         print("\n".join(runs["current"][0]["profile"]))
