@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from .filters import NOT_EXPIRED, Filters, where_clause
+from .filters import Filters, where_clause
 from .pool import DictCursor
 
 MEMORY_COLUMNS = (
@@ -114,7 +114,7 @@ def lock_for_update(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict
     """The visible memory, locked until the transaction ends (None when there is none)."""
     cur.execute(
         f"""SELECT {MEMORY_COLUMNS} FROM memories m
-            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND {NOT_EXPIRED}
+            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND NOT memory_expired(m)
             FOR UPDATE""",  # noqa: S608 - fixed fragments
         (user_id, memory_id),
     )
@@ -158,8 +158,8 @@ def update_memory(
 def find_live_by_hash(cur: DictCursor, user_id: str, content_hash: str) -> dict[str, Any] | None:
     """The live (not deleted) memory with this content hash, expired or not."""
     cur.execute(
-        f"""SELECT m.id, NOT {NOT_EXPIRED} AS expired FROM memories m
-            WHERE m.user_id = %s AND m.content_hash = %s AND NOT m.deleted""",  # noqa: S608
+        """SELECT m.id, memory_expired(m) AS expired FROM memories m
+            WHERE m.user_id = %s AND m.content_hash = %s AND NOT m.deleted""",
         (user_id, content_hash),
     )
     return cur.fetchone()
@@ -171,9 +171,9 @@ def retire_expired(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> i
     if not ids:
         return 0
     cur.execute(
-        f"""UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
-            WHERE m.user_id = %s AND m.id = ANY(%s) AND NOT m.deleted AND NOT {NOT_EXPIRED}
-            RETURNING m.id, m.version""",  # noqa: S608
+        """UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
+            WHERE m.user_id = %s AND m.id = ANY(%s) AND NOT m.deleted AND memory_expired(m)
+            RETURNING m.id, m.version""",
         (user_id, list(ids)),
     )
     gone = cur.fetchall()
@@ -193,7 +193,7 @@ def _deleted_history(cur: DictCursor, user_id: str, rows: Sequence[dict[str, Any
 def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str, Any] | None:
     cur.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories m "  # noqa: S608
-        f"WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND {NOT_EXPIRED}",
+        f"WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND NOT memory_expired(m)",
         (user_id, memory_id),
     )
     return cur.fetchone()
@@ -222,9 +222,9 @@ def list_page(
 
 def soft_delete(cur: DictCursor, user_id: str, memory_id: uuid.UUID, actor: str) -> bool:
     cur.execute(
-        f"""UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
-            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND {NOT_EXPIRED}
-            RETURNING m.id, m.version""",  # noqa: S608
+        """UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
+            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND NOT memory_expired(m)
+            RETURNING m.id, m.version""",
         (user_id, memory_id),
     )
     rows = cur.fetchall()
