@@ -45,6 +45,7 @@ from coda_memory.models import (  # noqa: E402
     MemoryPatch,
     RelationSpec,
     RelationType,
+    parse_ingest_events,
     parse_model,
 )
 from coda_memory.usecases import ingest, links, memories, transfer  # noqa: E402
@@ -66,12 +67,12 @@ TargetIdParam = Path(description="the related memory's id (UUID)", json_schema_e
                      "links": memory_links("$response.body#/memory_id", "$request.body#/user_id")},
                **error_responses(*COMMON, *BODY, 403, 404, 409)},
 )
-async def ingest_one(request: Request, response: Response, who: Caller = Depends(caller)) -> dict:
+async def ingest_one(request: Request, response: Response, who: Caller = Depends(caller)) -> IngestResult:
     """Store one memory: 201 with its id, or 200 `duplicate` with the id of the same content stored before."""
-    body = await json_body(request)
-    result = ingest.ingest(who, [body], atomic_single=True)[0]
+    item = parse_model(IngestItem, await json_body(request))
+    result = ingest.ingest(who, [item], atomic_single=True)[0]
     response.status_code = 201 if result.status == "created" else 200
-    return result.as_dict()
+    return result
 
 
 @app.post(
@@ -83,7 +84,7 @@ async def ingest_batch(request: Request, who: Caller = Depends(caller)) -> dict:
     """Store up to the batch limit of memories in one call; one result per item, in order (an invalid item is
     rejected alone)."""
     batch = parse_model(BatchRequest, await json_body(request))
-    return {"results": [r.as_dict() for r in ingest.ingest(who, batch.items)]}
+    return {"results": ingest.ingest(who, batch.parsed_items())}
 
 
 @app.get("/memory/{id}", response_model=Memory, responses=error_responses(*COMMON, 403, 404))
@@ -192,4 +193,9 @@ async def import_user(request: Request, user_id: str = Path(pattern=ID_PATTERN),
     return transfer.import_body(who, user_id, await raw_body(request), json_content=json_content)
 
 
-handler = make_handler(app, direct={"ingest_events": ingest.ingest_events})
+def ingest_events(payload: dict) -> dict:
+    """Direct invoke from the subscriber: ``{"kind": "ingest_events", "events": [{"event_id", "data"}]}``."""
+    return ingest.ingest_events(*parse_ingest_events(payload))
+
+
+handler = make_handler(app, direct={"ingest_events": ingest_events})

@@ -28,12 +28,14 @@ from pydantic import (
 from pydantic.json_schema import JsonDict, JsonValue, SkipJsonSchema
 
 from .config import DEFAULT_CONTENT_TYPES, Settings, get_settings
-from .errors import MemoryServiceError, ValidationFailed
+from .errors import BadRequest, MemoryServiceError, ValidationFailed
+from .events import event_to_item
 from .text import sanitize, sanitize_json
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,255}$"
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 _CLOCK_SKEW = timedelta(minutes=5)
+M = TypeVar("M", bound=BaseModel)
 
 
 # --- what the OpenAPI document and the MCP tool schemas say ------------------------------------
@@ -434,6 +436,56 @@ class BatchRequest(_Strict):
     def _items(cls, value: list[Any]) -> list[Any]:
         return _counted(value, "items", get_settings().max_batch_items, "items per batch")
 
+    def parsed_items(self) -> list[IngestItem | ValidationFailed]:
+        """Each item as an :class:`IngestItem`, or the error to report in its place."""
+        return parse_each(IngestItem, self.items)
+
+
+def parse_each(model: type[M], raws: Sequence[Any]) -> list[M | ValidationFailed]:
+    """Each of ``raws`` validated into ``model``, or the error to report in its place (an item
+    of a batch, an event or an import line is rejected alone)."""
+    out: list[M | ValidationFailed] = []
+    for raw in raws:
+        try:
+            if not isinstance(raw, dict):
+                raise ValidationFailed("each item must be a JSON object")
+            out.append(parse_model(model, raw))
+        except ValidationFailed as exc:
+            out.append(exc)
+    return out
+
+
+#: The ingest fields an event may carry (``return_similar`` asks for an answer nobody reads).
+EVENT_ITEM_FIELDS = frozenset(IngestItem.model_fields) - {"return_similar"}
+
+
+def parse_ingest_events(payload: dict[str, Any]) -> tuple[list[IngestItem | ValidationFailed], list[str | None]]:
+    """The subscriber's direct invoke ``{"kind": "ingest_events", "events": [{"event_id",
+    "data"}]}``: each event as an ingest item (``events.event_to_item``) or the error to report
+    for it, and its event id (None when it has none). A payload that is not such a list is a
+    400: the invocation fails, nothing is reported per event."""
+    events = payload.get("events")
+    limit = get_settings().max_batch_items
+    if not isinstance(events, list) or not events or len(events) > limit:
+        raise BadRequest(f"events must be a list of 1..{limit} entries")
+    content_types = get_settings().content_types
+    items: list[IngestItem | ValidationFailed] = []
+    event_ids: list[str | None] = []
+    for entry in events:
+        entry = entry if isinstance(entry, dict) else {}
+        raw_id = entry.get("event_id")
+        event_id = str(raw_id) if raw_id not in (None, "") else None
+        data = event_to_item(entry.get("data"), item_fields=EVENT_ITEM_FIELDS, content_types=content_types)
+        [item] = parse_each(IngestItem, [data])
+        if event_id is not None and not isinstance(item, ValidationFailed):
+            try:
+                check_identifier(event_id, "event_id")
+            except ValidationFailed as exc:
+                item = exc
+        items.append(item)
+        event_ids.append(event_id)
+    return items, event_ids
+
 
 class SearchFilters(_Strict):
     content_types: list[ContentTypeName] | None = None
@@ -552,8 +604,6 @@ def parse_memory_id(value: str) -> uuid.UUID:
     except ValueError:
         raise ValidationFailed("memory id must be a UUID") from None
 
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def validation_message(errors: Sequence[Any]) -> str:
