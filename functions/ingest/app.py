@@ -45,6 +45,7 @@ from coda_memory.models import (  # noqa: E402
     MemoryPatch,
     RelationSpec,
     RelationType,
+    parse_import,
     parse_ingest_events,
     parse_model,
 )
@@ -106,7 +107,7 @@ async def update_memory(
     request: Request, memory_id: str = MemoryIdParam, user_id: str = UserIdQuery, who: Caller = Depends(caller)
 ) -> dict:
     """Change the given fields of a memory; answers the memory with its new version."""
-    return memories.update_memory(who, memory_id, user_id, await json_body(request))
+    return memories.update_memory(who, memory_id, user_id, parse_model(MemoryPatch, await json_body(request)))
 
 
 @app.get("/memory/{id}/history", response_model=MemoryHistory, responses=error_responses(*COMMON, 403, 404))
@@ -123,7 +124,8 @@ async def memory_history(memory_id: str = MemoryIdParam, user_id: str = UserIdQu
 async def add_relation(request: Request, response: Response, memory_id: str = MemoryIdParam,
                        user_id: str = UserIdQuery, who: Caller = Depends(caller)) -> dict:
     """Relate the memory to another of the user's (extends, derived_from, relates_to)."""
-    relation, new = links.add_relation(who, memory_id, user_id, await json_body(request))
+    spec = parse_model(RelationSpec, await json_body(request))
+    relation, new = links.add_relation(who, memory_id, user_id, spec)
     response.status_code = 201 if new else 200
     return relation
 
@@ -143,7 +145,8 @@ async def delete_relation(
     who: Caller = Depends(caller),
 ) -> Response:
     """Remove one relation the memory has to another (supersession: PATCH `superseded_by: null`)."""
-    links.delete_relation(who, memory_id, user_id, relation_type, target_id)
+    spec = parse_model(RelationSpec, {"type": relation_type, "target_id": target_id})
+    links.delete_relation(who, memory_id, user_id, spec)
     return Response(status_code=204)
 
 
@@ -190,7 +193,8 @@ async def export_user(
 async def import_user(request: Request, user_id: str = Path(pattern=ID_PATTERN), who: Caller = Depends(caller)) -> dict:
     """Store memories for the user: ids and created_at kept, idempotent, a bad line rejected alone."""
     json_content = request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
-    return transfer.import_body(who, user_id, await raw_body(request), json_content=json_content)
+    lines = parse_import(await raw_body(request), json_content=json_content)
+    return transfer.import_memories(who, user_id, lines)
 
 
 def ingest_events(payload: dict) -> dict:

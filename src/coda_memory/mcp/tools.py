@@ -170,7 +170,7 @@ def _update_schema() -> dict[str, Any]:
 def update_memory(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
     patch = dict(arguments)
     ref = parse_model(MemoryRef, {"memory_id": patch.pop("memory_id", None)})
-    out = memories.update_memory(identity.caller, ref.memory_id, identity.user_id, patch)
+    out = memories.update_memory(identity.caller, ref.memory_id, identity.user_id, parse_model(MemoryPatch, patch))
     return f"updated {out['id']} (version {out['version']})", out
 
 
