@@ -57,7 +57,11 @@ class NewMemory:
 
 
 @dataclass
-class HistoryEntry:
+class NewHistoryEntry:
+    """A ``memory_history`` row to write (like :class:`NewMemory`: its time is the database's
+    ``now()``). How the API shows a written one is ``contract.HistoryEntry``, read back by
+    :func:`history`."""
+
     memory_id: uuid.UUID
     version: int
     action: str  # created | imported | updated | deleted | expired | restored | superseded | reinstated
@@ -87,10 +91,10 @@ def insert_memories(cur: DictCursor, rows: Sequence[NewMemory], *, actor: str, a
         ],
     )
     if rows:
-        write_history(cur, rows[0].user_id, [HistoryEntry(r.id, 1, action, actor, {}) for r in rows])
+        write_history(cur, rows[0].user_id, [NewHistoryEntry(r.id, 1, action, actor, {}) for r in rows])
 
 
-def write_history(cur: DictCursor, user_id: str, entries: Sequence[HistoryEntry]) -> None:
+def write_history(cur: DictCursor, user_id: str, entries: Sequence[NewHistoryEntry]) -> None:
     if not entries:
         return
     cur.executemany(
@@ -183,7 +187,7 @@ def retire_expired(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> i
 
 def _deleted_history(cur: DictCursor, user_id: str, rows: Sequence[dict[str, Any]], action: str, actor: str) -> None:
     write_history(cur, user_id, [
-        HistoryEntry(r["id"], r["version"], action, actor, {"deleted": {"old": False, "new": True}}) for r in rows
+        NewHistoryEntry(r["id"], r["version"], action, actor, {"deleted": {"old": False, "new": True}}) for r in rows
     ])
 
 

@@ -135,7 +135,7 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: Me
             row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash, list(pieces))
             action = "restored" if changes.get("archived", {}).get("new") is False else "updated"
             memory_sql.write_history(cur, user_id, [
-                memory_sql.HistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)
+                memory_sql.NewHistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)
             ])
         if relinked:
             relation_sql.set_superseded(cur, user_id, [(mid, by)], caller.principal.key_id)
