@@ -131,7 +131,7 @@ def list_relations(caller: Caller, memory_id: str, user_id: str | None) -> dict[
     """Outgoing and incoming relations of a memory, supersession included (``supersedes``)."""
     user_id, mid = _source(caller, memory_id, user_id)
     with runtime.database().user_tx(user_id) as cur:
-        if memory_sql.get_memory(cur, user_id, mid) is None:
+        if memory_sql.get_memory(cur, user_id, mid, ("id",)) is None:
             raise NotFound("memory not found")
         found = relation_sql.links_of(cur, user_id, [mid])[mid]
     return {"relations": [link.as_dict() for link in found]}

@@ -15,6 +15,7 @@ from typing import Any
 from .. import runtime
 from ..auth import Caller
 from ..config import get_settings
+from ..contract import Memory
 from ..db import audit, quotas
 from ..db import memories as memory_sql
 from ..db import relations as relation_sql
@@ -30,6 +31,10 @@ from ..models import (
 from ..text import content_hash
 from .links import LinkPlan, Links
 
+#: The fields of a memory in an answer (``GET /memory/{id}``, ``PATCH``, ``GET /memories``):
+#: the contract's, which the reads fetch.
+MEMORY_FIELDS = tuple(Memory.model_fields)
+
 
 def _target(caller: Caller, memory_id: str, user_id: str | None) -> tuple[str, uuid.UUID]:
     """The validated, authorised (user_id, memory uuid) of a /memory/{id} request."""
@@ -41,7 +46,7 @@ def _target(caller: Caller, memory_id: str, user_id: str | None) -> tuple[str, u
 def get_memory(caller: Caller, memory_id: str, user_id: str | None) -> dict[str, Any]:
     user_id, mid = _target(caller, memory_id, user_id)
     with runtime.database().user_tx(user_id) as cur:
-        row = memory_sql.get_memory(cur, user_id, mid)
+        row = memory_sql.get_memory(cur, user_id, mid, MEMORY_FIELDS)
     if row is None:
         raise NotFound("memory not found")
     return memory_json(row)
@@ -54,7 +59,7 @@ def list_memories(caller: Caller, query: ListQuery) -> dict[str, Any]:
     caller.principal.authorize(query.user_id)
     after = decode_cursor(query.cursor) if query.cursor else None
     with runtime.database().user_tx(query.user_id) as cur:
-        rows = memory_sql.list_page(cur, query.user_id, query.filters(), query.limit + 1, after,
+        rows = memory_sql.list_page(cur, query.user_id, query.filters(), query.limit + 1, after, columns=MEMORY_FIELDS,
                                     include_archived=query.include_archived,
                                     include_superseded=query.include_superseded)
     more = len(rows) > query.limit
@@ -111,7 +116,7 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: Me
     with runtime.database().user_tx(user_id) as cur:
         quotas.lock(cur, user_id)
         plan = LinkPlan(cur, user_id, [Links(supersedes=[mid])] if supersede and by is not None else [])
-        row = memory_sql.lock_for_update(cur, user_id, mid)
+        row = memory_sql.lock_for_update(cur, user_id, mid, MEMORY_FIELDS)
         if row is None:
             raise NotFound("memory not found")
         if supersede and by is not None and by != row["superseded_by"]:
@@ -132,7 +137,8 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: Me
                 _check_content_free(cur, user_id, mid, new_hash or "")
                 embedding = vector
             values = {k: wanted[k] for k in changes}
-            row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash, list(pieces))
+            row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash, list(pieces),
+                                           columns=MEMORY_FIELDS)
             action = "restored" if changes.get("archived", {}).get("new") is False else "updated"
             memory_sql.write_history(cur, user_id, [
                 memory_sql.NewHistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)
@@ -140,7 +146,7 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: Me
         if relinked:
             relation_sql.set_superseded(cur, user_id, [(mid, by)], caller.principal.key_id)
             changes["superseded_by"] = {"old": _plain(row["superseded_by"]), "new": _plain(by)}
-            row = memory_sql.get_memory(cur, user_id, mid) or row
+            row = memory_sql.get_memory(cur, user_id, mid, MEMORY_FIELDS) or row
         audit.write(
             cur, [("update", str(mid), "ok", json.dumps({"fields": sorted(changes)}))],
             user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,

@@ -61,7 +61,7 @@ def export_page(
         raise ValidationFailed("cursor has at most 200 characters")
     after = decode_cursor(cursor) if cursor else None
     budget = get_settings().export_page_bytes
-    columns = memory_sql.EXPORT_COLUMNS + (", embedding" if embeddings else "")
+    columns = (*memory_sql.EXPORT_COLUMNS, *(("embedding",) if embeddings else ()))
     limit = _PAGE_ROWS_WITH_EMBEDDINGS if embeddings else _PAGE_ROWS
     with runtime.database().user_tx(user_id) as cur:
         rows = memory_sql.list_page(cur, user_id, SearchFilters(), limit + 1, after, include_archived=True,
