@@ -18,9 +18,10 @@ from .access import record_access, record_access_after, search_writes_access
 from .context import ESTIMATORS, AssembledContext, assemble
 from .memories import memory_json
 
-#: The fields of a search result: the contract's (``SearchResult``). The ranking computes the
-#: scores; the others are the memory's columns, fetched for the returned rows.
-_RESULT_FIELDS = tuple(SearchResult.model_fields)
+#: The fields every search result has: the contract's (``SearchResult``; an optional field is
+#: added on request). The ranking computes the scores; the others are the memory's columns,
+#: fetched for the returned rows.
+_RESULT_FIELDS = tuple(name for name, field in SearchResult.model_fields.items() if field.is_required())
 _SCORES = ("similarity", "relevance")
 _COLUMNS = tuple(f for f in _RESULT_FIELDS if f not in _SCORES)
 
