@@ -15,7 +15,7 @@ from typing import Any
 from .. import runtime
 from ..auth import Caller
 from ..config import get_settings
-from ..contract import Memory
+from ..contract import HistoryEntry, Memory
 from ..db import audit, quotas
 from ..db import memories as memory_sql
 from ..db import relations as relation_sql
@@ -32,6 +32,8 @@ from .links import LinkPlan, Links
 #: The fields of a memory in an answer (``GET /memory/{id}``, ``PATCH``, ``GET /memories``):
 #: the contract's, which the reads fetch.
 MEMORY_FIELDS = tuple(Memory.model_fields)
+#: The fields of a history entry in ``GET /memory/{id}/history``: the contract's.
+HISTORY_FIELDS = tuple(HistoryEntry.model_fields)
 
 
 def get_memory(caller: Caller, memory_id: uuid.UUID, user_id: str) -> dict[str, Any]:
@@ -162,7 +164,7 @@ def memory_history(caller: Caller, memory_id: uuid.UUID, user_id: str) -> dict[s
     """Every change of a memory, oldest first (also after a soft delete)."""
     caller.principal.authorize(user_id)
     with runtime.database().user_tx(user_id) as cur:
-        rows = memory_sql.history(cur, user_id, memory_id)
+        rows = memory_sql.history(cur, user_id, memory_id, HISTORY_FIELDS)
     if not rows:
         raise NotFound("memory not found")
     return {"memory_id": str(memory_id), "history": [memory_json(r) for r in rows]}
