@@ -341,6 +341,43 @@ class ImportRequest(_Strict):
         return _counted(value, "memories", get_settings().max_import_lines, "memories per import request")
 
 
+#: An import line as the use case takes it: its number (from 1) and the line validated, or the
+#: error to report for it.
+NumberedLine = tuple[int, "ImportLine | ValidationFailed"]
+
+
+def parse_import(body: bytes, *, json_content: bool) -> list[NumberedLine]:
+    """``POST /users/{user_id}/import``'s body, each line validated alone: a JSON body
+    ``{"memories": [...]}`` (``json_content``: sent as application/json), ``memories[i]`` as
+    line ``i + 1``; anything else is NDJSON, one memory per line. A line of NDJSON never has a
+    ``memories`` member, so NDJSON sent as application/json, as clients did before the JSON form
+    existed, is still NDJSON. Too many lines, or none, is a 422 for the whole request."""
+    if json_content:
+        try:
+            data: dict[str, Any] | None = load_json_object(body, "request body", BadRequest)
+        except BadRequest:
+            data = None  # several lines: NDJSON
+        if data is not None and "memories" in data:
+            request = parse_model(ImportRequest, data)
+            return list(enumerate(parse_each(ImportLine, request.memories, objects_only=False), start=1))
+    limit = get_settings().max_import_lines
+    numbered = [(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
+    if len(numbered) > limit:
+        raise ValidationFailed(f"at most {limit} lines per import request")
+    if not numbered:
+        raise ValidationFailed("the body has no lines; NDJSON (one memory per line) is expected")
+    lines: list[NumberedLine] = []
+    for number, raw in numbered:
+        try:
+            record = load_json_object(raw, "line", ValidationFailed)
+        except ValidationFailed as exc:
+            lines.append((number, exc))
+            continue
+        [line] = parse_each(ImportLine, [record])
+        lines.append((number, line))
+    return lines
+
+
 class MemoryPatch(_Strict):
     """``PATCH /memory/{id}`` body: any of the fields; ``context_id`` and ``expires_at`` may be
     null (cleared). Only the fields present in the body change."""
@@ -405,6 +442,11 @@ class MemoryPatch(_Strict):
         return {f: getattr(self, f) for f in self.model_fields_set}
 
 
+def _check_range(created_after: datetime | None, created_before: datetime | None) -> None:
+    if created_after and created_before and created_after > created_before:
+        raise ValueError("created_after must not be later than created_before")
+
+
 class ListQuery(_Strict):
     """Query of ``GET /memories``."""
 
@@ -425,6 +467,23 @@ class ListQuery(_Strict):
     def _content_type(cls, value: str | None) -> str | None:
         return None if value is None else _valid_content_type(value)
 
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        return None if value is None else _check_tags([value])[0]
+
+    @model_validator(mode="after")
+    def _range(self) -> ListQuery:
+        _check_range(self.created_after, self.created_before)
+        return self
+
+    def filters(self) -> SearchFilters:
+        """The listing's filters, as a search states them (validated already, with this query)."""
+        return SearchFilters.model_construct(
+            content_types=[self.content_type] if self.content_type else None,
+            tags=[self.tag] if self.tag else None, context_id=self.context_id,
+            created_after=self.created_after, created_before=self.created_before)
+
 
 class BatchRequest(_Strict):
     #: validated one by one (an invalid item is rejected alone), so typed Any here
@@ -441,13 +500,14 @@ class BatchRequest(_Strict):
         return parse_each(IngestItem, self.items)
 
 
-def parse_each(model: type[M], raws: Sequence[Any]) -> list[M | ValidationFailed]:
+def parse_each(model: type[M], raws: Sequence[Any], *, objects_only: bool = True) -> list[M | ValidationFailed]:
     """Each of ``raws`` validated into ``model``, or the error to report in its place (an item
-    of a batch, an event or an import line is rejected alone)."""
+    of a batch, an event or an import line is rejected alone). ``objects_only``: anything but a
+    JSON object is refused as such, before the model looks at it."""
     out: list[M | ValidationFailed] = []
     for raw in raws:
         try:
-            if not isinstance(raw, dict):
+            if objects_only and not isinstance(raw, dict):
                 raise ValidationFailed("each item must be a JSON object")
             out.append(parse_model(model, raw))
         except ValidationFailed as exc:
@@ -521,8 +581,7 @@ class SearchFilters(_Strict):
 
     @model_validator(mode="after")
     def _range(self) -> SearchFilters:
-        if self.created_after and self.created_before and self.created_after > self.created_before:
-            raise ValueError("created_after must not be later than created_before")
+        _check_range(self.created_after, self.created_before)
         return self
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .memories import HistoryEntry, write_history
+from .memories import NewHistoryEntry, write_history
 from .pool import DictCursor
 
 
@@ -87,7 +87,7 @@ def set_superseded(
         ([p[0] for p in pairs], [p[1] for p in pairs], stamps, user_id, user_id),
     )
     write_history(cur, user_id, [
-        HistoryEntry(r["id"], r["version"], "superseded" if r["superseded_by"] else "reinstated", actor,
+        NewHistoryEntry(r["id"], r["version"], "superseded" if r["superseded_by"] else "reinstated", actor,
                      {"superseded_by": {"old": _text(r["before"]), "new": _text(r["superseded_by"])}})
         for r in cur.fetchall()
     ])
