@@ -79,13 +79,15 @@ scored AS (
 ),
 normed AS (
     SELECT s.*, greatest(s.similarity, 0) AS cos,
-           max(greatest(s.similarity, 0)) OVER () AS top_cos, max(s.bm25) OVER () AS top_bm25
+           max(greatest(s.similarity, 0)) OVER () AS top_cos, max(s.bm25) OVER () AS top_bm25,
+           1 / (1 + greatest(0, extract(epoch FROM now() - s.created_at)::float8 / 86400) * %(decay)s::float8)
+               AS recency
     FROM scored s
 )
 SELECT {output}, similarity,
-       %(w_sim)s::float8 * ({match}) + %(w_imp)s::float8 * imp
-       + %(w_rec)s::float8 / (1 + greatest(0, extract(epoch FROM now() - created_at)::float8 / 86400)
-                                  * %(decay)s::float8) AS relevance
+       %(w_sim)s::float8 * ({match}) + %(w_imp)s::float8 * imp + %(w_rec)s::float8 * recency AS relevance,
+       -- the parts of the score, for `explain`
+       ({match}) AS match, coalesce(bm25, 0) AS lexical, imp, recency
 FROM normed
 {threshold}
 ORDER BY relevance DESC, similarity DESC, id
@@ -165,6 +167,11 @@ def rank(
         row["metadata"] = json.loads(row["metadata"])
         row["similarity"] = float(row["similarity"])
         row["relevance"] = float(row["relevance"])
+        row["explain"] = {
+            "cosine": row["similarity"], "lexical": float(row.pop("lexical")), "match": float(row.pop("match")),
+            "importance": float(row.pop("imp")), "recency": float(row.pop("recency")),
+            "relevance": row["relevance"],
+        }
     return rows
 
 

@@ -51,8 +51,9 @@ def search(caller: Caller, request: SearchRequest) -> dict[str, Any]:
     caller.principal.authorize(request.user_id)
     started = time.perf_counter()
     rows = _search_rows(request.user_id, request.query, request.top_k, request.filters, request.min_relevance)
+    fields = (*_RESULT_FIELDS, "explain") if request.explain else _RESULT_FIELDS
     return {
-        "results": [memory_json(r, _RESULT_FIELDS) for r in rows],
+        "results": [memory_json(r, fields) for r in rows],
         "took_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 
