@@ -194,8 +194,8 @@ def _consolidation(res: dict[str, Any], pg: Any, small: str) -> None:
     # 5. consolidation of the smaller user only (the other user's queue entries dropped; a
     # previous run's merges undone)
     with psycopg.connect(pg.admin_url, autocommit=True) as conn:
-        conn.execute("UPDATE memories SET archived = false, archived_at = NULL, merged_into = NULL "
-                     "WHERE user_id = %s AND merged_into IS NOT NULL", (small,))
+        conn.execute("UPDATE memories SET superseded_by = NULL, superseded_at = NULL "
+                     "WHERE user_id = %s AND superseded_by IS NOT NULL", (small,))
         conn.execute("INSERT INTO memory_consolidation_queue (user_id, memory_id) SELECT user_id, id FROM memories "
                      "WHERE user_id = %s AND NOT deleted AND NOT archived ON CONFLICT DO NOTHING", (small,))
         conn.execute("DELETE FROM memory_consolidation_queue WHERE user_id <> %s", (small,))
@@ -205,12 +205,12 @@ def _consolidation(res: dict[str, Any], pg: Any, small: str) -> None:
         result = jobs.consolidate(runtime.database(), similarity=similarity, batch_size=200)
         s = time.perf_counter() - t0
         with psycopg.connect(pg.admin_url) as conn:
-            merged = conn.execute("SELECT count(*) FROM memories WHERE user_id = %s AND merged_into IS NOT NULL",
+            merged = conn.execute("SELECT count(*) FROM memories WHERE user_id = %s AND superseded_by IS NOT NULL",
                                   (small,)).fetchone()[0]
             pairs = conn.execute(
                 """SELECT left(a.content, 80), left(b.content, 80),
                           round((1 - (a.embedding <=> b.embedding))::numeric, 3)
-                   FROM memories a JOIN memories b ON b.user_id = a.user_id AND b.id = a.merged_into
+                   FROM memories a JOIN memories b ON b.user_id = a.user_id AND b.id = a.superseded_by
                    WHERE a.user_id = %s LIMIT 5""", (small,)).fetchall()
         res["consolidation"] = {"memories": result.affected, "seconds": round(s, 1),
                                 "seconds_per_10k": round(s * 10_000 / max(1, result.affected), 1),

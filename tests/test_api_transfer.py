@@ -44,7 +44,8 @@ def test_export_has_every_field_and_round_trips_into_another_user(api, user_id, 
     assert pages == 1 and [x["id"] for x in lines] == [a, b]  # oldest first; deleted left out
     first = lines[0]
     assert set(first) == {"id", "content", "content_type", "source_type", "source_id", "context_id", "event_id",
-                          "tags", "metadata", "importance", "confidence", "created_at", "expires_at", "archived"}
+                          "tags", "metadata", "importance", "confidence", "created_at", "expires_at", "archived",
+                          "superseded_by", "superseded_at", "links"}
     assert first["tags"][0] == "x" and first["metadata"] == {"k": [1]} and first["importance"] == 0.25
     assert lines[1]["archived"] is True and "embedding" not in first
 

@@ -51,7 +51,7 @@ def _seed(conn: psycopg.Connection, user: str, vec: str, *, age_days: float, con
 
 def _row(conn, mid):
     cur = conn.execute(
-        "SELECT archived, merged_into::text, tags, importance, access_count, version, "
+        "SELECT archived, superseded_by::text, tags, importance, access_count, version, "
         "NOT EXISTS (SELECT 1 FROM memory_consolidation_queue q WHERE q.memory_id = m.id) "
         "FROM memories m WHERE id = %s", (mid,))
     return cur.fetchone()
@@ -78,17 +78,17 @@ def test_near_duplicates_fold_into_the_earliest(db, admin_conn):
     result = jobs.consolidate(db, similarity=0.95, batch_size=100, request_id="req-c1")
     assert result.complete and result.affected >= 5
 
-    assert _row(admin_conn, dup)[:6] == (True, first, ["b", "a"], pytest.approx(0.8), 3, 2)
-    archived, merged_into, tags, importance, access, version, _checked = _row(admin_conn, first)
-    assert (archived, merged_into, tags, importance, access, version) == (False, None, ["a", "b"],
+    assert _row(admin_conn, dup)[:6] == (False, first, ["b", "a"], pytest.approx(0.8), 3, 2)
+    archived, superseded_by, tags, importance, access, version, _checked = _row(admin_conn, first)
+    assert (archived, superseded_by, tags, importance, access, version) == (False, None, ["a", "b"],
                                                                           pytest.approx(0.8), 5, 2)
     for mid in (other, other_type, elsewhere):
         assert _row(admin_conn, mid)[:2] == (False, None) and _row(admin_conn, mid)[6]
     assert _row(admin_conn, deleted)[:2] == (False, None)
 
     (_, action, actor, changes), = _history(admin_conn, dup)
-    assert (action, actor) == ("merged", "job:consolidation")
-    assert changes == {"archived": {"old": False, "new": True}, "merged_into": {"old": None, "new": first}}
+    assert (action, actor) == ("superseded", "job:consolidation")
+    assert changes == {"superseded_by": {"old": None, "new": first}}
     (_, action, _, changes), = _history(admin_conn, first)
     assert action == "updated" and changes["absorbed"] == {"old": None, "new": dup}
     assert changes["tags"] == {"old": ["a"], "new": ["a", "b"]} and changes["access_count"] == {"old": 2, "new": 5}
@@ -114,7 +114,7 @@ def test_a_chain_of_duplicates_keeps_the_earliest_and_batches_are_bounded(db, ad
     assert result.batches >= 3
     for group in (ids, ids2):
         assert _row(admin_conn, group[0])[:2] == (False, None)
-        assert all(_row(admin_conn, m)[:2] == (True, group[0]) for m in group[1:])
+        assert all(_row(admin_conn, m)[:2] == (False, group[0]) for m in group[1:])
         assert _row(admin_conn, group[0])[5] == 5  # four absorptions
 
 
@@ -137,11 +137,11 @@ def test_patching_content_makes_a_memory_eligible_again(api, user_id, admin_conn
                  body={"content": "The user prefers dark roast coffee!"})
     assert r.status == 200
     jobs.consolidate(db, similarity=0.95, batch_size=500)
-    assert _row(admin_conn, second)[:2] == (True, first)
+    assert _row(admin_conn, second)[:2] == (False, first)
     listed = api.call("GET", "/memories", query={"user_id": user_id}).body["memories"]
     assert [m["id"] for m in listed] == [first]
     merged = api.call("GET", f"/memory/{second}", query={"user_id": user_id}).body
-    assert merged["archived"] is True and merged["merged_into"] == first
+    assert merged["archived"] is False and merged["superseded_by"] == first
 
 
 def test_consolidation_handler_runs_the_job_with_settings(api_env, monkeypatch):
@@ -176,7 +176,7 @@ def test_a_memory_is_merged_only_when_it_adds_no_word(db, admin_conn):
                   (%s, 'Dentist on Friday 24 March at 9:30', 'fact', %s::vector, 't', 'h4', now())""",
         (user, SAME, user, NEAR, user, NEAR, user, NEAR))
     jobs.consolidate(db, similarity=0.95, batch_size=100)
-    rows = admin_conn.execute("SELECT content, merged_into IS NOT NULL FROM memories WHERE user_id = %s "
+    rows = admin_conn.execute("SELECT content, superseded_by IS NOT NULL FROM memories WHERE user_id = %s "
                               "ORDER BY created_at", (user,)).fetchall()
     # the same words in another order: merged; other numbers, or one word more: kept apart
     assert sorted(rows) == [("Dentist on 24 March at 9:30!", True), ("Dentist on April 19 at 11:30", False),
@@ -187,12 +187,12 @@ def test_a_merge_can_be_undone_and_stays_undone(api, user_id, admin_conn, db):
     first = api.ingest(user_id=user_id, content="The user drinks oat milk lattes").body["memory_id"]
     second = api.ingest(user_id=user_id, content="The user drinks oat milk lattes!").body["memory_id"]
     jobs.consolidate(db, similarity=0.95, batch_size=500)
-    assert _row(admin_conn, second)[:2] == (True, first)
-    r = api.call("PATCH", f"/memory/{second}", query={"user_id": user_id}, body={"archived": False})
-    assert r.status == 200 and r.body["archived"] is False and r.body["merged_into"] is None
+    assert _row(admin_conn, second)[:2] == (False, first)
+    r = api.call("PATCH", f"/memory/{second}", query={"user_id": user_id}, body={"superseded_by": None})
+    assert r.status == 200 and r.body["archived"] is False and r.body["superseded_by"] is None
     last = api.call("GET", f"/memory/{second}/history", query={"user_id": user_id}).body["history"][-1]
-    assert last["action"] == "restored"
-    assert last["changes"] == {"archived": {"old": True, "new": False}, "merged_into": {"old": first, "new": None}}
+    assert last["action"] == "reinstated"
+    assert last["changes"] == {"superseded_by": {"old": first, "new": None}}
     jobs.consolidate(db, similarity=0.95, batch_size=500)  # not queued again: the restore holds
     assert _row(admin_conn, second)[:2] == (False, None)
     assert {m["id"] for m in api.call("GET", "/memories", query={"user_id": user_id}).body["memories"]} == {

@@ -24,20 +24,20 @@ def _user() -> str:
 
 def _seed(conn: psycopg.Connection, user: str, *, age_days: float = 0, access_count: int = 0,
           archived: bool = False, archived_days_ago: float | None = None,
-          deleted_days_ago: float | None = None) -> str:
+          deleted_days_ago: float | None = None, importance: float = 0.5) -> str:
     now = datetime.now(UTC)
     content = f"memory {uuid.uuid4()}"
     row = conn.execute(
         """INSERT INTO memories (user_id, content, content_type, embedding, source_type,
                                  content_hash, created_at, access_count, archived, archived_at,
-                                 deleted, deleted_at)
-           VALUES (%s, %s, 'fact', %s::vector, 'test', md5(%s), %s, %s, %s, %s, %s, %s)
+                                 deleted, deleted_at, importance)
+           VALUES (%s, %s, 'fact', %s::vector, 'test', md5(%s), %s, %s, %s, %s, %s, %s, %s)
            RETURNING id""",
         (
             user, content, VEC, content, now - timedelta(days=age_days), access_count, archived,
             now - timedelta(days=archived_days_ago) if archived_days_ago is not None else None,
             deleted_days_ago is not None,
-            now - timedelta(days=deleted_days_ago) if deleted_days_ago is not None else None,
+            now - timedelta(days=deleted_days_ago) if deleted_days_ago is not None else None, importance,
         ),
     ).fetchone()
     return str(row[0])
@@ -65,6 +65,23 @@ def db(postgres):
     database = Database(postgres.app_url)
     yield database
     database.close()
+
+
+def test_archival_keeps_important_and_superseded_memories_as_they_are(db, admin_conn):
+    user = _user()
+    important = _seed(admin_conn, user, age_days=400, importance=0.8)
+    plain = _seed(admin_conn, user, age_days=400, importance=0.79)
+    newer = _seed(admin_conn, user, age_days=1)
+    superseded = _seed(admin_conn, user, age_days=400)
+    admin_conn.execute("UPDATE memories SET superseded_by = %s, superseded_at = now() WHERE id = %s",
+                       (newer, superseded))
+    jobs.archive(db, after_days=365, max_access_count=5, keep_importance=0.8, batch_size=100)
+    assert [_row(admin_conn, user, m)["archived"] for m in (important, plain, superseded)] == [False, True, False]
+    # the threshold is a setting: 0.7 archives neither 0.79 nor 0.8
+    other = _user()
+    kept = _seed(admin_conn, other, age_days=400, importance=0.75)
+    jobs.archive(db, after_days=365, max_access_count=5, keep_importance=0.7, batch_size=100)
+    assert _row(admin_conn, other, kept)["archived"] is False
 
 
 def test_archival_archives_only_old_rarely_used_live_memories(db, admin_conn):
@@ -213,7 +230,7 @@ def test_service_role_may_run_jobs_but_not_read_other_users(app_conn, admin_conn
     assert app_conn.execute("SELECT count(*) FROM memories WHERE user_id=%s", (user,)).fetchone()[0] == 0
     app_conn.rollback()
     # ... but may execute the job functions
-    for fn in ("job_archive_batch(integer, integer, integer, text)", "job_purge_batch(integer, integer, text)",
+    for fn in ("job_archive_batch(integer, integer, integer, text, real)", "job_purge_batch(integer, integer, text)",
                "job_reset_quotas_batch(date, integer, text)", "job_record_run(text, text, text, jsonb)"):
         assert admin_conn.execute("SELECT has_function_privilege('coda_app', %s, 'EXECUTE')", (fn,)).fetchone()[0]
         assert not admin_conn.execute(

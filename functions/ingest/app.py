@@ -1,5 +1,6 @@
 """Ingest function: POST /ingest, POST /ingest/batch, GET /memories, GET|PATCH|DELETE
-/memory/{id}, GET /memory/{id}/history, DELETE /users/{user_id}/memories, GET
+/memory/{id}, GET /memory/{id}/history, POST|GET /memory/{id}/relations, DELETE
+/memory/{id}/relations/{type}/{target_id}, DELETE /users/{user_id}/memories, GET
 /users/{user_id}/export, POST /users/{user_id}/import (routed here by
 infra/template.yaml); plus direct invokes from the subscriber."""
 
@@ -21,6 +22,8 @@ from coda_memory.api.contract import (  # noqa: E402
     Memory,
     MemoryHistory,
     MemoryPage,
+    Relation,
+    RelationList,
     error_responses,
     memory_links,
     ndjson_response,
@@ -35,9 +38,11 @@ from coda_memory.models import (  # noqa: E402
     ImportRequest,
     IngestItem,
     MemoryPatch,
+    RelationSpec,
+    RelationType,
     parse_model,
 )
-from coda_memory.usecases import ingest, memories, transfer  # noqa: E402
+from coda_memory.usecases import ingest, links, memories, transfer  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
@@ -45,6 +50,8 @@ MemoryIdParam = Path(alias="id", description="the memory's id (UUID)", json_sche
 #: cursors are opaque, unpadded base64url (anything else is a 400 "cursor is not valid")
 CURSOR_SCHEMA = {"maxLength": 200, "pattern": "^[A-Za-z0-9_-]+$"}
 UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs to")
+RelationTypeParam = Path(alias="type", description="extends, derived_from or relates_to")
+TargetIdParam = Path(description="the related memory's id (UUID)", json_schema_extra={"format": "uuid"})
 
 
 @app.post(
@@ -54,7 +61,7 @@ UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs
                      "links": memory_links("$response.body#/memory_id", "$request.body#/user_id")},
                201: {"description": "Stored (status created)",
                      "links": memory_links("$response.body#/memory_id", "$request.body#/user_id")},
-               **error_responses(*COMMON, *BODY, 403)},
+               **error_responses(*COMMON, *BODY, 403, 404, 409)},
 )
 async def ingest_one(request: Request, response: Response, who: Caller = Depends(caller)) -> dict:
     """Store one memory: 201 with its id, or 200 `duplicate` with the id of the same content stored before."""
@@ -89,12 +96,14 @@ async def list_memories(
     cursor: str | None = Query(None, description="next_cursor of the previous page", json_schema_extra=CURSOR_SCHEMA),
     content_type: str | None = None,
     tag: str | None = None, context_id: str | None = None, created_after: str | None = None,
-    created_before: str | None = None, include_archived: bool = False, who: Caller = Depends(caller),
+    created_before: str | None = None, include_archived: bool = False, include_superseded: bool = False,
+    who: Caller = Depends(caller),
 ) -> dict:
     """A page of the user's memories, newest first; pass `next_cursor` back as `cursor` for the next page."""
     return memories.list_memories(
         who, user_id, limit=limit, cursor=cursor, content_type=content_type, tag=tag, context_id=context_id,
         created_after=created_after, created_before=created_before, include_archived=include_archived,
+        include_superseded=include_superseded,
     )
 
 
@@ -112,6 +121,37 @@ async def memory_history(memory_id: str = MemoryIdParam, user_id: str = UserIdQu
                          who: Caller = Depends(caller)) -> dict:
     """Every change of a memory, oldest first."""
     return memories.memory_history(who, memory_id, user_id)
+
+
+@app.post("/memory/{id}/relations", response_model=Relation, status_code=201,
+          openapi_extra=request_body(RelationSpec),
+          responses={200: {"model": Relation, "description": "The relation existed already (same body)"},
+                     201: {"description": "Recorded"}, **error_responses(*COMMON, *BODY, 403, 404)})
+async def add_relation(request: Request, response: Response, memory_id: str = MemoryIdParam,
+                       user_id: str = UserIdQuery, who: Caller = Depends(caller)) -> dict:
+    """Relate the memory to another of the user's (extends, derived_from, relates_to)."""
+    relation, new = links.add_relation(who, memory_id, user_id, await json_body(request))
+    response.status_code = 201 if new else 200
+    return relation
+
+
+@app.get("/memory/{id}/relations", response_model=RelationList, responses=error_responses(*COMMON, 403, 404))
+async def list_relations(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
+                         who: Caller = Depends(caller)) -> dict:
+    """The memory's relations, outgoing and incoming, supersession included (type `supersedes`)."""
+    return links.list_relations(who, memory_id, user_id)
+
+
+@app.delete("/memory/{id}/relations/{type}/{target_id}", status_code=204, response_class=Response,
+            responses={204: {"description": "Removed"}, **error_responses(*COMMON, 403, 404)})
+async def delete_relation(
+    memory_id: str = MemoryIdParam, relation_type: RelationType = RelationTypeParam,
+    target_id: str = TargetIdParam, user_id: str = UserIdQuery,
+    who: Caller = Depends(caller),
+) -> Response:
+    """Remove one relation the memory has to another (supersession: PATCH `superseded_by: null`)."""
+    links.delete_relation(who, memory_id, user_id, relation_type, target_id)
+    return Response(status_code=204)
 
 
 @app.delete("/memory/{id}", response_model=DeleteResult, responses=error_responses(*COMMON, 403, 404))
@@ -139,10 +179,11 @@ async def export_user(
     user_id: str = Path(pattern=ID_PATTERN),
     cursor: str | None = Query(None, description="X-Next-Cursor of the previous page", json_schema_extra=CURSOR_SCHEMA),
     embeddings: bool = Query(False, description="include each memory's embedding"),
+    include_superseded: bool = Query(False, description="include superseded memories"),
     who: Caller = Depends(caller),
 ) -> Response:
-    """A page of the user's memories as NDJSON (archived included), oldest first."""
-    page = transfer.export_page(who, user_id, cursor, embeddings=embeddings)
+    """A page of the user's memories as NDJSON (archived included), oldest first, each with its relations."""
+    page = transfer.export_page(who, user_id, cursor, embeddings=embeddings, include_superseded=include_superseded)
     headers = {"X-Memory-Count": str(page.count)}
     if page.next_cursor:
         headers["X-Next-Cursor"] = page.next_cursor

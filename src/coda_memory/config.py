@@ -92,10 +92,15 @@ class Settings(BaseSettings):
     # /context leaves out memories whose cosine similarity to the query is below this (a request's
     # min_relevance overrides it); measured on LoCoMo dev, see docs/retrieval.md
     context_min_relevance: float = Field(0.2, ge=0, le=1)
+    # return_similar on ingest: live memories at or above this cosine similarity to the new one
+    # are returned (measured on LoCoMo/BEAM dev pairs, see docs/api.md "Superseding")
+    similar_min: float = Field(0.7, ge=0, le=1)
 
     # --- retention jobs ----------------------------------------------------------------
     archive_after_days: int = Field(365, ge=1)
     archive_max_access_count: int = Field(5, ge=0)
+    # memories at least this important are never archived automatically (PATCH can still)
+    archive_keep_importance: float = Field(0.8, ge=0, le=1)
     purge_after_days: int = Field(30, ge=0)
     job_batch_size: int = Field(1_000, ge=1, le=100_000)
     # consolidation: near-duplicates of the same content type at or above this cosine similarity

@@ -12,7 +12,7 @@ from .config import get_settings
 # Optional ingest fields an event may carry as they are.
 _PASSTHROUGH = (
     "content", "user_id", "content_type", "source_type", "source_id", "context_id", "tags",
-    "importance", "confidence", "created_at", "expires_at",
+    "importance", "confidence", "created_at", "expires_at", "supersedes", "relations",
 )
 
 

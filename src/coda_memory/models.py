@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -182,6 +182,29 @@ def _valid_expires_at(value: datetime | None) -> datetime | None:
     return value
 
 
+#: Relations a client may record between two memories of one user (supersession is its own
+#: field, ``supersedes``, and shows in relation listings as type ``supersedes``).
+RelationType = Literal["extends", "derived_from", "relates_to"]
+#: Every type a relation listing shows.
+LinkType = Literal["supersedes", "extends", "derived_from", "relates_to"]
+#: At most this many ``supersedes`` ids, and relations, per item or request.
+MAX_LINKS = 10
+
+
+class RelationSpec(_Strict):
+    """A relation from the memory being written to another memory of the same user."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)  # hashable: repeats are dropped
+
+    type: RelationType = Field(description="extends | derived_from | relates_to")
+    target_id: uuid.UUID
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    """``values`` without repeats, first occurrence kept (a repeated id asks for nothing more)."""
+    return list(dict.fromkeys(values))
+
+
 class IngestItem(_Strict):
     """One memory to store (``POST /ingest`` body, or an item of ``/ingest/batch``)."""
 
@@ -198,6 +221,12 @@ class IngestItem(_Strict):
     confidence: Score = 1.0
     created_at: UtcDateTime | None = Field(None, description=CREATED_AT_RULE, json_schema_extra=CREATED_AT_SCHEMA)
     expires_at: UtcDateTime | None = Field(None, description=EXPIRES_AT_RULE, json_schema_extra=EXPIRES_AT_SCHEMA)
+    supersedes: list[uuid.UUID] = Field(
+        default_factory=list, max_length=MAX_LINKS,
+        description="ids of the user's memories this one replaces: they leave search, context and listings "
+                    "(readable by id, superseded_by set)")
+    relations: list[RelationSpec] = Field(default_factory=list, max_length=MAX_LINKS)
+    return_similar: bool = Field(False, description="answer with up to 3 live memories close to this one (similar)")
 
     @field_validator("content")
     @classmethod
@@ -208,6 +237,11 @@ class IngestItem(_Strict):
     @classmethod
     def _content_type(cls, value: str) -> str:
         return _valid_content_type(value)
+
+    @field_validator("supersedes", "relations")
+    @classmethod
+    def _links(cls, value: list[Any]) -> list[Any]:
+        return _unique(value)
 
     @field_validator("tags")
     @classmethod
@@ -239,15 +273,31 @@ class IngestItem(_Strict):
 EMBEDDING_DIM = 384
 
 
+class LinkLine(_Strict):
+    """A relation as the export writes it on each line it touches (both ends): the import
+    restores it once both memories exist, whichever line comes last."""
+
+    source_id: uuid.UUID
+    type: LinkType
+    target_id: uuid.UUID
+    created_at: UtcDateTime | None = None
+
+
 class ImportLine(IngestItem):
     """One line of ``POST /users/{user_id}/import`` (the export format). ``user_id`` may be
-    left out (the path names the user); ``id`` and ``created_at`` are kept when given."""
+    left out (the path names the user); ``id`` and ``created_at`` are kept when given.
+    ``links`` (the export's relations of the memory, supersession included) are restored once
+    both ends exist; ``supersedes`` and ``relations`` are checked like on ingest."""
 
     user_id: Identifier | None = None  # type: ignore[assignment]
     source_type: Identifier = "import"
     id: uuid.UUID | None = None
     event_id: Identifier | None = None
     archived: bool = False
+    #: shown by the export; restored through ``links`` (kept here so a line reads back as written)
+    superseded_by: uuid.UUID | None = None
+    superseded_at: UtcDateTime | None = None
+    links: list[LinkLine] = Field(default_factory=list, max_length=1000)
     embedding: list[float] | None = Field(None, min_length=EMBEDDING_DIM, max_length=EMBEDDING_DIM)
 
     @field_validator("embedding")
@@ -296,8 +346,12 @@ class MemoryPatch(_Strict):
     context_id: Identifier | None = None
     expires_at: UtcDateTime | None = Field(None, description=EXPIRES_AT_RULE + "; null: never expires",
                                            json_schema_extra=EXPIRES_AT_SCHEMA)
-    #: false restores an archived (or consolidated) memory; true archives it
+    #: false restores an archived memory; true archives it
     archived: bool | SkipJsonSchema[None] = Field(None, json_schema_extra=optional())
+    #: null reinstates a superseded memory (back in search); an id of another of the user's
+    #: memories marks this one superseded by it
+    superseded_by: uuid.UUID | None = Field(None, description="null: reinstate (back in search); an id: "
+                                                              "superseded by that memory")
 
     @field_validator("content")
     @classmethod
@@ -328,7 +382,7 @@ class MemoryPatch(_Strict):
     def _fields(self) -> MemoryPatch:
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
-        nullable = {"context_id", "expires_at"}
+        nullable = {"context_id", "expires_at", "superseded_by"}
         cleared = [f for f in self.model_fields_set - nullable if getattr(self, f) is None]
         if cleared:
             raise ValueError(f"{', '.join(sorted(cleared))} cannot be null")
@@ -351,6 +405,7 @@ class ListQuery(_Strict):
     created_after: UtcDateTime | None = None
     created_before: UtcDateTime | None = None
     include_archived: bool = False
+    include_superseded: bool = False
 
     @field_validator("content_type")
     @classmethod
@@ -432,6 +487,8 @@ class _SearchCommon(_Strict):
     filters: SearchFilters = Field(default_factory=lambda: SearchFilters())
     #: drop results whose cosine similarity to the query is below this (None: keep all)
     min_relevance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    include_archived: bool = Field(False, description="also rank archived memories (an exact scan of them)")
+    include_superseded: bool = Field(False, description="also rank superseded memories (an exact scan of them)")
 
     @field_validator("query")
     @classmethod
@@ -459,6 +516,9 @@ class ContextRequest(_SearchCommon):
 
     max_tokens: int = Field(2000, ge=1, json_schema_extra={"maximum": _limit("max_context_tokens")})
     top_k: int = Field(20, ge=1, json_schema_extra={"maximum": _limit("max_top_k")})
+    expand_relations: bool = Field(
+        False, description="add the memories the selected ones extend or are derived_from, after them, "
+                           "within max_tokens")
 
     @field_validator("max_tokens")
     @classmethod
@@ -479,6 +539,14 @@ def check_identifier(value: str | None, name: str) -> str:
     if not _ID_RE.match(value):
         raise ValidationFailed(f"{name} must match {ID_PATTERN}")
     return value
+
+
+def parse_memory_id(value: str) -> uuid.UUID:
+    """A memory id taken from a path (422 when it is not a UUID)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ValidationFailed("memory id must be a UUID") from None
 
 
 M = TypeVar("M", bound=BaseModel)

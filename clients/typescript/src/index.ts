@@ -34,6 +34,38 @@ export interface IngestRequest {
   created_at?: string;
   /** ISO 8601, in the future: from then on the memory is invisible everywhere. */
   expires_at?: string;
+  /** Ids (at most 10) of the user's memories this one replaces: they leave search, context and lists. */
+  supersedes?: string[];
+  /** At most 10 relations from this memory to others of the user. */
+  relations?: RelationSpec[];
+  /** Answer with `similar`: up to 3 live memories close to this one. */
+  return_similar?: boolean;
+}
+
+export type RelationType = "extends" | "derived_from" | "relates_to";
+
+export interface RelationSpec {
+  type: RelationType;
+  target_id: string;
+}
+
+/** source_id --type--> target_id; `supersedes` is listed (newer supersedes older), never posted. */
+export interface Relation {
+  source_id: string;
+  type: RelationType | "supersedes";
+  target_id: string;
+  created_at: string;
+}
+
+export interface RelationList {
+  /** Outgoing and incoming, oldest first. */
+  relations: Relation[];
+}
+
+export interface SimilarMemory {
+  memory_id: string;
+  content: string;
+  similarity: number;
 }
 
 export interface IngestResult {
@@ -41,6 +73,8 @@ export interface IngestResult {
   status: "created" | "duplicate" | "rejected";
   error?: ApiErrorBody["error"];
   event_id?: string;
+  /** Only with return_similar: closest first. */
+  similar?: SimilarMemory[] | null;
 }
 
 export interface BatchResponse {
@@ -66,6 +100,10 @@ export interface SearchRequest {
   filters?: SearchFilters;
   /** Leave out results whose cosine similarity to the query is below this (0..1). */
   min_relevance?: number;
+  /** Also rank archived memories (an exact scan of them). */
+  include_archived?: boolean;
+  /** Also rank superseded memories (an exact scan of them). */
+  include_superseded?: boolean;
 }
 
 /** The fields of a memory that every answer showing one has (search results too). */
@@ -95,7 +133,9 @@ export interface Memory extends MemoryView {
   version: number;
   updated_at: string | null;
   expires_at: string | null;
-  merged_into: string | null;
+  /** The memory that replaces this one (then out of search, context and lists). */
+  superseded_by: string | null;
+  superseded_at: string | null;
 }
 
 export interface ListMemoriesOptions {
@@ -109,6 +149,7 @@ export interface ListMemoriesOptions {
   created_after?: string;
   created_before?: string;
   include_archived?: boolean;
+  include_superseded?: boolean;
 }
 
 export interface MemoryPage {
@@ -127,13 +168,15 @@ export interface MemoryPatch {
   metadata?: Record<string, unknown>;
   context_id?: string | null;
   expires_at?: string | null;
-  /** false restores an archived or consolidated memory (history "restored"); true archives it. */
+  /** false restores an archived memory (history "restored"); true archives it. */
   archived?: boolean;
+  /** null reinstates a superseded memory (history "reinstated"); an id: superseded by that memory. */
+  superseded_by?: string | null;
 }
 
 export interface HistoryEntry {
   version: number;
-  action: "created" | "imported" | "updated" | "deleted" | "expired" | "merged" | "restored" | (string & {});
+  action: "created" | "imported" | "updated" | "deleted" | "expired" | "restored" | "superseded" | "reinstated" | (string & {});
   at: string;
   actor: string;
   changes: Record<string, { old: unknown; new: unknown }>;
@@ -160,6 +203,12 @@ export interface ExportedMemory {
   created_at?: string;
   expires_at?: string | null;
   archived?: boolean;
+  superseded_by?: string | null;
+  superseded_at?: string | null;
+  /** The memory's relations, both directions, supersession included; restored once both ends exist. */
+  links?: Relation[];
+  supersedes?: string[];
+  relations?: RelationSpec[];
   /** 384 floats; only with `embeddings: true`. */
   embedding?: number[];
 }
@@ -190,6 +239,10 @@ export interface EraseResult {
 export interface SearchResult extends MemoryView {
   similarity: number;
   relevance: number;
+  /** true only with include_archived. */
+  archived: boolean;
+  /** Set only with include_superseded. */
+  superseded_by: string | null;
 }
 
 export interface SearchResponse {
@@ -205,6 +258,10 @@ export interface ContextRequest {
   filters?: SearchFilters;
   /** Default: the service's MEMORY_CONTEXT_MIN_RELEVANCE (0.2); 0 keeps every candidate. */
   min_relevance?: number;
+  include_archived?: boolean;
+  include_superseded?: boolean;
+  /** Add the memories the selected ones extend or are derived_from, after them, within max_tokens. */
+  expand_relations?: boolean;
 }
 
 export interface ContextResponse {
@@ -232,6 +289,8 @@ export interface MemoryEvent {
   importance?: number;
   created_at?: string;
   expires_at?: string;
+  supersedes?: string[];
+  relations?: RelationSpec[];
 }
 
 export interface ConversationTurn {
@@ -408,13 +467,36 @@ export class MemoryClient {
       "GET", `/memory/${encodeURIComponent(id)}/history?user_id=${encodeURIComponent(userId)}`, undefined, signal);
   }
 
+  /** Relate a memory to another of the user's (201, or 200 when the relation existed). */
+  addRelation(id: string, userId: string, relation: RelationSpec, signal?: AbortSignal): Promise<Relation> {
+    return this.request<Relation>(
+      "POST", `/memory/${encodeURIComponent(id)}/relations?user_id=${encodeURIComponent(userId)}`, relation, signal);
+  }
+
+  /** A memory's relations, outgoing and incoming, supersession included (type `supersedes`). */
+  listRelations(id: string, userId: string, signal?: AbortSignal): Promise<RelationList> {
+    return this.request<RelationList>(
+      "GET", `/memory/${encodeURIComponent(id)}/relations?user_id=${encodeURIComponent(userId)}`, undefined, signal);
+  }
+
+  /** Remove one relation (supersession is undone with updateMemory(old, user, {superseded_by: null})). */
+  async deleteRelation(id: string, userId: string, type: RelationType, targetId: string, signal?: AbortSignal): Promise<void> {
+    await this.request<RawResponse>(
+      "DELETE",
+      `/memory/${encodeURIComponent(id)}/relations/${encodeURIComponent(type)}/${encodeURIComponent(targetId)}` +
+        `?user_id=${encodeURIComponent(userId)}`,
+      undefined, signal, { raw: true });
+  }
+
   /** One page of the user's export (oldest first). */
   async exportUser(
-    userId: string, options: { cursor?: string; embeddings?: boolean } = {}, signal?: AbortSignal,
+    userId: string, options: { cursor?: string; embeddings?: boolean; include_superseded?: boolean } = {},
+    signal?: AbortSignal,
   ): Promise<ExportPage> {
     const query = new URLSearchParams();
     if (options.cursor) query.set("cursor", options.cursor);
     if (options.embeddings) query.set("embeddings", "true");
+    if (options.include_superseded) query.set("include_superseded", "true");
     const qs = query.toString() ? `?${query}` : "";
     const raw = await this.request<RawResponse>("GET", `/users/${encodeURIComponent(userId)}/export${qs}`, undefined,
       signal, { raw: true });
@@ -423,7 +505,9 @@ export class MemoryClient {
   }
 
   /** Every memory of the user in the export format, page by page. */
-  async *exportAll(userId: string, options: { embeddings?: boolean } = {}): AsyncGenerator<ExportedMemory> {
+  async *exportAll(
+    userId: string, options: { embeddings?: boolean; include_superseded?: boolean } = {},
+  ): AsyncGenerator<ExportedMemory> {
     let cursor: string | undefined;
     do {
       const page = await this.exportUser(userId, { ...options, ...(cursor ? { cursor } : {}) });

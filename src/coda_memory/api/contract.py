@@ -48,8 +48,10 @@ ERROR_STATUSES: dict[int, str] = {
     400: "The body is not a JSON object, or the cursor is not one this API gave (bad_request).",
     401: "Missing or unknown X-API-Key (unauthorized); also answered by the gateway.",
     403: "The API key may not act for this user (forbidden).",
-    404: "No such memory for this user (not_found).",
-    409: "Another memory of the user already has this content (conflict; the error names its memory_id).",
+    404: "No such memory for this user, or a memory named in the body is not one of the user's (not_found; "
+         "the message names it).",
+    409: "Another memory of the user already has this content, or a supersession is taken or would close "
+         "a cycle (conflict; the error names the memory_id).",
     413: "The body is larger than the configured limit (payload_too_large).",
     415: "The body is not application/json (unsupported_media_type).",
     422: "A field, path or query parameter is invalid (validation_error); the message names it.",
@@ -132,6 +134,14 @@ def ndjson_response(description: str, headers: dict[str, str]) -> dict[str, Any]
 # --- responses -------------------------------------------------------------------------------
 
 
+class SimilarMemory(BaseModel):
+    """A live memory close to the one just written (``return_similar``)."""
+
+    memory_id: MemoryId
+    content: str
+    similarity: float = Field(description="cosine similarity to the new memory")
+
+
 class IngestResult(BaseModel):
     """The outcome for one item: stored (``created``), already stored (``duplicate``, with the
     existing memory's id) or ``rejected`` (batch only, with the error)."""
@@ -140,6 +150,9 @@ class IngestResult(BaseModel):
     memory_id: MemoryId | None = None
     error: ErrorDetail | None = None
     event_id: str | None = None
+    similar: list[SimilarMemory] | None = Field(
+        None, description="with return_similar: up to 3 live memories stored before, closest first, "
+                          "cosine >= MEMORY_SIMILAR_MIN, the exact duplicate left out")
 
 
 class BatchResponse(BaseModel):
@@ -175,7 +188,9 @@ class Memory(MemoryView):
     version: int = Field(description="1 at creation, +1 on every change")
     updated_at: Timestamp | None
     expires_at: Timestamp | None
-    merged_into: MemoryId | None
+    superseded_by: MemoryId | None = Field(description="the memory that replaces this one (it is then out of "
+                                                       "search, context and listings)")
+    superseded_at: Timestamp | None
 
 
 class MemoryPage(BaseModel):
@@ -213,7 +228,23 @@ class ScoreParts(BaseModel):
 class SearchResult(MemoryView):
     similarity: float = Field(description="cosine similarity of query and memory")
     relevance: float = Field(description="blended score the results are ordered by")
+    archived: bool = Field(description="true only with include_archived")
+    superseded_by: MemoryId | None = Field(description="set only with include_superseded")
     explain: ScoreParts | None = Field(None, description="with explain: true, the parts of the score")
+
+
+class Relation(BaseModel):
+    """``source_id`` --type--> ``target_id``; ``supersedes`` is listed, never posted (it is
+    recorded by ``supersedes`` on ingest and undone by ``PATCH superseded_by: null``)."""
+
+    source_id: MemoryId
+    type: Literal["supersedes", "extends", "derived_from", "relates_to"]
+    target_id: MemoryId
+    created_at: Timestamp
+
+
+class RelationList(BaseModel):
+    relations: list[Relation] = Field(description="outgoing and incoming, oldest first")
 
 
 class SearchResponse(BaseModel):

@@ -31,11 +31,27 @@ def filters_param(filters: SearchFilters) -> tuple[Any, ...]:
     return tuple(Jsonb(v) if isinstance(v, dict) else v for v in values)
 
 
-def where_clause(filters: SearchFilters, *, include_archived: bool = False) -> tuple[str, dict[str, Any]]:
+def state_clause(*, include_archived: bool = False, include_superseded: bool = False) -> str:
+    """Which memories (alias ``m``) a read shows by state: the searchable ones
+    (``memory_searchable``, the one definition the search structures follow), or with either
+    flag also the archived and/or superseded ones. Deleted memories never."""
+    if not include_archived and not include_superseded:
+        return "memory_searchable(m)"
+    clauses = ["NOT m.deleted"]
+    if not include_archived:
+        clauses.append("NOT m.archived")
+    if not include_superseded:
+        clauses.append("m.superseded_by IS NULL")
+    return "(" + " AND ".join(clauses) + ")"
+
+
+def where_clause(
+    filters: SearchFilters, *, include_archived: bool = False, include_superseded: bool = False,
+) -> tuple[str, dict[str, Any]]:
     """WHERE clause over alias ``m`` (fixed fragments; every value is a bound parameter): the
-    user's visible memories matching ``filters`` -- searchable ones (``memory_searchable``, the
-    one definition the search structures follow), or with ``include_archived`` every memory not
-    deleted -- and not expired. Used by search and by listing."""
-    clauses = ["m.user_id = %(user_id)s", "NOT m.deleted" if include_archived else "memory_searchable(m)",
+    user's memories in the state :func:`state_clause` names, matching ``filters``, and not
+    expired. Used by search and by listing."""
+    clauses = ["m.user_id = %(user_id)s",
+               state_clause(include_archived=include_archived, include_superseded=include_superseded),
                f"memory_visible(m, {FILTERS})"]
     return " AND ".join(clauses), {"filters": filters_param(filters)}

@@ -17,8 +17,11 @@ def _count(cur: DictCursor, sql: str, params: tuple[Any, ...]) -> int:
     return int(next(iter(row.values()))) if row else 0
 
 
-def archive_batch(cur: DictCursor, after_days: int, max_access_count: int, limit: int, request_id: str) -> int:
-    return _count(cur, "SELECT job_archive_batch(%s, %s, %s, %s)", (after_days, max_access_count, limit, request_id))
+def archive_batch(
+    cur: DictCursor, after_days: int, max_access_count: int, keep_importance: float, limit: int, request_id: str
+) -> int:
+    return _count(cur, "SELECT job_archive_batch(%s, %s, %s, %s, %s::real)",
+                  (after_days, max_access_count, limit, request_id, keep_importance))
 
 
 def purge_batch(cur: DictCursor, after_days: int, limit: int, request_id: str) -> int:

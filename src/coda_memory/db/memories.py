@@ -20,13 +20,13 @@ from .pool import DictCursor
 MEMORY_COLUMNS = (
     "id, user_id, content, content_type, source_type, source_id, context_id, tags, importance, "
     "confidence, metadata, content_hash, created_at, ingested_at, accessed_at, access_count, "
-    "archived, archived_at, version, updated_at, expires_at, merged_into"
+    "archived, archived_at, version, updated_at, expires_at, superseded_by, superseded_at"
 )
 
 #: What the export writes per memory (the embedding only on request).
 EXPORT_COLUMNS = (
     "id, content, content_type, source_type, source_id, context_id, event_id, tags, metadata, importance, "
-    "confidence, created_at, expires_at, archived"
+    "confidence, created_at, expires_at, archived, superseded_by, superseded_at"
 )
 
 #: Fields a PATCH may change (``content`` also changes ``content_hash`` and ``embedding``).
@@ -59,7 +59,7 @@ class NewMemory:
 class HistoryEntry:
     memory_id: uuid.UUID
     version: int
-    action: str  # created | imported | updated | deleted | expired | merged | restored
+    action: str  # created | imported | updated | deleted | expired | restored | superseded | reinstated
     actor: str
     changes: dict[str, Any]
 
@@ -133,10 +133,7 @@ def update_memory(
         sets.append(f"{key} = %({key})s")  # key is one of the fixed names above
         params[key] = Jsonb(value) if key == "metadata" else value
     if "archived" in values:
-        # archiving stamps the time; restoring also undoes a consolidation merge
         sets.append("archived_at = CASE WHEN %(archived)s THEN now() END")
-        if not values["archived"]:
-            sets.append("merged_into = NULL")
     if embedding is not None:
         # (a trigger queues the new content for consolidation)
         sets += ["embedding = %(embedding)s", "content_hash = %(hash)s"]
@@ -197,12 +194,12 @@ def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str,
 
 def list_page(
     cur: DictCursor, user_id: str, filters: SearchFilters, limit: int,
-    after: tuple[datetime, uuid.UUID] | None, *, include_archived: bool = False, newest_first: bool = True,
-    columns: str = MEMORY_COLUMNS,
+    after: tuple[datetime, uuid.UUID] | None, *, include_archived: bool = False, include_superseded: bool = False,
+    newest_first: bool = True, columns: str = MEMORY_COLUMNS,
 ) -> list[dict[str, Any]]:
     """Up to ``limit`` visible memories of ``user_id`` in (created_at, id) order, after the
     keyset position ``after`` (exclusive). Served by ``memories_user_created_id``."""
-    where, params = where_clause(filters, include_archived=include_archived)
+    where, params = where_clause(filters, include_archived=include_archived, include_superseded=include_superseded)
     params.update(user_id=user_id, limit=limit)
     direction = "DESC" if newest_first else "ASC"
     if after is not None:

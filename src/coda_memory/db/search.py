@@ -28,7 +28,8 @@ import numpy as np
 
 from ..config import Settings
 from ..models import SearchFilters
-from .filters import FILTERS, filters_param
+from . import relations as relation_sql
+from .filters import FILTERS, filters_param, state_clause
 from .filters import where_clause as _where
 from .memories import MEMORY_COLUMNS, prefixed
 from .pool import DictCursor
@@ -57,7 +58,7 @@ FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8,
 _SEARCH_SQL = """
 WITH v AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
-    FROM memory_nearest(%(q)s::halfvec, %(n)s, {filters})
+    FROM (SELECT id, distance FROM memory_nearest(%(q)s::halfvec, %(n)s, {filters}){hidden}) near
 ),
 t AS (SELECT id, bm25, rank
       FROM unnest(%(t_ids)s::uuid[], %(t_scores)s::float8[]) WITH ORDINALITY AS t(id, bm25, rank)),
@@ -93,6 +94,46 @@ FROM normed
 ORDER BY relevance DESC, similarity DESC, id
 LIMIT %(top_k)s"""
 
+# include_archived / include_superseded: memories outside the search structures, found by an
+# exact scan of the user's rows in that state (cosine of each; ranked with the others).
+_HIDDEN_NEAREST_SQL = """
+    UNION ALL
+    (SELECT m.id, (m.embedding <=> %(q)s::halfvec)::float8 FROM memories m
+     WHERE m.user_id = %(user_id)s AND NOT memory_searchable(m) AND {state} AND memory_visible(m, {filters})
+     ORDER BY 2, 1 LIMIT %(n)s)"""
+
+# ... and those of them that contain a query lexeme, by their exact BM25 (the user's live
+# statistics, as for every candidate).
+_HIDDEN_LEXICAL_SQL = f"""
+SELECT s.id, s.score
+FROM bm25_scores(%(query)s::text, ARRAY(
+         SELECT m.id FROM memories m
+         WHERE m.user_id = %(user_id)s AND NOT memory_searchable(m) AND {{state}}
+           AND memory_visible(m, {FILTERS}) AND m.search_vector @@ or_tsquery(%(query)s::text)),
+     %(k1)s::float8, %(b)s::float8) s
+WHERE s.score > 0
+ORDER BY s.score DESC, s.id LIMIT %(n)s"""
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """Which memories outside the search structures a search also ranks."""
+
+    archived: bool = False
+    superseded: bool = False
+
+    def __bool__(self) -> bool:
+        return self.archived or self.superseded
+
+    @property
+    def state(self) -> str:
+        return state_clause(include_archived=self.archived, include_superseded=self.superseded)
+
+
+#: Only the searchable memories (the default of every search).
+LIVE = Hidden()
+
+
 # The match term per mode/fusion (fixed fragments over normed's columns; values are parameters).
 _MATCH_SQL = {
     "vector": "cos",
@@ -104,13 +145,22 @@ _MATCH_SQL = {
            " * (%(rrf_k)s::int + 1)",
 }
 
-def lexical_candidates(cur: DictCursor, query: str, n: int, filters: SearchFilters) -> dict[uuid.UUID, float]:
-    """{id: bm25 score} of the best ``n`` lexical candidates, best first. Runs on a cursor of
-    its own on ``cur``'s connection and transaction, so it can overlap the query embedding."""
-    params = {"query": query, "n": n, "k1": _BM25_K1, "b": _BM25_B, "filters": filters_param(filters)}
+def lexical_candidates(
+    cur: DictCursor, query: str, n: int, filters: SearchFilters, hidden: Hidden = LIVE, user_id: str = "",
+) -> dict[uuid.UUID, float]:
+    """{id: bm25 score} of the best ``n`` lexical candidates, best first (with ``hidden``, the
+    matching memories in those states compete too). Runs on a cursor of its own on ``cur``'s
+    connection and transaction, so it can overlap the query embedding."""
+    params = {"query": query, "n": n, "k1": _BM25_K1, "b": _BM25_B, "filters": filters_param(filters),
+              "user_id": user_id}
     with cur.connection.cursor() as lex:
         lex.execute(_LEXICAL_SQL, params)
-        return {row[0]: float(row[1]) for row in lex.fetchall()}
+        found = {row[0]: float(row[1]) for row in lex.fetchall()}
+        if hidden:
+            lex.execute(_HIDDEN_LEXICAL_SQL.format(state=hidden.state), params)
+            found.update((row[0], float(row[1])) for row in lex.fetchall())
+            found = dict(sorted(found.items(), key=lambda kv: (-kv[1], str(kv[0])))[:n])
+        return found
 
 
 @dataclass(frozen=True)
@@ -149,16 +199,19 @@ def rank(
     top_k: int,
     n: int,
     min_similarity: float | None = None,
+    hidden: Hidden = LIVE,
 ) -> list[dict[str, Any]]:
     """The top ``top_k`` memories of ``user_id`` by relevance, from the ``n`` nearest by
     cosine and the ``lexical`` candidates (RLS scopes ``cur`` already), leaving out those whose
     cosine similarity is below ``min_similarity`` (after normalising over all candidates, so
-    the threshold changes no score; 0 or None keeps everything, negative cosines included)."""
-    where, params = _where(filters)
+    the threshold changes no score; 0 or None keeps everything, negative cosines included).
+    With ``hidden``, the ``n`` nearest archived and/or superseded memories are candidates too."""
+    where, params = _where(filters, include_archived=hidden.archived, include_superseded=hidden.superseded)
     params.update(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
                   t_ids=list(lexical), t_scores=list(lexical.values()), min_sim=min_similarity,
                   query=query, k1=_BM25_K1, b=_BM25_B, hybrid=ranking.mode == "hybrid")
     sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS, filters=FILTERS,
+                             hidden=_HIDDEN_NEAREST_SQL.format(state=hidden.state, filters=FILTERS) if hidden else "",
                              match=_MATCH_SQL[ranking.match_key],
                              threshold="WHERE similarity >= %(min_sim)s::float8" if min_similarity else "")
     cur.execute(sql, params)
@@ -176,3 +229,22 @@ def rank(
 
 
 _COLUMNS = prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS metadata")
+
+
+def expanded(cur: DictCursor, user_id: str, ids: list[uuid.UUID], hidden: Hidden = LIVE) -> list[dict[str, Any]]:
+    """The memories that ``ids`` extend or are derived_from (db/relations.py ``expansion``), as
+    rows of the same shape as :func:`rank` returns (no similarity or relevance of their own:
+    0), in expansion order."""
+    targets = relation_sql.expansion(cur, user_id, ids, hidden.state)
+    if not targets:
+        return []
+    cur.execute(
+        f"SELECT {_COLUMNS}, 0::float8 AS similarity, 0::float8 AS relevance FROM memories m "
+        "WHERE m.user_id = %s AND m.id = ANY(%s)",
+        (user_id, targets),
+    )
+    by_id = {r["id"]: r for r in cur.fetchall()}
+    rows = [by_id[t] for t in targets if t in by_id]
+    for row in rows:
+        row["metadata"] = json.loads(row["metadata"])
+    return rows

@@ -16,11 +16,13 @@ from ..auth import Caller, Principal
 from ..config import get_settings
 from ..db import audit, quotas
 from ..db import memories as memory_sql
+from ..db import relations as relation_sql
 from ..db.pool import DictCursor, set_user
 from ..errors import BadRequest, Forbidden, MemoryServiceError, QuotaExceeded, ValidationFailed
 from ..events import event_to_item
 from ..models import IngestItem, check_identifier, parse_model
 from ..text import content_hash, extract_tags, merge_tags, score_importance
+from .links import LinkPlan, links_of
 
 
 @dataclass
@@ -29,6 +31,8 @@ class ItemResult:
     memory_id: str | None = None
     error: dict[str, Any] | None = None
     event_id: str | None = None
+    #: with return_similar: the closest live memories stored before this one
+    similar: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status}
@@ -38,6 +42,8 @@ class ItemResult:
             out["error"] = self.error
         if self.event_id is not None:
             out["event_id"] = self.event_id
+        if self.similar is not None:
+            out["similar"] = self.similar
         return out
 
 
@@ -133,20 +139,32 @@ def _store_user_items(
     quota, by_hash, by_event = lock_quota_and_find_existing(
         cur, user_id, [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id]
     )
+    plan = LinkPlan(cur, user_id, [links_of(p.item) for p, _ in group])
+    settings = get_settings()
     rows: list[memory_sql.NewMemory] = []
     remaining = quota.remaining
     for p, vec in group:
         existing = (by_event.get(p.event_id) if p.event_id else None) or by_hash.get(p.hash)
-        if existing is not None:
-            out.append((p, ItemResult("duplicate", str(existing), event_id=p.event_id)))
-            continue
-        if remaining <= 0:
-            exc = QuotaExceeded(quota_message(quota), retry_after=seconds_to_utc_midnight())
+        memory_id = existing or uuid.uuid4()
+        try:
+            if existing is None and remaining <= 0:
+                raise QuotaExceeded(quota_message(quota), retry_after=seconds_to_utc_midnight())
+            # a duplicate still records what the item asks for, on the memory already stored
+            plan.check(memory_id, links_of(p.item), existing=existing is not None)
+        except MemoryServiceError as exc:
             if atomic_single:
-                raise exc
+                raise
             out.append((p, _rejected(exc, p.event_id)))
             continue
-        memory_id = uuid.uuid4()
+        similar = None
+        if p.item.return_similar:
+            # before this call's rows are written: what the user already had
+            similar = [_similar_json(r) for r in relation_sql.similar(
+                cur, user_id, vec, settings.similar_min, SIMILAR_LIMIT,
+                exclude=[memory_id, *p.item.supersedes])]
+        if existing is not None:
+            out.append((p, ItemResult("duplicate", str(existing), event_id=p.event_id, similar=similar)))
+            continue
         item = p.item
         rows.append(memory_sql.NewMemory(
             id=memory_id, user_id=user_id, content=item.content, content_type=item.content_type,
@@ -160,10 +178,11 @@ def _store_user_items(
         if p.event_id:
             by_event[p.event_id] = memory_id
         remaining -= 1
-        out.append((p, ItemResult("created", str(memory_id), event_id=p.event_id)))
+        out.append((p, ItemResult("created", str(memory_id), event_id=p.event_id, similar=similar)))
     if rows:
         memory_sql.insert_memories(cur, rows, actor=caller.principal.key_id)
         quotas.add(cur, user_id, len(rows))
+    plan.apply(caller.principal.key_id)
     audit.write(
         cur,
         [("ingest", r.memory_id, r.status, json.dumps({"source": p.item.source_type}))
@@ -171,6 +190,15 @@ def _store_user_items(
         user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
     )
     return out
+
+
+#: At most this many similar memories come back with return_similar.
+SIMILAR_LIMIT = 3
+
+
+def _similar_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"memory_id": str(row["memory_id"]), "content": row["content"],
+            "similarity": round(float(row["similarity"]), 4)}
 
 
 def lock_quota_and_find_existing(

@@ -7,7 +7,7 @@ invocation has a deadline). Every run writes a summary row to the audit log; the
 write the per-user rows. Running a job twice in a row changes nothing the second time.
 
 Knobs (``coda_memory.config.Settings``): ``MEMORY_ARCHIVE_AFTER_DAYS`` (365),
-``MEMORY_ARCHIVE_MAX_ACCESS_COUNT`` (5), ``MEMORY_PURGE_AFTER_DAYS`` (30),
+``MEMORY_ARCHIVE_MAX_ACCESS_COUNT`` (5), ``MEMORY_ARCHIVE_KEEP_IMPORTANCE`` (0.8), ``MEMORY_PURGE_AFTER_DAYS`` (30),
 ``MEMORY_JOB_BATCH_SIZE`` (1000), ``MEMORY_CONSOLIDATE_SIMILARITY`` (0.95),
 ``MEMORY_CONSOLIDATE_BATCH_SIZE`` (200: each memory is a nearest-neighbour query),
 ``MEMORY_VECTOR_GRAPH_MIN_MEMORIES`` (2000: the archival run then builds the per-user vector
@@ -108,13 +108,15 @@ def _run_batches(
 
 def archive(
     db: Database | None = None, *, after_days: int, max_access_count: int, batch_size: int,
-    **run: Unpack[RunOptions],
+    keep_importance: float = 0.8, **run: Unpack[RunOptions],
 ) -> JobResult:
-    """Archive memories older than ``after_days`` read fewer than ``max_access_count`` times."""
+    """Archive memories older than ``after_days`` read fewer than ``max_access_count`` times,
+    except those with importance >= ``keep_importance``."""
     return _run_batches(
         db, "archival",
-        lambda cur, limit, rid: job_sql.archive_batch(cur, after_days, max_access_count, limit, rid),
-        batch_size, {"after_days": after_days, "max_access_count": max_access_count}, run,
+        lambda cur, limit, rid: job_sql.archive_batch(cur, after_days, max_access_count, keep_importance, limit, rid),
+        batch_size, {"after_days": after_days, "max_access_count": max_access_count,
+                     "keep_importance": keep_importance}, run,
     )
 
 
@@ -179,6 +181,7 @@ def run_job(
             db,
             after_days=s.archive_after_days,
             max_access_count=s.archive_max_access_count,
+            keep_importance=s.archive_keep_importance,
             batch_size=s.job_batch_size,
             request_id=request_id,
             time_left_s=time_left_s,

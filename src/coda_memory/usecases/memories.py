@@ -15,23 +15,26 @@ from .. import runtime
 from ..auth import Caller
 from ..db import audit, quotas
 from ..db import memories as memory_sql
-from ..errors import BadRequest, Conflict, NotFound, ValidationFailed
-from ..models import ListQuery, MemoryPatch, SearchFilters, check_identifier, parse_model, parse_timestamp
+from ..db import relations as relation_sql
+from ..errors import BadRequest, Conflict, NotFound
+from ..models import (
+    ListQuery,
+    MemoryPatch,
+    SearchFilters,
+    check_identifier,
+    parse_memory_id,
+    parse_model,
+    parse_timestamp,
+)
 from ..text import content_hash
-
-
-def _memory_uuid(memory_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(memory_id)
-    except ValueError:
-        raise ValidationFailed("memory id must be a UUID") from None
+from .links import LinkPlan, Links
 
 
 def _target(caller: Caller, memory_id: str, user_id: str | None) -> tuple[str, uuid.UUID]:
     """The validated, authorised (user_id, memory uuid) of a /memory/{id} request."""
     user_id = check_identifier(user_id, "user_id")
     caller.principal.authorize(user_id)
-    return user_id, _memory_uuid(memory_id)
+    return user_id, parse_memory_id(memory_id)
 
 
 def get_memory(caller: Caller, memory_id: str, user_id: str | None) -> dict[str, Any]:
@@ -49,7 +52,8 @@ def list_memories(
     """A page of the user's visible memories, newest first (``created_at DESC, id DESC``).
 
     ``filters``: ``content_type``, ``tag``, ``context_id``, ``created_after``,
-    ``created_before`` (ISO 8601 strings or datetimes), ``include_archived``. The cursor is the
+    ``created_before`` (ISO 8601 strings or datetimes), ``include_archived``,
+    ``include_superseded``. The cursor is the
     keyset position of the page's last memory, so memories stored after the first page was read
     (newer) never shift later pages."""
     query = parse_model(ListQuery, {"user_id": user_id, "limit": limit, "cursor": cursor,
@@ -63,7 +67,8 @@ def list_memories(
     })
     with runtime.database().user_tx(query.user_id) as cur:
         rows = memory_sql.list_page(cur, query.user_id, list_filters, query.limit + 1, after,
-                                    include_archived=query.include_archived)
+                                    include_archived=query.include_archived,
+                                    include_superseded=query.include_superseded)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     return {
@@ -89,43 +94,55 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: dict[str, Any]) -> dict[str, Any]:
     """Change the given fields of a memory (``PATCH /memory/{id}``) and return it with its new
-    ``version``. ``archived: false`` restores an archived or consolidated memory (history
-    ``restored``, ``merged_into`` cleared). A new content is embedded again and re-hashed (the full-text vector is a
+    ``version``. ``archived: false`` restores an archived memory (history ``restored``);
+    ``superseded_by: null`` reinstates a superseded one (history ``reinstated``), an id marks
+    it superseded by that memory (checked like ``supersedes`` on ingest: 404, 409 taken or
+    cycle). A new content is embedded again and re-hashed (the full-text vector is a
     generated column); content equal to another live memory of the user is a 409 naming it.
-    Every change is one ``updated`` history entry with the old and new values."""
+    Every other change is one ``updated`` history entry with the old and new values."""
     user_id, mid = _target(caller, memory_id, user_id)
     if not isinstance(patch, dict):
         raise BadRequest("request body must be a JSON object")
     wanted = parse_model(MemoryPatch, patch).changes()
+    supersede = "superseded_by" in wanted
+    by: uuid.UUID | None = wanted.pop("superseded_by", None)
     new_hash = content_hash(wanted["content"]) if "content" in wanted else None
     # embedded before the transaction: no row lock is held while the model runs (wasted when the
     # content turns out unchanged, which a client rarely sends)
     vector = runtime.embedder().embed_one(wanted["content"]) if "content" in wanted else None
     with runtime.database().user_tx(user_id) as cur:
         quotas.lock(cur, user_id)
+        plan = LinkPlan(cur, user_id, [Links(supersedes=[mid])] if supersede and by is not None else [])
         row = memory_sql.lock_for_update(cur, user_id, mid)
         if row is None:
             raise NotFound("memory not found")
+        if supersede and by is not None and by != row["superseded_by"]:
+            # "mid is superseded by `by`" is "`by` supersedes [mid]"
+            if by not in relation_sql.lock_visible(cur, user_id, [by]):
+                raise NotFound(f"memory {by} not found (named in superseded_by)")
+            plan.locked[mid] = row
+            plan.check(by, Links(supersedes=[mid]), existing=True)
         changes = {
             k: {"old": _plain(row[k]), "new": _plain(v)} for k, v in wanted.items() if _plain(row[k]) != _plain(v)
         }
-        if not changes:
+        relinked = supersede and by != row["superseded_by"]
+        if not changes and not relinked:
             return memory_json(row)
-        embedding = None
-        if "content" in changes and new_hash != row["content_hash"]:
-            _check_content_free(cur, user_id, mid, new_hash or "")
-            embedding = vector
-        values = {k: wanted[k] for k in changes}
-        merged_into = row["merged_into"]
-        row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash)
-        action = "updated"
-        if changes.get("archived", {}).get("new") is False:
-            action = "restored"
-            if merged_into is not None:
-                changes["merged_into"] = {"old": str(merged_into), "new": None}
-        memory_sql.write_history(cur, user_id, [
-            memory_sql.HistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)
-        ])
+        if changes:
+            embedding = None
+            if "content" in changes and new_hash != row["content_hash"]:
+                _check_content_free(cur, user_id, mid, new_hash or "")
+                embedding = vector
+            values = {k: wanted[k] for k in changes}
+            row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash)
+            action = "restored" if changes.get("archived", {}).get("new") is False else "updated"
+            memory_sql.write_history(cur, user_id, [
+                memory_sql.HistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)
+            ])
+        if relinked:
+            relation_sql.set_superseded(cur, user_id, [(mid, by)], caller.principal.key_id)
+            changes["superseded_by"] = {"old": _plain(row["superseded_by"]), "new": _plain(by)}
+            row = memory_sql.get_memory(cur, user_id, mid) or row
         audit.write(
             cur, [("update", str(mid), "ok", json.dumps({"fields": sorted(changes)}))],
             user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,

@@ -19,13 +19,16 @@ from .memories import memory_json
 
 _RESULT_FIELDS = (
     "id", "content", "content_type", "source_type", "source_id", "context_id", "tags",
-    "importance", "created_at", "similarity", "relevance", "metadata",
+    "importance", "created_at", "similarity", "relevance", "metadata", "archived", "superseded_by",
 )
 
 
 def _search_rows(
-    user_id: str, query: str, top_k: int, filters: SearchFilters, min_relevance: float | None = None
+    user_id: str, query: str, top_k: int, filters: SearchFilters, min_relevance: float | None = None,
+    hidden: search_sql.Hidden = search_sql.LIVE, expand: bool = False,
 ) -> list[dict[str, Any]]:
+    """The ranked rows; with ``expand``, followed by the memories they extend or are derived
+    from (``expanded`` true on those)."""
     settings = get_settings()
     ranking = search_sql.Ranking.from_settings(settings)
     n = max(settings.candidate_pool, top_k)
@@ -36,21 +39,30 @@ def _search_rows(
         if ranking.mode == "hybrid":
             # the lexical query and the embedding (onnxruntime and psycopg's waits both
             # release the GIL) overlap: two ~2-3 ms steps
-            lexical = runtime.search_workers().submit(search_sql.lexical_candidates, cur, query, n, filters)
+            lexical = runtime.search_workers().submit(search_sql.lexical_candidates, cur, query, n, filters,
+                                                      hidden, user_id)
         try:
             vector = runtime.embedder().embed_one(query)
         finally:
             # never leave the lexical query running on a connection that goes back to the pool
             lexed = lexical.result() if lexical is not None else {}
-        rows = search_sql.rank(cur, user_id, query, vector, lexed, filters, ranking, top_k, n, min_relevance)
+        rows = search_sql.rank(cur, user_id, query, vector, lexed, filters, ranking, top_k, n, min_relevance,
+                               hidden)
+        if expand:
+            rows += search_sql.expanded(cur, user_id, [r["id"] for r in rows], hidden)
         record_access(cur, user_id, [r["id"] for r in rows])
     return rows
+
+
+def _hidden(request: SearchRequest) -> search_sql.Hidden:
+    return search_sql.Hidden(archived=request.include_archived, superseded=request.include_superseded)
 
 
 def search(caller: Caller, request: SearchRequest) -> dict[str, Any]:
     caller.principal.authorize(request.user_id)
     started = time.perf_counter()
-    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters, request.min_relevance)
+    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters, request.min_relevance,
+                        _hidden(request))
     fields = (*_RESULT_FIELDS, "explain") if request.explain else _RESULT_FIELDS
     return {
         "results": [memory_json(r, fields) for r in rows],
@@ -63,7 +75,8 @@ def build_context(caller: Caller, request: ContextRequest) -> dict[str, Any]:
     min_relevance = (
         request.min_relevance if request.min_relevance is not None else get_settings().context_min_relevance
     )
-    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters, min_relevance)
+    rows = _search_rows(request.user_id, request.query, request.top_k, request.filters, min_relevance,
+                        _hidden(request), expand=request.expand_relations)
     assembled: AssembledContext = assemble(
         rows, request.max_tokens, ESTIMATORS[get_settings().token_estimator]
     )

@@ -6,7 +6,9 @@ ends before its NDJSON, escaped into the function's JSON response, would pass
 ``MEMORY_EXPORT_PAGE_BYTES`` (Lambda answers at most 6 MB), and the next page's cursor goes in
 ``X-Next-Cursor``. The import keeps ``id`` and ``created_at``, is idempotent (a line whose id,
 event id or content the user already has is a duplicate), rejects a bad line alone, and applies
-the quotas like any ingest.
+the quotas like any ingest. Relations and supersession travel on the lines of both their ends
+(``links``) and are restored by whichever line makes both ends exist, in this request or a
+later one.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from ..auth import Caller
 from ..config import get_settings
 from ..db import audit, quotas
 from ..db import memories as memory_sql
+from ..db import relations as relation_sql
 from ..errors import BadRequest, MemoryServiceError, PayloadTooLarge, QuotaExceeded, ValidationFailed
 from ..models import ImportLine, ImportRequest, SearchFilters, check_identifier, load_json_object, parse_model
 from ..text import content_hash, score_importance
 from .ingest import lock_quota_and_find_existing, quota_message, seconds_to_utc_midnight
+from .links import LinkPlan, links_of, restore_links
 from .memories import decode_cursor, encode_cursor, memory_json
 
 #: Rows read per export page (fewer with embeddings: ~4 kB each as JSON).
@@ -43,8 +47,13 @@ class ExportPage:
     next_cursor: str | None
 
 
-def export_page(caller: Caller, user_id: str, cursor: str | None = None, *, embeddings: bool = False) -> ExportPage:
-    """One page of the user's visible memories (archived included), oldest first."""
+def export_page(
+    caller: Caller, user_id: str, cursor: str | None = None, *, embeddings: bool = False,
+    include_superseded: bool = False,
+) -> ExportPage:
+    """One page of the user's visible memories (archived included; superseded ones with
+    ``include_superseded``), oldest first. Each line lists the memory's relations, both
+    directions and supersession included (``links``)."""
     user_id = _authorized(caller, user_id)
     if cursor is not None and len(cursor) > 200:
         raise ValidationFailed("cursor has at most 200 characters")
@@ -54,7 +63,10 @@ def export_page(caller: Caller, user_id: str, cursor: str | None = None, *, embe
     limit = _PAGE_ROWS_WITH_EMBEDDINGS if embeddings else _PAGE_ROWS
     with runtime.database().user_tx(user_id) as cur:
         rows = memory_sql.list_page(cur, user_id, SearchFilters(), limit + 1, after, include_archived=True,
-                                    newest_first=False, columns=columns)
+                                    include_superseded=include_superseded, newest_first=False, columns=columns)
+        links = relation_sql.links_of(cur, user_id, [r["id"] for r in rows[:limit]])
+        for row in rows[:limit]:
+            row["links"] = [link.as_dict() for link in links[row["id"]]]
         page = _page(rows[:limit], len(rows), budget)
         audit.write(cur, [("export", user_id, "ok", json.dumps({"memories": page.count, "embeddings": embeddings}))],
                     user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id)
@@ -177,23 +189,29 @@ def _import(caller: Caller, user_id: str, records: list[tuple[int, Any]],
         given = [ln.item.id for ln in lines if ln.item.id is not None]
         mine = memory_sql.existing_ids(cur, user_id, given)
         taken = memory_sql.ids_taken_by_others(cur, [i for i in given if i not in mine])
+        plan = LinkPlan(cur, user_id, [links_of(ln.item) for ln in lines])
         rows: list[memory_sql.NewMemory] = []
         remaining = quota.remaining
         seen_ids: set[uuid.UUID] = set()
+        restorable: list[relation_sql.Link] = []
         for ln in lines:
             item = ln.item
             if item.id in taken:
                 rejected.append(_rejected(ln.number, ValidationFailed(ID_UNAVAILABLE)))
                 continue
+            restorable += _links_of_line(item)
             if (item.id in mine or item.id in seen_ids or (item.event_id and item.event_id in by_event)
                     or ln.hash in by_hash):
                 duplicate += 1
                 continue
-            if remaining <= 0:
-                over = QuotaExceeded(quota_message(quota), retry_after=seconds_to_utc_midnight())
-                rejected.append(_rejected(ln.number, over))
-                continue
             memory_id = item.id or uuid.uuid4()
+            try:
+                if remaining <= 0:
+                    raise QuotaExceeded(quota_message(quota), retry_after=seconds_to_utc_midnight())
+                plan.check(memory_id, links_of(item), existing=False)
+            except MemoryServiceError as exc:
+                rejected.append(_rejected(ln.number, exc))
+                continue
             rows.append(memory_sql.NewMemory(
                 id=memory_id, user_id=user_id, content=item.content, content_type=item.content_type,
                 embedding=ln.vector, source_type=item.source_type, source_id=item.source_id,
@@ -211,6 +229,8 @@ def _import(caller: Caller, user_id: str, records: list[tuple[int, Any]],
         if rows:
             memory_sql.insert_memories(cur, rows, actor=caller.principal.key_id, action="imported")
             quotas.add(cur, user_id, len(rows))
+        plan.apply(caller.principal.key_id)
+        restore_links(cur, user_id, restorable, caller.principal.key_id)
         created = len(rows)
         rejected.sort(key=lambda r: r["line"])
         audit.write(
@@ -219,6 +239,14 @@ def _import(caller: Caller, user_id: str, records: list[tuple[int, Any]],
             user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
         )
     return {"created": created, "duplicate": duplicate, "rejected": rejected}
+
+
+def _links_of_line(item: ImportLine) -> list[relation_sql.Link]:
+    """The relations a line lists (``links``, and ``superseded_by`` as the export shows it)."""
+    out = [relation_sql.Link(x.source_id, x.type, x.target_id, x.created_at) for x in item.links]
+    if item.superseded_by is not None and item.id is not None:
+        out.append(relation_sql.Link(item.superseded_by, "supersedes", item.id, item.superseded_at))
+    return out
 
 
 def _parse_record(record: Any, user_id: str) -> ImportLine:

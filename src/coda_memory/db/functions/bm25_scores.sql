@@ -8,7 +8,9 @@
 -- bm25_scores: the BM25 of the given ids, tf and length read from each memory's tsvector (one
 -- primary-key lookup per id: the cost follows the ids, not the user's memory).
 -- The search's ranking query scores its vector candidates the same way on the rows it fetches
--- anyway (db/search.py). Scoped to the transaction's app.current_user_id (no user argument);
+-- anyway (db/search.py). Archived and superseded memories are scored too (a search with
+-- include_archived / include_superseded ranks them by the same formula); deleted ones never.
+-- Scoped to the transaction's app.current_user_id (no user argument);
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
 CREATE OR REPLACE FUNCTION bm25_query_terms(p_query text)
 RETURNS TABLE (lexeme text, idf float8, avgdl float8)
@@ -36,7 +38,7 @@ BEGIN
                                                        length(m.search_vector), q.avgdl, $3, $4))
                  FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
          FROM public.memories m
-         WHERE m.user_id = $5 AND m.id = ANY($2) AND public.memory_searchable(m)'
+         WHERE m.user_id = $5 AND m.id = ANY($2) AND NOT m.deleted'
     USING p_query, p_ids, p_k1, p_b, NULLIF(current_setting('app.current_user_id', true), '');
 END
 $fn$;

@@ -8,10 +8,17 @@
 -- batch comes back smaller than p_limit. All three are idempotent: a second run finds nothing.
 
 
--- Archive memories created more than p_after_days ago that were read fewer than
--- p_max_access_count times. One audit row per affected user per batch.
+-- Archive searchable memories created more than p_after_days ago that were read fewer than
+-- p_max_access_count times, except those with importance >= p_keep_importance: an old fact the
+-- user or the agent marked important stays searchable however rarely it is read (archival by
+-- age and reads alone hid 49,903 of 50,042 memories of one imported history, important facts
+-- included). Superseded memories are out of search already and stay as they are. One audit
+-- row per affected user per batch.
+DROP FUNCTION IF EXISTS job_archive_batch(integer, integer, integer, text);
+
 CREATE OR REPLACE FUNCTION job_archive_batch(p_after_days integer, p_max_access_count integer,
-                                  p_limit integer, p_request_id text DEFAULT NULL)
+                                  p_limit integer, p_request_id text DEFAULT NULL,
+                                  p_keep_importance real DEFAULT 0.8)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
@@ -25,9 +32,10 @@ BEGIN
         WITH candidates AS (
             SELECT m.user_id, m.id
             FROM public.memories m
-            WHERE NOT m.archived AND NOT m.deleted
+            WHERE NOT m.archived AND NOT m.deleted AND public.memory_searchable(m)
               AND m.created_at < now() - make_interval(days => p_after_days)
               AND m.access_count < p_max_access_count
+              AND (p_keep_importance IS NULL OR m.importance < p_keep_importance)
             ORDER BY m.user_id, m.created_at
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED
@@ -45,11 +53,12 @@ BEGIN
                                    p_request_id,
                                    jsonb_build_object('archived', r.cnt,
                                                       'after_days', p_after_days,
-                                                      'max_access_count', p_max_access_count));
+                                                      'max_access_count', p_max_access_count,
+                                                      'keep_importance', p_keep_importance));
     END LOOP;
     RETURN n;
 END
 $$;
 
-REVOKE ALL ON FUNCTION job_archive_batch(integer, integer, integer, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION job_archive_batch(integer, integer, integer, text) TO coda_app;
+REVOKE ALL ON FUNCTION job_archive_batch(integer, integer, integer, text, real) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION job_archive_batch(integer, integer, integer, text, real) TO coda_app;

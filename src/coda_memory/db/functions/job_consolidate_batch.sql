@@ -15,9 +15,10 @@
 -- "Dentist on March 24 at 9:30" and "... April 19 at 11:30" 0.98 -- different facts, which the
 -- word check keeps apart (cosine alone merged 6.8% of 10k such notes at 0.95). The survivor gets the union of both tag lists (its own
 -- first, at most p_max_tags), the higher importance and the summed access counts; the
--- candidate is archived with merged_into = the survivor. Both get a history entry (survivor:
--- `updated` with an `absorbed` change; candidate: `merged`) and a version. Every queue entry
--- taken is deleted, merged or not (a memory deleted or archived meanwhile is just dropped), so
+-- candidate is superseded by the survivor (superseded_by, superseded_at: what an agent's
+-- `supersedes` records too, so one concept covers both). Both get a history entry (survivor:
+-- `updated` with an `absorbed` change; candidate: `superseded`) and a version. Every queue entry
+-- taken is deleted, merged or not (a memory no longer searchable meanwhile is just dropped), so
 -- a run only compares what was written since the last one and a second run changes nothing;
 -- memories that are not merged are never rewritten. One audit row per user per batch. Returns
 -- how many queue entries the batch took (the loop's stop signal).
@@ -47,7 +48,7 @@ BEGIN
     END IF;
     FOR r IN
         SELECT q.user_id, q.memory_id AS id, m.search_vector, m.content_type, m.embedding, m.created_at, m.expires_at,
-               m.tags, m.importance, m.access_count, (m.deleted OR m.archived) AS gone
+               m.tags, m.importance, m.access_count, NOT public.memory_searchable(m) AS gone
         FROM public.memory_consolidation_queue q
         JOIN public.memories m ON m.user_id = q.user_id AND m.id = q.memory_id
         ORDER BY q.user_id, m.created_at, m.id
@@ -75,7 +76,7 @@ BEGIN
                      SELECT m.id, m.created_at, m.search_vector, m.embedding <=> $4 AS distance
                      FROM public.memories m
                      WHERE m.user_id = $1 AND m.content_type = $2 AND m.id <> $3
-                       AND NOT m.deleted AND NOT m.archived
+                       AND public.memory_searchable(m)
                        AND (m.expires_at IS NULL OR m.expires_at > now())
                        AND (m.created_at, m.id) < ($5, $3)
                      ORDER BY m.embedding <=> $4
@@ -118,14 +119,13 @@ BEGIN
         VALUES (r.user_id, v_survivor, v_version, 'updated', 'job:consolidation', v_changes);
 
         UPDATE public.memories m
-        SET archived = true, archived_at = now(), merged_into = v_survivor,
+        SET superseded_by = v_survivor, superseded_at = now(),
             version = m.version + 1, updated_at = now()
         WHERE m.user_id = r.user_id AND m.id = r.id
         RETURNING m.version INTO v_version;
         INSERT INTO public.memory_history (user_id, memory_id, version, action, actor, changes)
-        VALUES (r.user_id, r.id, v_version, 'merged', 'job:consolidation',
-                jsonb_build_object('archived', jsonb_build_object('old', false, 'new', true),
-                                   'merged_into', jsonb_build_object('old', NULL, 'new', v_survivor)));
+        VALUES (r.user_id, r.id, v_version, 'superseded', 'job:consolidation',
+                jsonb_build_object('superseded_by', jsonb_build_object('old', NULL, 'new', v_survivor)));
         v_merged := v_merged + 1;
     END LOOP;
     IF v_user IS NOT NULL AND v_merged > 0 THEN
