@@ -54,11 +54,11 @@ def test_user_stats_count_every_state_and_breakdown(api, user_id, admin_conn):
     tags = {t["tag"]: t["count"] for t in s["top_tags"]}
     assert tags["food"] == 1 and tags["morning"] == 1 and tags["sport"] == 1
     days = {d["day"]: d["count"] for d in s["created_per_day"]}
-    assert days[datetime.now(UTC).date().isoformat()] == 6  # every memory not deleted, created today
-    assert sum(days.values()) == 6  # the two from 800 days ago are outside the 90 days
+    assert days[datetime.now(UTC).date().isoformat()] == 5  # every memory not deleted, created today
+    assert sum(days.values()) == 5  # the two from 800 days ago are outside the 90 days
     # the old unimportant note is due; the important one is kept (MEMORY_ARCHIVE_KEEP_IMPORTANCE)
     assert s["archival_due"] == 1
-    assert s["quota"]["memory_count"] == 8 and s["quota"]["max_memories"] == 50_000
+    assert s["quota"]["memory_count"] == 7 and s["quota"]["max_memories"] == 50_000
     # what the API lists is what the statistics call live
     listed = api.call("GET", "/memories", query={"user_id": user_id, "limit": 100}).body["memories"]
     assert len(listed) == s["counts"]["live"] and due in {m["id"] for m in listed}
@@ -108,16 +108,15 @@ def test_search_explain_gives_the_parts_of_the_score(api, user_id):
     s = get_settings()
     for hit in r.body["results"]:
         parts = hit["explain"]
-        assert parts["cosine"] == pytest.approx(hit["similarity"]) and parts["relevance"] == pytest.approx(
-            hit["relevance"])
-        assert parts["importance"] == pytest.approx(hit["importance"])
+        assert parts["cosine"] == hit["similarity"] and parts["relevance"] == hit["relevance"]
+        assert parts["importance"] == pytest.approx(hit["importance"], abs=1e-6)
         assert 0 < parts["recency"] <= 1 and 0 <= parts["match"] <= 1 and parts["lexical"] >= 0
         assert parts["relevance"] == pytest.approx(
             s.weight_similarity * parts["match"] + s.weight_importance * parts["importance"]
-            + s.weight_recency * parts["recency"], abs=1e-6)
+            + s.weight_recency * parts["recency"], abs=1e-5)
     top, other = r.body["results"]
     assert top["content"].startswith("Alice") and top["explain"]["lexical"] > 0
     assert other["explain"]["lexical"] == 0  # no word in common with the query
     # explain changes nothing about the ranking
     assert [h["id"] for h in r.body["results"]] == [h["id"] for h in plain.body["results"]]
-    assert api.search(query="x", user_id=user_id, explain="yes").status == 422
+    assert api.search(query="x", user_id=user_id, explain="maybe").status == 422

@@ -220,11 +220,10 @@ def rank(
         row["metadata"] = json.loads(row["metadata"])
         row["similarity"] = float(row["similarity"])
         row["relevance"] = float(row["relevance"])
-        row["explain"] = {
-            "cosine": row["similarity"], "lexical": float(row.pop("lexical")), "match": float(row.pop("match")),
-            "importance": float(row.pop("imp")), "recency": float(row.pop("recency")),
-            "relevance": row["relevance"],
-        }
+        parts = {"cosine": row["similarity"], "lexical": row.pop("lexical"), "match": row.pop("match"),
+                 "importance": row.pop("imp"), "recency": row.pop("recency"), "relevance": row["relevance"]}
+        # to 6 decimals, as every score in an answer
+        row["explain"] = {k: round(float(v), 6) for k, v in parts.items()}
     return rows
 
 

@@ -54,7 +54,7 @@ def _search_rows(
     return rows
 
 
-def _hidden(request: SearchRequest) -> search_sql.Hidden:
+def _hidden(request: SearchRequest | ContextRequest) -> search_sql.Hidden:
     return search_sql.Hidden(archived=request.include_archived, superseded=request.include_superseded)
 
 
