@@ -5,11 +5,12 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LOCK   := requirements.lock
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 MODEL  := layers/model/build/model/manifest.json
 MODEL_INPUTS := layers/model/build.py layers/model/requirements-build.txt
 
-.PHONY: help venv layer run test test-unit test-fast test-ts mcp-ts lint build bench bench-retrieval openapi clean
+.PHONY: help venv lock layer run test test-unit test-fast test-ts mcp-ts lint build bench bench-retrieval openapi clean
 
 help:
 	@echo "make run    - set up and start the local stack (API on :3000, Lambda invoke on :3001)"
@@ -17,19 +18,31 @@ help:
 	@echo "make test-unit - the pure tests only (no database, no Redis): seconds"
 	@echo "make test-ts - TypeScript client tests (node --test) against a local stack"
 	@echo "make layer  - build the int8 ONNX model (cached)"
+	@echo "make lock   - re-resolve requirements.lock from pyproject.toml (after adding or changing a dependency)"
 	@echo "make lint   - ruff + mypy on the core"
 	@echo "make build  - sam build (no container) into .aws-sam/build"
 	@echo "make openapi - regenerate openapi.json from the handlers (tests fail when it is stale)"
 	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo recall"
 
-$(STAMP): pyproject.toml
+# Every version comes from requirements.lock (pip constraints): the same set on every machine.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# The one lock: every package of pyproject.toml (run time + dev), resolved for every platform and
+# Python >= 3.11, and used by make venv, both Lambda layers and the subscriber image. Keeps the
+# pinned versions unless a range no longer allows them; `make lock UPGRADE=1` takes the newest.
+UPGRADE ?=
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q 'uv>=0.5,<1'
+	$(PY) -m uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--custom-compile-command "make lock" --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 $(MODEL): $(MODEL_INPUTS)
 	$(PYTHON) layers/model/build.py
@@ -44,7 +57,7 @@ test: venv layer mcp-ts
 	$(PY) -m pytest
 	$(MAKE) test-ts
 
-# The official MCP TypeScript SDK, which tests/test_mcp.py drives as a client (pinned in
+# The official MCP TypeScript SDK, which tests/integration/test_mcp.py drives as a client (pinned in
 # tests/mcp_ts/package-lock.json). Without node/npm those tests are skipped with a warning.
 MCP_TS_DEPS := tests/mcp_ts/node_modules/.installed
 

@@ -3,7 +3,7 @@
     python -m bench.lifecycle [--list-user-size 50000] [--consolidation-size 10000]
 
 1. import: ``--consolidation-size`` synthetic memories (bench/synth.py) for one user through
-   ``python -m coda_memory.transfer``'s import (chunks of <= 1 MB / 500 lines) WITHOUT
+   ``python -m coda_memory.cli.transfer``'s import (chunks of <= 1 MB / 500 lines) WITHOUT
    embeddings (the service embeds them), then ``--list-user-size`` memories for another user
    WITH embeddings in the lines (random unit vectors: the model does not run) -> import rates;
 2. ``GET /memories`` at that size: the first page, every page of a walk through all of them
@@ -36,7 +36,7 @@ def log(msg: str) -> None:
 
 
 def _transport(api: Handlers) -> Any:
-    from coda_memory.transfer import HttpResponse
+    from coda_memory.cli.transfer import HttpResponse
 
     def call(method: str, path: str, query: dict[str, str], body: bytes | None) -> HttpResponse:
         result = api._api(method, path, query=query or None, api_key=BENCH_KEY,
@@ -68,7 +68,7 @@ def _ndjson(items: list[dict[str, Any]], embeddings: bool, rng: np.random.Genera
 
 def _imports(res: dict[str, Any], transport: Any, rng: np.random.Generator, small: str, big: str,
              args: argparse.Namespace) -> None:
-    from coda_memory import transfer
+    from coda_memory.cli import transfer
 
     for user, size, seed, embeddings in ((small, args.consolidation_size, 11, False),
                                           (big, args.list_user_size, 12, True)):
@@ -125,7 +125,7 @@ def _list_patch_export(res: dict[str, Any], api: Handlers, transport: Any, pg: A
                        args: argparse.Namespace) -> None:
     import psycopg
 
-    from coda_memory import transfer
+    from coda_memory.cli import transfer
 
     # 2. list
     log(f"GET /memories on {args.list_user_size:,} memories")

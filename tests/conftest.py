@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 
 from local.services import REPO_ROOT, Postgres, RedisServer, start_postgres, start_redis
+
+if TYPE_CHECKING:
+    from coda_memory.db.pool import Database
 
 TEST_PG_DIR = REPO_ROOT / ".local" / "pg-test"
 
@@ -127,9 +131,19 @@ def settings_env(api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> It
 
 @pytest.fixture()
 def user_id() -> str:
-    import uuid
+    from tests.dbrows import new_user
 
-    return f"user-{uuid.uuid4().hex[:12]}"
+    return new_user()
+
+
+@pytest.fixture()
+def db(postgres: Postgres) -> Iterator[Database]:
+    """The data layer's pool, connected as the application role (row-level security applies)."""
+    from coda_memory.db.pool import Database
+
+    database = Database(postgres.app_url)
+    yield database
+    database.close()
 
 
 # --- AWS APIs (moto; the databases stay real) ---------------------------------------------------

@@ -8,6 +8,8 @@ from coda_memory import runtime
 
 runtime.prewarm()  # start loading the model while FastAPI and the rest import (Lambda init)
 
+from typing import Annotated  # noqa: E402
+
 from fastapi import Depends, Path, Query, Request, Response  # noqa: E402
 
 from coda_memory.api.app import caller, create_app, json_body, raw_body  # noqa: E402
@@ -32,11 +34,13 @@ from coda_memory.api.contract import (  # noqa: E402
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
 from coda_memory.models import (  # noqa: E402
+    CURSOR_SCHEMA,
     ID_PATTERN,
     BatchRequest,
     ImportLine,
     ImportRequest,
     IngestItem,
+    ListQuery,
     MemoryPatch,
     RelationSpec,
     RelationType,
@@ -47,8 +51,6 @@ from coda_memory.usecases import ingest, links, memories, transfer  # noqa: E402
 app = create_app("coda-memory ingest")
 
 MemoryIdParam = Path(alias="id", description="the memory's id (UUID)", json_schema_extra={"format": "uuid"})
-#: cursors are opaque, unpadded base64url (anything else is a 400 "cursor is not valid")
-CURSOR_SCHEMA = {"maxLength": 200, "pattern": "^[A-Za-z0-9_-]+$"}
 UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs to")
 RelationTypeParam = Path(alias="type", description="extends, derived_from or relates_to")
 TargetIdParam = Path(description="the related memory's id (UUID)", json_schema_extra={"format": "uuid"})
@@ -91,20 +93,9 @@ async def get_memory(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
 
 
 @app.get("/memories", response_model=MemoryPage, responses=error_responses(*COMMON, 400, 403))
-async def list_memories(
-    user_id: str = UserIdQuery, limit: int = 20,
-    cursor: str | None = Query(None, description="next_cursor of the previous page", json_schema_extra=CURSOR_SCHEMA),
-    content_type: str | None = None,
-    tag: str | None = None, context_id: str | None = None, created_after: str | None = None,
-    created_before: str | None = None, include_archived: bool = False, include_superseded: bool = False,
-    who: Caller = Depends(caller),
-) -> dict:
+async def list_memories(query: Annotated[ListQuery, Query()], who: Caller = Depends(caller)) -> dict:
     """A page of the user's memories, newest first; pass `next_cursor` back as `cursor` for the next page."""
-    return memories.list_memories(
-        who, user_id, limit=limit, cursor=cursor, content_type=content_type, tag=tag, context_id=context_id,
-        created_after=created_after, created_before=created_before, include_archived=include_archived,
-        include_superseded=include_superseded,
-    )
+    return memories.list_memories(who, query)
 
 
 @app.patch("/memory/{id}", response_model=Memory, openapi_extra=request_body(MemoryPatch),

@@ -1,5 +1,5 @@
-"""Scheduled jobs: archival, quota reset, retention purge and consolidation (EventBridge
-``Schedule`` events in infra/template.yaml).
+"""Scheduled jobs: archival, quota reset, retention purge, consolidation and the fold of the
+access statistics (EventBridge ``Schedule`` events in infra/template.yaml).
 
 Plain Lambda handlers, no web framework: each parses nothing, runs one job from
 :mod:`coda_memory.usecases.jobs` within the invocation's time budget, logs and returns a summary. An
@@ -45,6 +45,10 @@ def quota_reset_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def consolidation_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _run("consolidation", event, context)
+
+
+def access_fold_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _run("access_fold", event, context)
 
 
 def retention_purge_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -28,6 +28,17 @@ def database_url(settings: Settings) -> str:
     return database_url_from_secret(secret_value(settings.database_url_secret))
 
 
+def search_database_url(settings: Settings) -> str | None:
+    """Where searches run: ``MEMORY_SEARCH_DATABASE_URL``, else the secret named by
+    ``MEMORY_SEARCH_DATABASE_URL_SECRET`` (same shapes as :func:`database_url`); None when
+    neither is set (searches then use the database of :func:`database_url`)."""
+    if settings.search_database_url is not None:
+        return settings.search_database_url.get_secret_value()
+    if settings.search_database_url_secret:
+        return database_url_from_secret(secret_value(settings.search_database_url_secret))
+    return None
+
+
 def database_url_from_secret(value: str) -> str:
     """The PostgreSQL URL in a secret's value: a plain URL, ``{"url": ...}``, or the RDS shape
     ``{"username", "password", "host", "port", "dbname"[, "sslmode"]}`` (what the stack's

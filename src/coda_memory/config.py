@@ -40,6 +40,21 @@ class Settings(BaseSettings):
         "DATABASE_URL is unset).",
     )
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "MEMORY_REDIS_URL"))
+    search_database_url: SecretStr | None = Field(
+        None,
+        description="Where searches run (read-only transactions), e.g. an Aurora reader endpoint. "
+        "Unset: the database of DATABASE_URL.",
+    )
+    search_database_url_secret: str | None = Field(
+        None, description="Secrets Manager id whose value is the search database URL."
+    )
+    access_stats: Literal["transaction", "redis"] = Field(
+        "transaction",
+        description="How a search records access_count/accessed_at: `transaction` writes them in the "
+        "search's own transaction; `redis` counts them in Redis (REDIS_URL) and the access-fold job "
+        "adds them to the database every minute, so the search is a read-only transaction. "
+        "`redis` without REDIS_URL falls back to `transaction`.",
+    )
     api_key: SecretStr | None = Field(None, validation_alias=_env("MEMORY_API_KEY"))
     api_key_secret: str | None = Field(
         None,
@@ -118,7 +133,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "database_url", "database_url_secret", "redis_url", "api_key", "api_key_secret", "model_dir", "db_proxy",
-        mode="before",
+        "search_database_url", "search_database_url_secret", mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

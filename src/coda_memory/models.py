@@ -68,6 +68,12 @@ def optional(**schema: JsonValue) -> Callable[[JsonDict], None]:
     return update
 
 
+#: A page cursor: the keyset position of the previous page's last memory, its created_at in
+#: microseconds since 1970 (UTC) and its id. Every text of this form is a position (so a client
+#: generated from the document sends valid ones); cursors from before this form are still read.
+CURSOR_PATTERN = r"^-?[0-9]{1,16}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+CURSOR_SCHEMA: JsonDict = {"pattern": CURSOR_PATTERN, "maxLength": 200}
+
 _CONTENT_SCHEMA: JsonDict = _text_schema(_limit("max_content_chars"))
 _TAGS_SCHEMA: JsonDict = {"maxItems": _limit("max_tags"),
                           "items": {"type": "string", **_text_schema(_limit("max_tag_chars"))}}
@@ -310,6 +316,15 @@ class ImportLine(IngestItem):
         return value
 
 
+def _counted(value: list[Any], name: str, limit: int, unit: str) -> list[Any]:
+    """``value`` when it holds 1 to ``limit`` entries."""
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise ValueError(f"at most {limit} {unit}")
+    return value
+
+
 class ImportRequest(_Strict):
     """``POST /users/{user_id}/import`` as JSON: the lines of the NDJSON form as an array."""
 
@@ -321,12 +336,7 @@ class ImportRequest(_Strict):
     @field_validator("memories")
     @classmethod
     def _memories(cls, value: list[Any]) -> list[Any]:
-        limit = get_settings().max_import_lines
-        if not value:
-            raise ValueError("memories must not be empty")
-        if len(value) > limit:
-            raise ValueError(f"at most {limit} memories per import request")
-        return value
+        return _counted(value, "memories", get_settings().max_import_lines, "memories per import request")
 
 
 class MemoryPatch(_Strict):
@@ -398,9 +408,10 @@ class ListQuery(_Strict):
 
     user_id: Identifier
     limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page",
+                               json_schema_extra=CURSOR_SCHEMA)
     content_type: ContentTypeName | None = None
-    tag: str | None = Field(None, min_length=1, max_length=256)
+    tag: str | None = Field(None, min_length=1, max_length=256, json_schema_extra=_text_schema(_limit("max_tag_chars")))
     context_id: Identifier | None = None
     created_after: UtcDateTime | None = None
     created_before: UtcDateTime | None = None
@@ -421,12 +432,7 @@ class BatchRequest(_Strict):
     @field_validator("items")
     @classmethod
     def _items(cls, value: list[Any]) -> list[Any]:
-        limit = get_settings().max_batch_items
-        if not value:
-            raise ValueError("items must not be empty")
-        if len(value) > limit:
-            raise ValueError(f"at most {limit} items per batch")
-        return value
+        return _counted(value, "items", get_settings().max_batch_items, "items per batch")
 
 
 class SearchFilters(_Strict):

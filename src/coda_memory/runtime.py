@@ -1,6 +1,7 @@
 """The one owner of process-wide state: everything an execution environment builds once and
-reuses across invocations -- the database pool, the ONNX embedder, the rate limiter, the API
-key authenticator (with its cache) and the worker threads of the search path.
+reuses across invocations -- the database pool (and the search database's, when searches run
+on a reader), the ONNX embedder, the rate limiter, the Redis access counter, the API key
+authenticator (with its cache) and the worker threads of the search path.
 
 Each resource is created lazily on first use, and :func:`reset` closes and forgets all of
 them (tests switching configuration; a SnapStart restore). Nothing else in the package keeps
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .config import get_settings, reset_settings
 
 if TYPE_CHECKING:
+    from .access_counts import AccessCounter
     from .auth import Authenticator
     from .db.pool import Database
     from .embedder import Embedder
@@ -55,12 +57,10 @@ class _Once(Generic[T]):
             self._close(value)
 
 
-def _build_database() -> Database:
-    from .aws_secrets import database_url
+def _database_at(url: str) -> Database:
     from .db.pool import Database, is_proxy_url
 
     settings = get_settings()
-    url = database_url(settings)
     return Database(
         url,
         max_size=settings.db_pool_max,
@@ -68,6 +68,47 @@ def _build_database() -> Database:
         statement_timeout_ms=settings.db_statement_timeout_ms,
         behind_proxy=settings.db_proxy if settings.db_proxy is not None else is_proxy_url(url),
     )
+
+
+def _build_database() -> Database:
+    from .aws_secrets import database_url
+
+    return _database_at(database_url(get_settings()))
+
+
+class _SearchDatabase:
+    """Where searches run: a pool of its own for ``MEMORY_SEARCH_DATABASE_URL`` (e.g. an Aurora
+    reader endpoint), else the writer's pool (``own`` is None)."""
+
+    def __init__(self) -> None:
+        from .aws_secrets import search_database_url
+
+        url = search_database_url(get_settings())
+        self.own = _database_at(url) if url else None
+
+    def get(self) -> Database:
+        return self.own if self.own is not None else database()
+
+    def close(self) -> None:
+        if self.own is not None:
+            self.own.close()
+
+
+class _AccessCounterSlot:
+    """The Redis access counter when ``MEMORY_ACCESS_STATS=redis`` and ``REDIS_URL`` are set,
+    else None (access statistics are then written in the search's transaction)."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.counter: AccessCounter | None = None
+        if settings.access_stats == "redis" and settings.redis_url:
+            from .access_counts import AccessCounter
+
+            self.counter = AccessCounter(settings.redis_url)
+
+    def close(self) -> None:
+        if self.counter is not None:
+            self.counter.close()
 
 
 def _build_embedder() -> Embedder:
@@ -101,11 +142,24 @@ embedder: _Once[Embedder] = _Once(_build_embedder, lambda e: e.close())
 rate_limiter: _Once[RateLimiter] = _Once(_build_rate_limiter, lambda r: r.close())
 authenticator: _Once[Authenticator] = _Once(_build_authenticator)
 search_workers: _Once[ThreadPoolExecutor] = _Once(_build_search_workers, lambda p: p.shutdown(wait=True))
+_search_database: _Once[_SearchDatabase] = _Once(_SearchDatabase, lambda s: s.close())
+_access_counter: _Once[_AccessCounterSlot] = _Once(_AccessCounterSlot, lambda s: s.close())
+
+
+def search_database() -> Database:
+    """The pool searches run on: the search (reader) database if configured, else the writer."""
+    return _search_database().get()
+
+
+def access_counter() -> AccessCounter | None:
+    """The Redis access counter, or None when access statistics are written in-transaction."""
+    return _access_counter().counter
 
 # In the order reset() releases them: users of the pool before the pool.
-_RESOURCES: tuple[_Once[Any], ...] = (search_workers, authenticator, rate_limiter, embedder, database)
+_RESOURCES: tuple[_Once[Any], ...] = (
+    search_workers, authenticator, rate_limiter, _access_counter, embedder, _search_database, database)
 # What holds a socket or a cache timed by the monotonic clock (drop_connections).
-_PER_ENVIRONMENT: tuple[_Once[Any], ...] = (authenticator, rate_limiter, database)
+_PER_ENVIRONMENT: tuple[_Once[Any], ...] = (authenticator, rate_limiter, _access_counter, _search_database, database)
 
 
 def prewarm() -> None:

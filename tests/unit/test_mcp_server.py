@@ -1,5 +1,5 @@
 """The MCP server without a database: tool definitions and what a failing tool turns into
-(the SDK's in-process client; the real tools run in tests/test_mcp.py)."""
+(the SDK's in-process client; the real tools run in tests/integration/test_mcp.py)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import pytest
 
 
 def test_transfer_chunks_respect_both_limits():
-    from coda_memory.transfer import chunks
+    from coda_memory.cli.transfer import chunks
 
     lines = [b"a" * 10 + b"\n"] * 5 + [b"b" * 50]
     got = list(chunks(iter(lines), max_bytes=30, max_lines=2))
@@ -15,7 +15,7 @@ def test_transfer_chunks_respect_both_limits():
 
 
 def test_transfer_retries_rate_limits_but_not_quota(monkeypatch):
-    from coda_memory import transfer
+    from coda_memory.cli import transfer
 
     answers = [transfer.HttpResponse(429, {"retry-after": "2"}, b'{"error": {"code": "rate_limited"}}'),
                transfer.HttpResponse(503, {}, b"{}"),

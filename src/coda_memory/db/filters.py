@@ -32,17 +32,12 @@ def filters_param(filters: SearchFilters) -> tuple[Any, ...]:
 
 
 def state_clause(*, include_archived: bool = False, include_superseded: bool = False) -> str:
-    """Which memories (alias ``m``) a read shows by state: the searchable ones
+    """Which memories (alias ``m``) a read shows by state (fixed fragments): the searchable ones
     (``memory_searchable``, the one definition the search structures follow), or with either
-    flag also the archived and/or superseded ones. Deleted memories never."""
+    flag also the archived and/or superseded ones (``memory_shown``). Deleted ones never."""
     if not include_archived and not include_superseded:
         return "memory_searchable(m)"
-    clauses = ["NOT m.deleted"]
-    if not include_archived:
-        clauses.append("NOT m.archived")
-    if not include_superseded:
-        clauses.append("m.superseded_by IS NULL")
-    return "(" + " AND ".join(clauses) + ")"
+    return f"memory_shown(m, {str(include_archived).lower()}, {str(include_superseded).lower()})"
 
 
 def where_clause(

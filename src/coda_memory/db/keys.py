@@ -1,6 +1,6 @@
 """SQL on ``api_keys``. The service role can only resolve a key hash (through the SECURITY
 DEFINER function ``resolve_api_key``); creating, listing and revoking keys runs as the schema
-owner (``python -m coda_memory.keys``)."""
+owner (``python -m coda_memory.cli.keys``)."""
 
 from __future__ import annotations
 

@@ -259,6 +259,22 @@ def touch(cur: DictCursor, user_id: str, counts: Mapping[uuid.UUID, int]) -> Non
     )
 
 
+def add_accesses(
+    cur: DictCursor, user_id: str, counts: Mapping[uuid.UUID, int], last_at: Mapping[uuid.UUID, datetime]
+) -> None:
+    """Add accesses counted elsewhere (the Redis fold): ``counts[id]`` to ``access_count`` and
+    ``accessed_at`` moved forward to ``last_at[id]`` (now when unknown), never back. Ids the
+    user does not have (erased since, or not theirs) change nothing."""
+    ids = sorted(counts)  # a fixed lock order keeps concurrent updates deadlock-free
+    cur.execute(
+        """UPDATE memories m SET access_count = m.access_count + c.n,
+                  accessed_at = greatest(m.accessed_at, coalesce(c.at, now()))
+           FROM unnest(%s::uuid[], %s::int[], %s::timestamptz[]) AS c(id, n, at)
+           WHERE m.user_id = %s AND m.id = c.id""",
+        (ids, [counts[i] for i in ids], [last_at.get(i) for i in ids], user_id),
+    )
+
+
 def existing_ids(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """Which of ``ids`` the user already has (deleted or not: the primary key covers both)."""
     if not ids:

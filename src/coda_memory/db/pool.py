@@ -107,19 +107,22 @@ class Database:
             raise ServiceUnavailable("database unavailable") from exc
 
     @contextmanager
-    def user_tx(self, user_id: str, *, pipeline: bool = False) -> Iterator[DictCursor]:
+    def user_tx(self, user_id: str, *, pipeline: bool = False, read_only: bool = False) -> Iterator[DictCursor]:
         """A transaction scoped to one user: RLS sees only ``user_id``'s rows.
 
         With ``pipeline`` the connection is in pipeline mode: statements are sent without
         waiting for each answer, and the client waits only where it reads a result and at
         commit (errors surface there too). BEGIN and the user setting then ride along with
-        the first real query instead of costing round trips of their own."""
-        with self.transaction(pipeline=pipeline, user_id=user_id) as cur:
+        the first real query instead of costing round trips of their own. ``read_only``
+        starts it with ``BEGIN READ ONLY`` (what a reader endpoint can run; a write in it
+        fails)."""
+        with self.transaction(pipeline=pipeline, user_id=user_id, read_only=read_only) as cur:
             yield cur
 
     @contextmanager
     def transaction(
-        self, *, pipeline: bool = False, user_id: str | None = None, statement_timeout_ms: int | None = None
+        self, *, pipeline: bool = False, user_id: str | None = None, statement_timeout_ms: int | None = None,
+        read_only: bool = False,
     ) -> Iterator[DictCursor]:
         """A transaction with no user set yet: per-user tables read as empty until
         :func:`set_user` scopes it (several users one after the other: ingest batches).
@@ -129,7 +132,8 @@ class Database:
         transaction only (and the user, when given): one statement, so a user transaction pays
         no extra round trip for them, and no session state is left for a proxy to pin on."""
         timeout = self._timeout_setting if statement_timeout_ms is None else str(statement_timeout_ms)
-        with self.connection() as conn, (conn.pipeline() if pipeline else nullcontext()), \
+        with self.connection() as conn, _read_only(conn, read_only), \
+                (conn.pipeline() if pipeline else nullcontext()), \
                 conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
                 "SELECT set_config('statement_timeout', %s, true), "
@@ -151,6 +155,25 @@ class Database:
             if self._opened:
                 self._pool.close()
                 self._opened = False
+
+
+@contextmanager
+def _read_only(conn: psycopg.Connection, read_only: bool) -> Iterator[None]:
+    """psycopg's ``read_only`` makes its next BEGIN a ``BEGIN READ ONLY`` (a client-side
+    attribute, not a session SET: nothing for a proxy to pin on); put back before the
+    connection returns to the pool."""
+    if not read_only:
+        yield
+        return
+    before = conn.read_only  # None: the server's default (a reader's is read-only anyway)
+    conn.read_only = True
+    try:
+        yield
+    finally:
+        try:
+            conn.read_only = before
+        except psycopg.Error:  # still in a transaction or broken: never hand it out again
+            conn.close()
 
 
 def set_user(cur: DictCursor, user_id: str) -> None:

@@ -30,7 +30,6 @@ from ..config import Settings
 from ..models import SearchFilters
 from . import relations as relation_sql
 from .filters import FILTERS, filters_param, state_clause
-from .filters import where_clause as _where
 from .memories import MEMORY_COLUMNS, prefixed
 from .pool import DictCursor
 
@@ -47,63 +46,27 @@ SELECT id, score
 FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8, %(b)s::float8)"""
 
 
-# One statement ranks the candidates and returns only the top_k rows:
-# v = the n nearest by cosine (memory_nearest: the user's own vectors, walked in the user's own
-# graph or scanned exactly, filters and expiry applied; db/functions/); t = the lexical
-# candidates (ids and BM25 scores, in rank order); c = their union, fetched by primary key (a
-# plain join on c was planned as a merge join that read every row of the user: 6 ms at 10k
-# memories); the relevance formula (module docstring) is {match} plus fixed terms. Python never
-# sees the other candidates (building and scoring ~80 candidate rows in Python was ~1/6 of the
-# handler's CPU), and metadata comes as text and is decoded for the returned rows only.
-_SEARCH_SQL = """
-WITH v AS (
-    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
-    FROM (SELECT id, distance FROM memory_nearest(%(q)s::halfvec, %(n)s, {filters}){hidden}) near
-),
-t AS (SELECT id, bm25, rank
-      FROM unnest(%(t_ids)s::uuid[], %(t_scores)s::float8[]) WITH ORDINALITY AS t(id, bm25, rank)),
--- the exact BM25 of the nearest that are not lexical candidates (hybrid only), so both lists
--- are scored on both measures
-vb AS (SELECT id, score FROM bm25_scores(%(query)s::text, ARRAY(SELECT id FROM v WHERE id NOT IN (SELECT id FROM t)),
-                                         %(k1)s::float8, %(b)s::float8)
-       WHERE %(hybrid)s),
-c AS (SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coalesce(t.bm25, vb.score) AS bm25
-      FROM v FULL JOIN t ON v.id = t.id LEFT JOIN vb ON vb.id = v.id),
-scored AS (
-    SELECT {columns}, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
-           -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
-           coalesce(nullif(1 - (m.embedding <=> %(q)s::halfvec), 'NaN'::float8), 0) AS similarity
-    FROM memories m JOIN c ON c.id = m.id
-    -- every filter again, in this statement's snapshot: a lexical candidate may have been
-    -- deleted, archived or expired since bm25_candidates (which applies the same filters) ran
-    WHERE {where} AND m.id = ANY(ARRAY(SELECT id FROM c))
-),
-normed AS (
-    SELECT s.*, greatest(s.similarity, 0) AS cos,
-           max(greatest(s.similarity, 0)) OVER () AS top_cos, max(s.bm25) OVER () AS top_bm25,
-           1 / (1 + greatest(0, extract(epoch FROM now() - s.created_at)::float8 / 86400) * %(decay)s::float8)
-               AS recency
-    FROM scored s
-)
-SELECT {output}, similarity,
-       %(w_sim)s::float8 * ({match}) + %(w_imp)s::float8 * imp + %(w_rec)s::float8 * recency AS relevance,
-       -- the parts of the score, for `explain`
-       ({match}) AS match, coalesce(bm25, 0) AS lexical, imp, recency
-FROM normed
-{threshold}
-ORDER BY relevance DESC, similarity DESC, id
-LIMIT %(top_k)s"""
+# The ranking runs in the database and returns only the top_k rows: memory_rank
+# (db/functions/memory_rank.sql) takes the query, its vector and the lexical candidates, finds
+# the n nearest (memory_nearest: the user's own vectors, walked in the user's own graph or
+# scanned exactly, filters and expiry applied), scores the union on both measures with the
+# formula of the module docstring, and answers ids and scores; this statement fetches the
+# columns of those rows only (metadata as text, decoded for them alone). Python never sees the
+# other candidates (building and scoring ~80 candidate rows in Python was ~1/6 of the handler's
+# CPU), and the ranking's plan is cached per connection (planning it per call cost ~1 ms).
+_SEARCH_SQL = f"""
+SELECT {{output}}, r.similarity, r.relevance, r.match, r.lexical, r.importance AS imp, r.recency
+FROM memory_rank(%(query)s::text, %(q)s::halfvec, %(n)s::integer, {FILTERS}, %(t_ids)s::uuid[],
+                 %(t_scores)s::float8[], %(match)s::text, %(w_sim)s::float8, %(w_imp)s::float8, %(w_rec)s::float8,
+                 %(decay)s::float8, %(a)s::float8, %(rrf_k)s::integer, %(k1)s::float8, %(b)s::float8,
+                 %(top_k)s::integer, %(min_sim)s::float8, %(archived)s::boolean, %(superseded)s::boolean) r
+JOIN memories m ON m.user_id = %(user_id)s AND m.id = r.id
+ORDER BY r.relevance DESC, r.similarity DESC, r.id"""
 
-# include_archived / include_superseded: memories outside the search structures, found by an
-# exact scan of the user's rows in that state (cosine of each; ranked with the others).
-_HIDDEN_NEAREST_SQL = """
-    UNION ALL
-    (SELECT m.id, (m.embedding <=> %(q)s::halfvec)::float8 FROM memories m
-     WHERE m.user_id = %(user_id)s AND NOT memory_searchable(m) AND {state} AND memory_visible(m, {filters})
-     ORDER BY 2, 1 LIMIT %(n)s)"""
 
-# ... and those of them that contain a query lexeme, by their exact BM25 (the user's live
-# statistics, as for every candidate).
+# include_archived / include_superseded: the user's memories in those states are in no search
+# structure; those containing a query lexeme are found by an exact scan of those rows and
+# scored by their exact BM25 (the user's live statistics, as for every candidate).
 _HIDDEN_LEXICAL_SQL = f"""
 SELECT s.id, s.score
 FROM bm25_scores(%(query)s::text, ARRAY(
@@ -134,23 +97,12 @@ class Hidden:
 LIVE = Hidden()
 
 
-# The match term per mode/fusion (fixed fragments over normed's columns; values are parameters).
-_MATCH_SQL = {
-    "vector": "cos",
-    "convex": "%(a)s::float8 * cos / coalesce(nullif(top_cos, 0), 1)"
-              " + (1 - %(a)s::float8) * coalesce(bm25, 0) / coalesce(nullif(top_bm25, 0), 1)",
-    # divided by the best possible value 1/(k + 1)
-    "rrf": "(%(a)s::float8 * coalesce(1.0::float8 / (%(rrf_k)s::int + vrank), 0)"
-           " + (1 - %(a)s::float8) * coalesce(1.0::float8 / (%(rrf_k)s::int + trank), 0))"
-           " * (%(rrf_k)s::int + 1)",
-}
-
 def lexical_candidates(
     cur: DictCursor, query: str, n: int, filters: SearchFilters, hidden: Hidden = LIVE, user_id: str = "",
 ) -> dict[uuid.UUID, float]:
     """{id: bm25 score} of the best ``n`` lexical candidates, best first (with ``hidden``, the
-    matching memories in those states compete too). Runs on a cursor of its own on ``cur``'s
-    connection and transaction, so it can overlap the query embedding."""
+    matching memories of ``user_id`` in those states compete too). Runs on a cursor of its own
+    on ``cur``'s connection and transaction, so it can overlap the query embedding."""
     params = {"query": query, "n": n, "k1": _BM25_K1, "b": _BM25_B, "filters": filters_param(filters),
               "user_id": user_id}
     with cur.connection.cursor() as lex:
@@ -206,15 +158,11 @@ def rank(
     cosine similarity is below ``min_similarity`` (after normalising over all candidates, so
     the threshold changes no score; 0 or None keeps everything, negative cosines included).
     With ``hidden``, the ``n`` nearest archived and/or superseded memories are candidates too."""
-    where, params = _where(filters, include_archived=hidden.archived, include_superseded=hidden.superseded)
-    params.update(ranking.params(), user_id=user_id, n=n, q=query_vector, top_k=top_k,
-                  t_ids=list(lexical), t_scores=list(lexical.values()), min_sim=min_similarity,
-                  query=query, k1=_BM25_K1, b=_BM25_B, hybrid=ranking.mode == "hybrid")
-    sql = _SEARCH_SQL.format(where=where, columns=_COLUMNS, output=MEMORY_COLUMNS, filters=FILTERS,
-                             hidden=_HIDDEN_NEAREST_SQL.format(state=hidden.state, filters=FILTERS) if hidden else "",
-                             match=_MATCH_SQL[ranking.match_key],
-                             threshold="WHERE similarity >= %(min_sim)s::float8" if min_similarity else "")
-    cur.execute(sql, params)
+    params = {**ranking.params(), "user_id": user_id, "n": n, "q": query_vector, "top_k": top_k,
+              "t_ids": list(lexical), "t_scores": list(lexical.values()), "min_sim": min_similarity,
+              "query": query, "k1": _BM25_K1, "b": _BM25_B, "match": ranking.match_key,
+              "filters": filters_param(filters), "archived": hidden.archived, "superseded": hidden.superseded}
+    cur.execute(_SEARCH_SQL.format(output=_COLUMNS), params)
     rows = cur.fetchall()
     for row in rows:
         row["metadata"] = json.loads(row["metadata"])
@@ -232,8 +180,8 @@ _COLUMNS = prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS m
 
 def expanded(cur: DictCursor, user_id: str, ids: list[uuid.UUID], hidden: Hidden = LIVE) -> list[dict[str, Any]]:
     """The memories that ``ids`` extend or are derived_from (db/relations.py ``expansion``), as
-    rows of the same shape as :func:`rank` returns (no similarity or relevance of their own:
-    0), in expansion order."""
+    rows of the shape :func:`rank` returns (similarity and relevance 0: they were not ranked),
+    in expansion order."""
     targets = relation_sql.expansion(cur, user_id, ids, hidden.state)
     if not targets:
         return []

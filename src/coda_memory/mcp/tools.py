@@ -135,7 +135,7 @@ def get_memory(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
 
 
 def list_memories(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
-    out = memories.list_memories(identity.caller, identity.user_id, **arguments)
+    out = memories.list_memories(identity.caller, parse_model(ListQuery, _with_user(identity, arguments)))
     lines = [f"- [{m['content_type']}, {m['created_at'][:10]}] {_short(m['content'])} (id {m['id']})"
              for m in out["memories"]]
     more = f"\nmore: pass cursor {out['next_cursor']!r}" if out["next_cursor"] else ""

@@ -1,4 +1,5 @@
-"""Scheduled jobs: archival, daily quota reset, retention purge, consolidation.
+"""Scheduled jobs: archival, daily quota reset, retention purge, consolidation, and the
+minute's fold of the access statistics counted in Redis (``usecases/access.py``).
 
 Each job calls one SECURITY DEFINER function (``db/functions/job_*.sql``) in a loop: one short
 transaction per bounded batch (``FOR UPDATE SKIP LOCKED`` inside), until a batch comes back
@@ -27,8 +28,9 @@ from .. import runtime
 from ..config import Settings, get_settings
 from ..db import jobs as job_sql
 from ..db.pool import Database, DictCursor
+from . import access
 
-JOBS = ("archival", "quota_reset", "retention_purge", "consolidation")
+JOBS = ("archival", "quota_reset", "retention_purge", "consolidation", "access_fold")
 
 #: Stop starting new batches when less than this much time is left (seconds).
 SAFETY_MARGIN_S = 10.0
@@ -204,4 +206,10 @@ def run_job(
     if job == "consolidation":
         return consolidate(db, similarity=s.consolidate_similarity, batch_size=s.consolidate_batch_size,
                            max_tags=s.max_tags, request_id=request_id, time_left_s=time_left_s)
+    if job == "access_fold":
+        # every minute: no audit row per run (the counts it adds are not an action on memories)
+        folded = access.fold(db=db, time_left_s=time_left_s)
+        return JobResult(job=job, affected=folded["accesses"], batches=folded["users"], complete=folded["complete"],
+                         duration_ms=folded.get("duration_ms", 0), request_id=request_id or "",
+                         params={k: v for k, v in folded.items() if k in ("memories", "skipped")})
     raise ValueError(f"unknown job {job!r}; known: {', '.join(JOBS)}")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import runtime
@@ -18,6 +19,7 @@ from ..db import memories as memory_sql
 from ..db import relations as relation_sql
 from ..errors import BadRequest, Conflict, NotFound
 from ..models import (
+    CURSOR_PATTERN,
     ListQuery,
     MemoryPatch,
     SearchFilters,
@@ -46,18 +48,10 @@ def get_memory(caller: Caller, memory_id: str, user_id: str | None) -> dict[str,
     return memory_json(row)
 
 
-def list_memories(
-    caller: Caller, user_id: str | None, *, limit: int = 20, cursor: str | None = None, **filters: Any
-) -> dict[str, Any]:
-    """A page of the user's visible memories, newest first (``created_at DESC, id DESC``).
-
-    ``filters``: ``content_type``, ``tag``, ``context_id``, ``created_after``,
-    ``created_before`` (ISO 8601 strings or datetimes), ``include_archived``,
-    ``include_superseded``. The cursor is the
-    keyset position of the page's last memory, so memories stored after the first page was read
-    (newer) never shift later pages."""
-    query = parse_model(ListQuery, {"user_id": user_id, "limit": limit, "cursor": cursor,
-                                    **{k: v for k, v in filters.items() if v is not None}})
+def list_memories(caller: Caller, query: ListQuery) -> dict[str, Any]:
+    """A page of the user's visible memories, newest first (``created_at DESC, id DESC``). The
+    cursor is the keyset position of the page's last memory, so memories stored after the first
+    page was read (newer) never shift later pages."""
     caller.principal.authorize(query.user_id)
     after = decode_cursor(query.cursor) if query.cursor else None
     list_filters = parse_model(SearchFilters, {
@@ -77,13 +71,23 @@ def list_memories(
     }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 def encode_cursor(row: dict[str, Any]) -> str:
-    """An opaque keyset position: the (created_at, id) of the last row returned."""
-    raw = f"{row['created_at'].isoformat()}|{row['id']}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """The keyset position of ``row`` (the last one returned): ``<created_at in microseconds
+    since 1970>_<id>`` (``models.CURSOR_PATTERN``)."""
+    return f"{(row['created_at'] - _EPOCH) // _MICROSECOND}_{row['id']}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    if _CURSOR.match(cursor):
+        micros, mid = cursor.split("_")
+        return _EPOCH + int(micros) * _MICROSECOND, uuid.UUID(mid)
+    # the form cursors had before (base64url of "<ISO 8601>|<id>"): still read, so a client
+    # paging across an upgrade goes on
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, mid = raw.split("|")

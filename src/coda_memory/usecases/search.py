@@ -13,7 +13,7 @@ from ..auth import Caller
 from ..config import get_settings
 from ..db import search as search_sql
 from ..models import ContextRequest, SearchFilters, SearchRequest
-from .access import record_access
+from .access import record_access, record_access_after, search_writes_access
 from .context import ESTIMATORS, AssembledContext, assemble
 from .memories import memory_json
 
@@ -28,13 +28,15 @@ def _search_rows(
     hidden: search_sql.Hidden = search_sql.LIVE, expand: bool = False,
 ) -> list[dict[str, Any]]:
     """The ranked rows; with ``expand``, followed by the memories they extend or are derived
-    from (``expanded`` true on those)."""
+    from (similarity and relevance 0)."""
     settings = get_settings()
     ranking = search_sql.Ranking.from_settings(settings)
     n = max(settings.candidate_pool, top_k)
     # pipeline: BEGIN and the user setting travel with the lexical query, and the access
-    # statistics with the commit (committed before the answer is sent; see access.py)
-    with runtime.database().user_tx(user_id, pipeline=True) as cur:
+    # statistics with the commit (committed before the answer is sent; see access.py). When
+    # they are counted in Redis instead, the search is read-only and may run on a reader.
+    in_tx = search_writes_access()
+    with runtime.search_database().user_tx(user_id, pipeline=True, read_only=not in_tx) as cur:
         lexical: Future[dict[Any, float]] | None = None
         if ranking.mode == "hybrid":
             # the lexical query and the embedding (onnxruntime and psycopg's waits both
@@ -50,7 +52,10 @@ def _search_rows(
                                hidden)
         if expand:
             rows += search_sql.expanded(cur, user_id, [r["id"] for r in rows], hidden)
-        record_access(cur, user_id, [r["id"] for r in rows])
+        if in_tx:
+            record_access(cur, user_id, [r["id"] for r in rows])
+    if not in_tx:
+        record_access_after(user_id, [r["id"] for r in rows])
     return rows
 
 

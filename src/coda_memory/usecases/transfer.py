@@ -1,5 +1,5 @@
 """Export and import of a user's memories as NDJSON (``GET /users/{user_id}/export``,
-``POST /users/{user_id}/import``); ``python -m coda_memory.transfer`` walks them page by page.
+``POST /users/{user_id}/import``); ``python -m coda_memory.cli.transfer`` walks them page by page.
 
 The export writes one memory per line, oldest first, every field the import reads back; a page
 ends before its NDJSON, escaped into the function's JSON response, would pass

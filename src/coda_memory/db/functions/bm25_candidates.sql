@@ -5,9 +5,10 @@
 -- mean length), read from the statistics and impact-ordered postings of migration 0010.
 --
 -- Cost bounded by the query, not by the user's memory: per query lexeme one df lookup and at
--- most p_per_term postings read in impact order through a btree (a lexeme in fewer memories is
--- read in full); the best 1.5 * p_limit candidates by those postings are then scored exactly by
--- bm25_scores (all query lexemes), so every returned score is the exact BM25 of that memory.
+-- most p_per_term postings read in impact order, index-only, from the btree of migration 0031
+-- (a lexeme in fewer memories is read in full); the best 1.5 * p_limit candidates by
+-- sum(idf * impact) are then scored exactly by bm25_scores (all query lexemes, the user's
+-- current statistics), so every returned score is the exact BM25 of that memory.
 -- A common lexeme (the user's and the assistant's names, everyday words) costs at most
 -- p_per_term postings like any other; skipping lexemes in more than half of the memories was
 -- tried and dropped: it saved ~0.1 ms per such lexeme and lost memories made only of common
@@ -36,13 +37,11 @@ DECLARE
     v_user    text   := NULLIF(current_setting('app.current_user_id', true), '');
     v_lexemes text[] := tsvector_to_array(to_tsvector('english', coalesce(p_query, '')));
     v_n       float8;
-    v_avgdl   float8;
 BEGIN
     IF v_user IS NULL OR cardinality(v_lexemes) = 0 OR coalesce(p_limit, 0) < 1 THEN
         RETURN;  -- no user, only stop words, or nothing asked for
     END IF;
-    SELECT t.docs, t.total_length::float8 / greatest(t.docs, 1) INTO v_n, v_avgdl
-    FROM public.memory_lexicon_totals t WHERE t.user_id = v_user;
+    SELECT t.docs INTO v_n FROM public.memory_lexicon_totals t WHERE t.user_id = v_user;
     IF coalesce(v_n, 0) < 1 THEN
         RETURN;
     END IF;
@@ -54,22 +53,22 @@ BEGIN
         FROM public.memory_lexicon x
         WHERE x.user_id = v_user AND x.lexeme = ANY(v_lexemes) AND x.df > 0
     ),
-    hits AS (  -- the top postings of each lexeme
-        SELECT p.id, t.lexeme, p.tf, p.dl, t.idf
+    hits AS (  -- the top postings of each lexeme (its term: hashtext, migration 0031)
+        SELECT p.memory_id AS id, t.idf * p.impact AS partial
         FROM terms t CROSS JOIN LATERAL (
-            SELECT p.id, p.tf, p.dl FROM public.memory_postings p
-            WHERE p.user_id = v_user AND p.lexeme = t.lexeme
+            SELECT p.memory_id, p.impact FROM public.memory_postings p
+            WHERE p.user_id = v_user AND p.term = hashtext(t.lexeme)
               AND (p_filters IS NULL OR EXISTS (
                       SELECT 1 FROM public.memories m
-                      WHERE m.user_id = v_user AND m.id = p.id AND public.memory_visible(m, p_filters)))
-            ORDER BY p.impact DESC, p.id
+                      WHERE m.user_id = v_user AND m.id = p.memory_id AND public.memory_visible(m, p_filters)))
+            ORDER BY p.impact DESC, p.memory_id
             LIMIT p_per_term
         ) p
     ),
     partial AS (  -- the best candidates by the lexemes read so far
         SELECT h.id
         FROM hits h GROUP BY h.id
-        ORDER BY sum(h.idf * public.bm25_weight(h.tf, h.dl, v_avgdl, p_k1, p_b)) DESC, h.id
+        ORDER BY sum(h.partial) DESC, h.id
         LIMIT p_limit + p_limit / 2
     )
     SELECT s.id, s.score

@@ -9,12 +9,15 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
     SELECT p_tf * (p_k1 + 1) / (p_tf + p_k1 * (1 - p_b + p_b * p_dl / greatest(p_avgdl, 1)))
 $fn$;
 
--- The order in which bm25_candidates reads a lexeme's postings: the weight with k1 = 1.2,
--- b = 0.75 and the user's avgdl at write time. avgdl drifts slowly and only orders postings
--- (scores are computed from the current statistics).
-CREATE OR REPLACE FUNCTION bm25_impact(p_tf integer, p_dl integer, p_avgdl float8) RETURNS real
+-- The impact of a posting (migration 0031): the weight with k1 = 1.2, b = 0.75 and a fixed mean
+-- length of 12 lexemes (about a conversation turn's). It orders a term's postings for
+-- bm25_candidates and gives the partial score that picks the candidates it scores exactly
+-- (with the user's current statistics); depending on (tf, length) only, it is recomputed from
+-- the old row when a posting is deleted (memory_lexicon_sync.sql).
+DROP FUNCTION IF EXISTS bm25_impact(integer, integer, float8);
+CREATE OR REPLACE FUNCTION bm25_impact(p_tf integer, p_dl integer) RETURNS real
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
-    SELECT public.bm25_weight(p_tf, p_dl, p_avgdl, 1.2, 0.75)::real
+    SELECT public.bm25_weight(p_tf, p_dl, 12, 1.2, 0.75)::real
 $fn$;
 
 GRANT EXECUTE ON FUNCTION bm25_weight(float8, float8, float8, float8, float8) TO coda_app;

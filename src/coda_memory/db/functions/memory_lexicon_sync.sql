@@ -36,9 +36,12 @@ BEGIN
     ON CONFLICT (user_id, lexeme) DO UPDATE SET df = x.df + excluded.df;
 
     IF -1 = ANY(p_sign) THEN
+        -- a posting's full index key, recomputed from the row that leaves (migration 0031)
         DELETE FROM public.memory_postings p
         USING unnest(p_user, p_id, p_sv, p_sign) AS c(user_id, id, sv, sign), unnest(c.sv) AS l
-        WHERE c.sign < 0 AND p.user_id = c.user_id AND p.lexeme = l.lexeme AND p.id = c.id;
+        WHERE c.sign < 0 AND p.user_id = c.user_id AND p.term = hashtext(l.lexeme)
+          AND p.impact = public.bm25_impact(coalesce(cardinality(l.positions), 1), length(c.sv))
+          AND p.memory_id = c.id;
         DELETE FROM public.memory_lexicon x
         USING (SELECT DISTINCT c.user_id, l.lexeme
                FROM unnest(p_user, p_sv, p_sign) AS c(user_id, sv, sign), unnest(c.sv) AS l
@@ -46,12 +49,9 @@ BEGIN
         WHERE x.user_id = g.user_id AND x.lexeme = g.lexeme AND x.df <= 0;
     END IF;
 
-    INSERT INTO public.memory_postings (user_id, lexeme, id, tf, dl, impact)
-    SELECT c.user_id, l.lexeme, c.id, coalesce(cardinality(l.positions), 1), length(c.sv),
-           public.bm25_impact(coalesce(cardinality(l.positions), 1), length(c.sv),
-                              t.total_length::float8 / greatest(t.docs, 1))
+    INSERT INTO public.memory_postings (user_id, term, impact, memory_id)
+    SELECT c.user_id, hashtext(l.lexeme), public.bm25_impact(coalesce(cardinality(l.positions), 1), length(c.sv)), c.id
     FROM unnest(p_user, p_id, p_sv, p_sign) AS c(user_id, id, sv, sign)
-    JOIN public.memory_lexicon_totals t ON t.user_id = c.user_id
     CROSS JOIN LATERAL unnest(c.sv) AS l
     WHERE c.sign > 0;
 END

@@ -11,9 +11,11 @@
 --     p_limit nearest are looked up in memories for visibility;
 --   * if that came back short while the user has more searchable memories (a selective filter,
 --     expired memories), the exact scan runs once more with visibility checked on every row.
--- The user's id is written into the statement as a literal (format %L), so the planner can
--- match the user's partial graph index and prune to one partition; the vector and filters are
--- parameters. SECURITY INVOKER: as coda_app row-level security applies on top.
+-- The walk is planned per call with the user's id written in as a literal (format %L), so the
+-- planner matches the user's partial graph index; the exact scans are planned once per
+-- connection (generic plans, pruned to the user's partition when they start: a custom plan per
+-- call cost more planning than a small user's scan). SECURITY INVOKER: as coda_app row-level
+-- security applies on top.
 DROP FUNCTION IF EXISTS memory_nearest(halfvec, integer, search_filters);
 
 CREATE FUNCTION memory_nearest(p_query halfvec, p_limit integer, p_filters search_filters DEFAULT NULL)
@@ -24,6 +26,7 @@ SET hnsw.iterative_scan = 'relaxed_order'
 -- a user with a graph: walk it, never sort all its vectors (the planner prefers the sort for a
 -- few hundred rows); where no graph exists the sort is the only plan and stays
 SET enable_sort = off
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_user     text    := NULLIF(current_setting('app.current_user_id', true), '');
@@ -49,28 +52,26 @@ BEGIN
                    GROUP BY w.memory_id) n', v_user)
         INTO v_ids, v_dist USING p_query, p_filters, p_limit;
     ELSIF NOT v_filtered THEN
-        EXECUTE format(
-            'SELECT array_agg(n.memory_id ORDER BY n.d, n.memory_id), array_agg(n.d ORDER BY n.d, n.memory_id)
-             FROM (SELECT w.memory_id, min(w.d) AS d FROM (
-                       SELECT v.memory_id, (v.embedding <=> $1)::float8 AS d
-                       FROM public.memory_vectors v WHERE v.user_id = %L
-                       ORDER BY 2 LIMIT $3) w
-                   JOIN public.memories m ON m.user_id = %L AND m.id = w.memory_id
-                   WHERE public.memory_visible(m, $2)
-                   GROUP BY w.memory_id) n', v_user, v_user)
-        INTO v_ids, v_dist USING p_query, p_filters, p_limit;
+        SELECT array_agg(n.memory_id ORDER BY n.d, n.memory_id), array_agg(n.d ORDER BY n.d, n.memory_id)
+        INTO v_ids, v_dist
+        FROM (SELECT w.memory_id, min(w.d) AS d FROM (
+                  SELECT v.memory_id, (v.embedding <=> p_query)::float8 AS d
+                  FROM public.memory_vectors v WHERE v.user_id = v_user
+                  ORDER BY 2 LIMIT p_limit) w
+              JOIN public.memories m ON m.user_id = v_user AND m.id = w.memory_id
+              WHERE public.memory_visible(m, p_filters)
+              GROUP BY w.memory_id) n;
     END IF;
     IF coalesce(cardinality(v_ids), 0) < p_limit THEN
         SELECT t.docs INTO v_docs FROM public.memory_lexicon_totals t WHERE t.user_id = v_user;
         IF coalesce(v_docs, 0) > coalesce(cardinality(v_ids), 0) THEN
-            EXECUTE format(
-                'SELECT array_agg(n.memory_id ORDER BY n.d, n.memory_id), array_agg(n.d ORDER BY n.d, n.memory_id)
-                 FROM (SELECT v.memory_id, min((v.embedding <=> $1)::float8) AS d
-                       FROM public.memory_vectors v
-                       JOIN public.memories m ON m.user_id = v.user_id AND m.id = v.memory_id
-                       WHERE v.user_id = %L AND public.memory_visible(m, $2)
-                       GROUP BY v.memory_id ORDER BY 2, 1 LIMIT $3) n', v_user)
-            INTO v_ids, v_dist USING p_query, p_filters, p_limit;
+            SELECT array_agg(n.memory_id ORDER BY n.d, n.memory_id), array_agg(n.d ORDER BY n.d, n.memory_id)
+            INTO v_ids, v_dist
+            FROM (SELECT v.memory_id, min((v.embedding <=> p_query)::float8) AS d
+                  FROM public.memory_vectors v
+                  JOIN public.memories m ON m.user_id = v.user_id AND m.id = v.memory_id
+                  WHERE v.user_id = v_user AND public.memory_visible(m, p_filters)
+                  GROUP BY v.memory_id ORDER BY 2, 1 LIMIT p_limit) n;
         END IF;
     END IF;
     RETURN QUERY SELECT u.id, u.distance FROM unnest(v_ids, v_dist) AS u(id, distance);

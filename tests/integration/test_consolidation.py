@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from coda_memory.db.pool import Database
 from coda_memory.usecases import jobs
+from tests.dbrows import insert_memory, new_user
 
 
 def _vec(*weights: float) -> str:
@@ -25,28 +25,16 @@ NEAR = _vec(1, 0.1)  # cosine 0.995 with SAME
 OTHER = _vec(0, 0, 1)  # cosine 0
 
 
-@pytest.fixture()
-def db(postgres):
-    d = Database(postgres.app_url)
-    yield d
-    d.close()
-
-
 def _seed(conn: psycopg.Connection, user: str, vec: str, *, age_days: float, content_type: str = "fact",
           tags: list[str] | None = None, importance: float = 0.5, access_count: int = 0, deleted: bool = False,
           expires_at: datetime | None = None) -> str:
     # the same words for every seeded memory (consolidation merges only a memory that adds no
     # word to the survivor); a content hash of its own so each is a distinct memory
-    content = "memory about the same thing"
-    row = conn.execute(
-        """INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash,
-                                 created_at, tags, importance, access_count, deleted, deleted_at, expires_at)
-           VALUES (%s, %s, %s, %s::vector, 'test', md5(%s), %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, %s)
-           RETURNING id""",
-        (user, content, content_type, vec, str(uuid.uuid4()), datetime.now(UTC) - timedelta(days=age_days), tags or [],
-         importance, access_count, deleted, deleted, expires_at),
-    ).fetchone()
-    return str(row[0])
+    now = datetime.now(UTC)
+    return str(insert_memory(
+        conn, user, "memory about the same thing", embedding=vec, content_hash=str(uuid.uuid4()),
+        content_type=content_type, created_at=now - timedelta(days=age_days), tags=tags or [], importance=importance,
+        access_count=access_count, deleted=deleted, deleted_at=now if deleted else None, expires_at=expires_at))
 
 
 def _row(conn, mid):
@@ -62,12 +50,8 @@ def _history(conn, mid):
                         "ORDER BY version", (mid,)).fetchall()
 
 
-def _user() -> str:
-    return f"cons-{uuid.uuid4().hex[:12]}"
-
-
 def test_near_duplicates_fold_into_the_earliest(db, admin_conn):
-    user = _user()
+    user = new_user("cons")
     first = _seed(admin_conn, user, SAME, age_days=10, tags=["a"], importance=0.3, access_count=2)
     dup = _seed(admin_conn, user, NEAR, age_days=5, tags=["b", "a"], importance=0.8, access_count=3)
     other = _seed(admin_conn, user, OTHER, age_days=4)
@@ -105,10 +89,10 @@ def test_near_duplicates_fold_into_the_earliest(db, admin_conn):
 
 
 def test_a_chain_of_duplicates_keeps_the_earliest_and_batches_are_bounded(db, admin_conn):
-    user = _user()
+    user = new_user("cons")
     ids = [_seed(admin_conn, user, _vec(1, 0.01 * i), age_days=10 - i) for i in range(5)]
     jobs.consolidate(db, similarity=0.95, batch_size=100)  # settle other tests' leftovers
-    user2 = _user()
+    user2 = new_user("cons")
     ids2 = [_seed(admin_conn, user2, _vec(1, 0.01 * i), age_days=10 - i) for i in range(5)]
     result = jobs.consolidate(db, similarity=0.95, batch_size=2)
     assert result.batches >= 3
@@ -119,7 +103,7 @@ def test_a_chain_of_duplicates_keeps_the_earliest_and_batches_are_bounded(db, ad
 
 
 def test_below_the_threshold_nothing_merges_and_expired_memories_take_no_part(db, admin_conn):
-    user = _user()
+    user = new_user("cons")
     a = _seed(admin_conn, user, _vec(1), age_days=3)
     b = _seed(admin_conn, user, _vec(1, 0.5), age_days=2)  # cosine 0.894
     expired = _seed(admin_conn, user, _vec(1), age_days=4, expires_at=datetime.now(UTC) - timedelta(hours=1))
@@ -167,14 +151,12 @@ def test_bad_arguments_are_refused(db):
 
 
 def test_a_memory_is_merged_only_when_it_adds_no_word(db, admin_conn):
-    user = _user()
-    admin_conn.execute(
-        """INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash, created_at)
-           VALUES (%s, 'Dentist on March 24 at 9:30', 'fact', %s::vector, 't', 'h1', now() - interval '2 days'),
-                  (%s, 'Dentist on April 19 at 11:30', 'fact', %s::vector, 't', 'h2', now() - interval '1 day'),
-                  (%s, 'Dentist on 24 March at 9:30!', 'fact', %s::vector, 't', 'h3', now()),
-                  (%s, 'Dentist on Friday 24 March at 9:30', 'fact', %s::vector, 't', 'h4', now())""",
-        (user, SAME, user, NEAR, user, NEAR, user, NEAR))
+    user = new_user("cons")
+    now = datetime.now(UTC)
+    for content, vec, age_days in [("Dentist on March 24 at 9:30", SAME, 2), ("Dentist on April 19 at 11:30", NEAR, 1),
+                                   ("Dentist on 24 March at 9:30!", NEAR, 0),
+                                   ("Dentist on Friday 24 March at 9:30", NEAR, 0)]:
+        insert_memory(admin_conn, user, content, embedding=vec, created_at=now - timedelta(days=age_days))
     jobs.consolidate(db, similarity=0.95, batch_size=100)
     rows = admin_conn.execute("SELECT content, superseded_by IS NOT NULL FROM memories WHERE user_id = %s "
                               "ORDER BY created_at", (user,)).fetchall()

@@ -27,6 +27,7 @@ from local.scheduler import Scheduler, scheduled_event
 from local.services import REPO_ROOT, free_port
 from local.template import DEFAULT_TEMPLATE, load
 from tests.apigw import SERVICE_KEY
+from tests.dbrows import new_user
 
 MODEL_DIR = REPO_ROOT / "layers" / "model" / "build" / "model"
 needs_api = pytest.mark.skipif(
@@ -72,16 +73,12 @@ def lam(rt):
     )
 
 
-def _user() -> str:
-    return f"rt-{uuid.uuid4().hex[:10]}"
-
-
 # --- gateway ---------------------------------------------------------------------------------
 
 
 @needs_api
 def test_every_route_of_the_template_reaches_its_function(http):
-    user = _user()
+    user = new_user("rt")
     r = http.get("/health")
     assert r.status_code == 200 and r.json()["model"]["dimension"] == 384
     r = http.post("/ingest", json={"content": "I climb in Fontainebleau every spring",
@@ -151,7 +148,7 @@ def test_api_key_is_enforced_at_the_gateway_with_the_contracts_401(rt, admin_con
         # a key registered for one user (stored hashed) passes the gateway like a usage-plan key;
         # the handler then decides what it may do
         user_key = f"user-key-{uuid.uuid4().hex}"
-        user = _user()
+        user = new_user("rt")
         admin_conn.execute("INSERT INTO api_keys (key_hash, user_id, name) VALUES (%s, %s, 'rt')",
                            (hashlib.sha256(user_key.encode()).hexdigest(), user))
         r = anon.post("/search", headers={"X-API-Key": user_key},
@@ -197,7 +194,7 @@ def test_handler_gets_the_event_sam_local_start_api_would_build(rt):
 
 @needs_api
 def test_fifty_concurrent_clients(rt):
-    user = _user()
+    user = new_user("rt")
     with httpx.Client(base_url=rt.api_url, headers={"X-API-Key": SERVICE_KEY}, timeout=60) as c:
         assert c.post("/ingest", json={"content": "concurrency is fun", "content_type": "fact",
                                        "source_type": "t", "user_id": user}).status_code == 201
@@ -220,7 +217,7 @@ def test_fifty_concurrent_clients(rt):
 
 @needs_api
 def test_boto3_invoke_of_the_ingest_function_direct_payload(lam, admin_conn):
-    user = _user()
+    user = new_user("rt")
     payload = {"kind": "ingest_events", "events": [
         {"event_id": f"ev-{uuid.uuid4()}", "data": {"event_type": "conversation", "content": "from redis",
                                                     "user_id": user}}]}
@@ -276,10 +273,11 @@ def test_scheduler_fires_the_templates_schedules_when_due():
     sched = Scheduler(template.schedules, lambda s, e: fired.append((s.function, e)), now=now)
     sched.start()
     deadline = time.monotonic() + 5
-    while not fired and time.monotonic() < deadline:
+    while len(fired) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     sched.stop()
-    assert [f for f, _ in fired] == ["QuotaResetFunction"]  # midnight UTC came first
+    # midnight UTC came first: the daily quota reset, and the every-minute access fold
+    assert sorted(f for f, _ in fired) == ["AccessFoldFunction", "QuotaResetFunction"]
     event = fired[0][1]
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
 

@@ -1,4 +1,4 @@
-"""Regression tests for what the schemathesis run (tests/test_openapi_fuzz.py) found, through
+"""Regression tests for what the schemathesis run (tests/integration/test_openapi_fuzz.py) found, through
 the real handlers, real PostgreSQL."""
 
 from __future__ import annotations

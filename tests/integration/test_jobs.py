@@ -14,33 +14,22 @@ import pytest
 
 from coda_memory.db.pool import Database
 from coda_memory.usecases import jobs
+from tests.dbrows import insert_memory, new_user
 
 VEC = "[" + ",".join(["0.05"] * 384) + "]"
-
-
-def _user() -> str:
-    return f"job-{uuid.uuid4().hex[:12]}"
 
 
 def _seed(conn: psycopg.Connection, user: str, *, age_days: float = 0, access_count: int = 0,
           archived: bool = False, archived_days_ago: float | None = None,
           deleted_days_ago: float | None = None, importance: float = 0.5) -> str:
     now = datetime.now(UTC)
-    content = f"memory {uuid.uuid4()}"
-    row = conn.execute(
-        """INSERT INTO memories (user_id, content, content_type, embedding, source_type,
-                                 content_hash, created_at, access_count, archived, archived_at,
-                                 deleted, deleted_at, importance)
-           VALUES (%s, %s, 'fact', %s::vector, 'test', md5(%s), %s, %s, %s, %s, %s, %s, %s)
-           RETURNING id""",
-        (
-            user, content, VEC, content, now - timedelta(days=age_days), access_count, archived,
-            now - timedelta(days=archived_days_ago) if archived_days_ago is not None else None,
-            deleted_days_ago is not None,
-            now - timedelta(days=deleted_days_ago) if deleted_days_ago is not None else None, importance,
-        ),
-    ).fetchone()
-    return str(row[0])
+    return str(insert_memory(
+        conn, user, f"memory {uuid.uuid4()}", embedding=VEC, created_at=now - timedelta(days=age_days),
+        access_count=access_count, archived=archived,
+        archived_at=now - timedelta(days=archived_days_ago) if archived_days_ago is not None else None,
+        deleted=deleted_days_ago is not None,
+        deleted_at=now - timedelta(days=deleted_days_ago) if deleted_days_ago is not None else None,
+        importance=importance))
 
 
 def _row(conn: psycopg.Connection, user: str, mid: str) -> dict | None:
@@ -60,15 +49,8 @@ def _audit(conn: psycopg.Connection, user: str, action: str) -> list[dict]:
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
-@pytest.fixture()
-def db(postgres):
-    database = Database(postgres.app_url)
-    yield database
-    database.close()
-
-
 def test_archival_keeps_important_and_superseded_memories_as_they_are(db, admin_conn):
-    user = _user()
+    user = new_user("job")
     important = _seed(admin_conn, user, age_days=400, importance=0.8)
     plain = _seed(admin_conn, user, age_days=400, importance=0.79)
     newer = _seed(admin_conn, user, age_days=1)
@@ -78,14 +60,14 @@ def test_archival_keeps_important_and_superseded_memories_as_they_are(db, admin_
     jobs.archive(db, after_days=365, max_access_count=5, keep_importance=0.8, batch_size=100)
     assert [_row(admin_conn, user, m)["archived"] for m in (important, plain, superseded)] == [False, True, False]
     # the threshold is a setting: 0.7 archives neither 0.79 nor 0.8
-    other = _user()
+    other = new_user("job")
     kept = _seed(admin_conn, other, age_days=400, importance=0.75)
     jobs.archive(db, after_days=365, max_access_count=5, keep_importance=0.7, batch_size=100)
     assert _row(admin_conn, other, kept)["archived"] is False
 
 
 def test_archival_archives_only_old_rarely_used_live_memories(db, admin_conn):
-    user = _user()
+    user = new_user("job")
     admin_conn.execute("INSERT INTO user_quotas (user_id, memory_count) VALUES (%s, 4)", (user,))
     old_unused = _seed(admin_conn, user, age_days=400, access_count=4)
     old_used = _seed(admin_conn, user, age_days=400, access_count=5)
@@ -119,7 +101,7 @@ def test_archival_archives_only_old_rarely_used_live_memories(db, admin_conn):
 
 
 def test_archival_works_in_bounded_batches(db, admin_conn):
-    user = _user()
+    user = new_user("job")
     ids = [_seed(admin_conn, user, age_days=800) for _ in range(25)]
     result = jobs.archive(db, after_days=365, max_access_count=5, batch_size=10)
     assert result.batches >= 3 and result.affected >= 25
@@ -130,7 +112,7 @@ def test_archival_works_in_bounded_batches(db, admin_conn):
 
 
 def test_batch_cap_and_time_budget_stop_early(db, admin_conn):
-    user = _user()
+    user = new_user("job")
     for _ in range(5):
         _seed(admin_conn, user, age_days=900)
     out_of_time = jobs.archive(db, after_days=365, max_access_count=5, batch_size=2,
@@ -143,7 +125,7 @@ def test_batch_cap_and_time_budget_stop_early(db, admin_conn):
 
 
 def test_archival_skips_locked_rows_instead_of_waiting(db, admin_conn, postgres):
-    user = _user()
+    user = new_user("job")
     locked = _seed(admin_conn, user, age_days=400)
     free = _seed(admin_conn, user, age_days=400)
     holder = psycopg.connect(postgres.admin_url)
@@ -162,7 +144,7 @@ def test_archival_skips_locked_rows_instead_of_waiting(db, admin_conn, postgres)
 
 
 def test_retention_purge_hard_deletes_only_expired_soft_deletes(db, admin_conn):
-    user = _user()
+    user = new_user("job")
     admin_conn.execute("INSERT INTO user_quotas (user_id, memory_count) VALUES (%s, 2)", (user,))
     expired = _seed(admin_conn, user, age_days=100, deleted_days_ago=31)
     fresh_delete = _seed(admin_conn, user, age_days=100, deleted_days_ago=5)
@@ -187,7 +169,7 @@ def test_retention_purge_hard_deletes_only_expired_soft_deletes(db, admin_conn):
 
 def test_quota_reset_starts_a_new_day_for_stale_counters_only(db, admin_conn):
     today = datetime.now(UTC).date()
-    stale, current = _user(), _user()
+    stale, current = new_user("job"), new_user("job")
     admin_conn.execute(
         "INSERT INTO user_quotas (user_id, max_memories, max_daily_ingestions, memory_count, "
         "daily_ingestions, quota_day) VALUES (%s, 10, 20, 7, 15, %s), (%s, 10, 20, 3, 9, %s)",
@@ -209,7 +191,7 @@ def test_quota_reset_starts_a_new_day_for_stale_counters_only(db, admin_conn):
 
 
 def test_quota_reset_with_an_explicit_day_is_bounded(db, admin_conn):
-    users = [_user() for _ in range(5)]
+    users = [new_user("job") for _ in range(5)]
     with admin_conn.transaction():
         for u in users:
             admin_conn.execute(
@@ -224,7 +206,7 @@ def test_quota_reset_with_an_explicit_day_is_bounded(db, admin_conn):
 
 
 def test_service_role_may_run_jobs_but_not_read_other_users(app_conn, admin_conn):
-    user = _user()
+    user = new_user("job")
     _seed(admin_conn, user, age_days=1)
     # RLS: no user set, the app role sees nothing directly ...
     assert app_conn.execute("SELECT count(*) FROM memories WHERE user_id=%s", (user,)).fetchone()[0] == 0
@@ -247,7 +229,7 @@ def test_bad_arguments_are_rejected_by_the_database(db):
 
 
 def test_concurrent_runs_do_not_double_count(db, admin_conn, postgres):
-    user = _user()
+    user = new_user("job")
     ids = [_seed(admin_conn, user, age_days=700) for _ in range(40)]
     results = []
 
@@ -275,7 +257,7 @@ def test_job_handlers_run_through_the_lambda_entry_point(postgres, admin_conn, m
     monkeypatch.setenv("MEMORY_JOB_BATCH_SIZE", "50")
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     runtime.reset()
-    user = _user()
+    user = new_user("job")
     mid = _seed(admin_conn, user, age_days=366 * 2)
     context = SimpleNamespace(aws_request_id="lambda-req-1", get_remaining_time_in_millis=lambda: 900_000)
     event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}

@@ -14,31 +14,15 @@ import pytest
 
 from coda_memory.db.filters import filters_param
 from coda_memory.models import SearchFilters
-from tests.dbrows import insert_memory as _insert
-
-
-def _user(prefix: str = "vec") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+from tests.dbrows import insert_memory, new_user, scratch_database, vector_text
 
 
 def _vec(rng: random.Random) -> list[float]:
     return [rng.uniform(-1, 1) for _ in range(384)]
 
 
-def _text(v: list[float]) -> str:
-    return "[" + ",".join(f"{x:.4f}" for x in v) + "]"
-
-
 def _add(conn: psycopg.Connection, user: str, content: str, vec: list[float], **cols: object) -> uuid.UUID:
-    extra = "".join(f", {k}" for k in cols)
-    marks = "".join(", %s" for _ in cols)
-    row = conn.execute(
-        f"""INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash{extra})
-            VALUES (%s, %s, 'fact', %s::vector, 'test', md5(%s){marks}) RETURNING id""",
-        (user, content, _text(vec), content, *cols.values()),
-    ).fetchone()
-    assert row is not None
-    return row[0]
+    return insert_memory(conn, user, content, embedding=vec, **cols)
 
 
 def _vectors(conn: psycopg.Connection, user: str) -> dict[uuid.UUID, str]:
@@ -52,7 +36,7 @@ def _searchable(conn: psycopg.Connection, user: str) -> dict[uuid.UUID, str]:
 
 
 def test_vectors_follow_every_write_path(admin_conn):
-    user, rng = _user(), random.Random(1)
+    user, rng = new_user("vec"), random.Random(1)
     ids = [_add(admin_conn, user, f"memory {i}", _vec(rng)) for i in range(6)]
     archived_at_birth = _add(admin_conn, user, "born archived", _vec(rng), archived=True)
     assert _vectors(admin_conn, user) == _searchable(admin_conn, user) and len(_vectors(admin_conn, user)) == 6
@@ -60,7 +44,7 @@ def test_vectors_follow_every_write_path(admin_conn):
     admin_conn.execute("UPDATE memories SET deleted = true WHERE id = %s", (ids[1],))  # soft delete
     admin_conn.execute("DELETE FROM memories WHERE id = %s", (ids[2],))  # hard delete
     admin_conn.execute("UPDATE memories SET archived = false WHERE id = %s", (archived_at_birth,))  # restore
-    admin_conn.execute("UPDATE memories SET embedding = %s::vector WHERE id = %s", (_text(_vec(rng)), ids[3]))  # edit
+    admin_conn.execute("UPDATE memories SET embedding = %s::vector WHERE id = %s", (vector_text(_vec(rng)), ids[3]))  # edit
     admin_conn.execute("UPDATE memories SET access_count = access_count + 1 WHERE user_id = %s", (user,))
     assert _vectors(admin_conn, user) == _searchable(admin_conn, user)
     assert set(_vectors(admin_conn, user)) == {ids[3], ids[4], ids[5], archived_at_birth}
@@ -69,9 +53,9 @@ def test_vectors_follow_every_write_path(admin_conn):
 
 
 def test_another_users_vectors_are_invisible(app_conn, admin_conn):
-    a, b = _user(), _user()
-    _insert(admin_conn, a, "a's memory")
-    _insert(admin_conn, b, "b's memory")
+    a, b = new_user("vec"), new_user("vec")
+    insert_memory(admin_conn, a, "a's memory")
+    insert_memory(admin_conn, b, "b's memory")
     with app_conn.transaction():
         app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (a,))
         assert {r[0] for r in app_conn.execute("SELECT user_id FROM memory_vectors")} == {a}
@@ -82,7 +66,7 @@ def test_another_users_vectors_are_invisible(app_conn, admin_conn):
 @pytest.fixture()
 def spread_user(admin_conn):
     """300 searchable memories with random vectors (3 tagged 'rare', 2 expired), 50 archived."""
-    user, rng = _user("near"), random.Random(7)
+    user, rng = new_user("near"), random.Random(7)
     rows = {}
     for i in range(300):
         v = _vec(rng)
@@ -111,7 +95,7 @@ def _nearest(conn: psycopg.Connection, user: str, q: list[float], n: int,
     with conn.transaction():
         conn.execute("SELECT set_config('app.current_user_id', %s, true)", (user,))
         return [r[0] for r in conn.execute("SELECT id FROM memory_nearest(%s::vector::halfvec, %s, %s::search_filters)",
-                                           (_text(q), n, filters_param(filters or SearchFilters())))]
+                                           (vector_text(q), n, filters_param(filters or SearchFilters())))]
 
 
 def test_the_exact_scan_returns_the_exact_nearest_live_unexpired(app_conn, spread_user):
@@ -128,7 +112,7 @@ def test_a_users_own_graph_serves_its_search_and_a_short_walk_is_completed(app_c
     index = admin_conn.execute("SELECT index_name FROM memory_vector_graphs WHERE user_id = %s", (user,)).fetchone()[0]
     with app_conn.transaction():
         app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (user,))
-        got = [r[0] for r in app_conn.execute("SELECT id FROM memory_nearest(%s::vector::halfvec, 50)", (_text(q),))]
+        got = [r[0] for r in app_conn.execute("SELECT id FROM memory_nearest(%s::vector::halfvec, 50)", (vector_text(q),))]
         scans = app_conn.execute("SELECT pg_stat_get_xact_numscans(%s::regclass)", (index,)).fetchone()[0]
     assert scans >= 1  # the walk used the user's own graph
     assert got == _exact(rows, q, 50)  # 300 vectors, ef_search 200: the walk is exact here
@@ -138,7 +122,7 @@ def test_a_users_own_graph_serves_its_search_and_a_short_walk_is_completed(app_c
         app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (user,))
         app_conn.execute("SET LOCAL hnsw.max_scan_tuples = 20")
         got = [r[0] for r in app_conn.execute("SELECT id FROM memory_nearest(%s::vector::halfvec, 50, %s::search_filters)",
-                                               (_text(q), filters_param(SearchFilters(tags=["rare"]))))]
+                                               (vector_text(q), filters_param(SearchFilters(tags=["rare"]))))]
     assert sorted(rows[g][1] for g in got) == [7, 70, 170]
     # the user shrinks: the graph goes
     admin_conn.execute("UPDATE memories SET archived = true WHERE user_id = %s", (user,))
@@ -149,7 +133,7 @@ def test_a_users_own_graph_serves_its_search_and_a_short_walk_is_completed(app_c
 def test_nothing_without_a_user(app_conn, spread_user):
     _, _, q = spread_user
     with app_conn.transaction():
-        assert app_conn.execute("SELECT count(*) FROM memory_nearest(%s::vector::halfvec, 50)", (_text(q),)).fetchone() == (0,)
+        assert app_conn.execute("SELECT count(*) FROM memory_nearest(%s::vector::halfvec, 50)", (vector_text(q),)).fetchone() == (0,)
 
 
 def test_migration_0030_copies_the_searchable_vectors_of_an_existing_database(postgres, tmp_path):
@@ -157,17 +141,16 @@ def test_migration_0030_copies_the_searchable_vectors_of_an_existing_database(po
     archived and deleted memories, comes out with every searchable memory's vector in
     memory_vectors (halfvec of the same values), no shared graph, and triggers that carry on."""
     from coda_memory.db.migrate import apply_migrations
-    from tests.test_schema import _scratch_database
 
     empty = tmp_path / "none"
     empty.mkdir()
     rng = random.Random(3)
-    with _scratch_database(postgres) as url:
+    with scratch_database(postgres) as url:
         apply_migrations(url, empty, empty)  # the baseline only: the old layout
         with psycopg.connect(url, autocommit=True) as conn:
             assert conn.execute("SELECT atttypid::regtype::text FROM pg_attribute WHERE attrelid = 'memories'::regclass "
                                 "AND attname = 'embedding'").fetchone() == ("vector",)
-            user, other = _user(), _user()
+            user, other = new_user("vec"), new_user("vec")
             fp32 = {_add(conn, u, f"memory {u} {i}", _vec(rng)): u for u in (user, other) for i in range(20)}
             conn.execute("UPDATE memories SET archived = true WHERE content LIKE '%% 1_'")
             conn.execute("UPDATE memories SET deleted = true WHERE content LIKE '%% 2'")

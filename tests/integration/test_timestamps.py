@@ -142,12 +142,18 @@ def batch_field(name: str) -> Callable[..., str | None]:
         r = api.call("POST", "/ingest/batch", body={"items": [item]})
         assert r.status == 200, (r.status, r.body)
         [result] = r.body["results"]
-        if result["status"] == "rejected":
-            return result["error"]["message"]
-        assert result["status"] == "created", result
-        assert _same_instant(_stored(api, user, result["memory_id"])[name], text)
-        return None
+        return _item_outcome(api, user, name, text, result)
     return send
+
+
+def _item_outcome(api, user, name, text, result) -> str | None:
+    """A batch's or an event's result for one item: the refusal, or None once the stored value
+    is checked."""
+    if result["status"] == "rejected":
+        return result["error"]["message"]
+    assert result["status"] == "created", result
+    assert _same_instant(_stored(api, user, result["memory_id"])[name], text)
+    return None
 
 
 def event_field(name: str) -> Callable[..., str | None]:
@@ -159,11 +165,7 @@ def event_field(name: str) -> Callable[..., str | None]:
         out = handler({"kind": "ingest_events", "events": [{"event_id": uuid.uuid4().hex, "data": event}]},
                       LambdaContext())
         [result] = out["results"]
-        if result["status"] == "rejected":
-            return result["error"]["message"]
-        assert result["status"] == "created", result
-        assert _same_instant(_stored(api, user, result["memory_id"])[name], text)
-        return None
+        return _item_outcome(api, user, name, text, result)
     return send
 
 
@@ -264,7 +266,8 @@ def test_every_timestamp_field_accepts_what_it_should_and_names_itself_when_it_r
             assert refusal is None, (text, refusal)
         else:
             assert refusal is not None, f"{text} was accepted"
-            assert re.search(rf"(^|[ ;]){re.escape(probe.field)}:", refusal), (text, refusal)
+            # the field's name, after the parameter's location for a query parameter (query.created_after)
+            assert re.search(rf"(^|[ ;.]){re.escape(probe.field)}:", refusal), (text, refusal)
 
     check()
 

@@ -3,10 +3,14 @@ handler, against real PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from coda_memory.models import CURSOR_PATTERN
 from coda_memory.text import content_hash
 
 
@@ -45,6 +49,26 @@ def test_list_pages_newest_first_with_keyset_cursor(api, user_id):
     memory = api.call("GET", "/memories", query={"user_id": user_id, "limit": "1"}).body["memories"][0]
     assert memory == api.call("GET", f"/memory/{ids[-1]}", query={"user_id": user_id}).body
     assert "embedding" not in memory and memory["version"] == 1
+
+
+@given(cursor=st.from_regex(CURSOR_PATTERN, fullmatch=True))
+@settings(max_examples=40, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_every_cursor_of_the_documented_form_is_a_position(api, cursor):
+    """Any text of the document's cursor pattern is a keyset position: 200 from the list and the
+    export (a client or fuzzer generating cursors from the document is never refused)."""
+    r = api.call("GET", "/memories", query={"user_id": "cursor-probe", "cursor": cursor})
+    assert r.status == 200 and r.body == {"memories": [], "next_cursor": None}, (cursor, r.body)
+    r = api.call("GET", "/users/cursor-probe/export", query={"cursor": cursor})
+    assert r.status == 200 and r.headers["x-memory-count"] == "0", (cursor, r.body)
+
+
+def test_list_cursor_is_the_last_memorys_position_and_old_cursors_still_work(api, user_id):
+    ids = _store(api, user_id, 3)
+    first = api.call("GET", "/memories", query={"user_id": user_id, "limit": "1"}).body
+    assert first["next_cursor"] == f"{1704240000 * 10**6}_{ids[2]}"  # 2024-01-03T00:00:00Z, in microseconds
+    legacy = base64.urlsafe_b64encode(f"2024-01-03T00:00:00+00:00|{ids[2]}".encode()).decode().rstrip("=")
+    r = api.call("GET", "/memories", query={"user_id": user_id, "cursor": legacy})
+    assert _ids(r) == [ids[1], ids[0]]
 
 
 def test_list_is_stable_while_new_memories_arrive(api, user_id):

@@ -132,8 +132,10 @@ def test_daily_quota_is_exact_under_concurrency(api, user_id, settings_env, admi
     limited = [r for r in responses if r.status == 429]
     assert all(r.error_code == "quota_exceeded" and int(r.headers["retry-after"]) > 0 for r in limited)
     assert admin_conn.execute("SELECT count(*) FROM memories WHERE user_id = %s", (user_id,)).fetchone() == (5,)
-    # Duplicates do not count against the quota.
-    assert api.ingest(user_id=user_id, content="distinct memory number 0").status in (200, 429)
+    # A duplicate of a stored memory does not count against the spent quota; new content does.
+    (stored,) = admin_conn.execute("SELECT content FROM memories WHERE user_id = %s LIMIT 1", (user_id,)).fetchone()
+    assert api.ingest(user_id=user_id, content=stored).status == 200
+    assert api.ingest(user_id=user_id, content="one memory too many").status == 429
 
 
 def test_memory_quota_in_batches(api, user_id, settings_env, admin_conn):
@@ -157,7 +159,7 @@ def test_database_down_is_503_not_500(api, user_id, settings_env):
 
 def test_keys_cli_creates_user_keys_that_work_and_revokes_them(api, user_id, postgres, capsys):
     from coda_memory import runtime
-    from coda_memory.keys import main
+    from coda_memory.cli.keys import main
 
     assert main(["--database-url", postgres.admin_url, "create", "--user", user_id, "--name", "cli"]) == 0
     out = capsys.readouterr().out

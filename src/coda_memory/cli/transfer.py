@@ -1,8 +1,8 @@
 """Move a user's memories in and out through the API, page by page, with a progress bar::
 
     MEMORY_API_URL=http://127.0.0.1:3000 MEMORY_API_KEY=... \\
-        python -m coda_memory.transfer export --user alice alice.ndjson [--embeddings]
-    python -m coda_memory.transfer import --user bob alice.ndjson
+        python -m coda_memory.cli.transfer export --user alice alice.ndjson [--embeddings]
+    python -m coda_memory.cli.transfer import --user bob alice.ndjson
 
 ``export`` follows ``X-Next-Cursor`` until the last page and writes NDJSON (``-`` = stdout).
 ``import`` sends the file in chunks under the API's body limit (1 MB by default, at most
@@ -187,7 +187,7 @@ def import_user(transport: Transport, user: str, source: IO[bytes], *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coda_memory.transfer", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m coda_memory.cli.transfer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("export", "import"))
     parser.add_argument("file", help="NDJSON file ('-' = stdout/stdin)")

@@ -60,7 +60,7 @@ def test_supersedes_hides_the_old_memory_from_every_default_read(api, user_id, a
     # it left the search structures (costs search nothing)
     vectors = admin_conn.execute("SELECT count(*) FROM memory_vectors WHERE user_id = %s AND memory_id = %s",
                                  (user_id, old)).fetchone()[0]
-    postings = admin_conn.execute("SELECT count(*) FROM memory_postings WHERE user_id = %s AND id = %s",
+    postings = admin_conn.execute("SELECT count(*) FROM memory_postings WHERE user_id = %s AND memory_id = %s",
                                   (user_id, old)).fetchone()[0]
     docs = admin_conn.execute("SELECT docs FROM memory_lexicon_totals WHERE user_id = %s", (user_id,)).fetchone()[0]
     assert (vectors, postings, docs) == (0, 0, 1)

@@ -1,8 +1,8 @@
 """Manage API keys stored in the database (only their SHA-256 is kept).
 
-    python -m coda_memory.keys create --user alice --name "alice laptop"   # prints the key once
-    python -m coda_memory.keys list [--user alice]
-    python -m coda_memory.keys revoke <key_id>
+    python -m coda_memory.cli.keys create --user alice --name "alice laptop"   # prints the key once
+    python -m coda_memory.cli.keys list [--user alice]
+    python -m coda_memory.cli.keys revoke <key_id>
 
 Runs as the schema owner (``DATABASE_ADMIN_URL``): the service role cannot read or write
 ``api_keys``. A key created with ``--user`` may act only for that user; without it the key is a
@@ -19,9 +19,9 @@ from typing import Any
 
 import psycopg
 
-from .auth import generate_key, hash_key
-from .db import keys
-from .models import check_identifier
+from ..auth import generate_key, hash_key
+from ..db import keys
+from ..models import check_identifier
 
 
 def create_key(conn: psycopg.Connection[Any], user_id: str | None, name: str = "") -> tuple[str, uuid.UUID]:
@@ -33,7 +33,7 @@ def create_key(conn: psycopg.Connection[Any], user_id: str | None, name: str = "
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coda_memory.keys", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m coda_memory.cli.keys", description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_ADMIN_URL"),
                         help="schema owner URL (default: $DATABASE_ADMIN_URL)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -85,7 +85,7 @@ def test_api_requires_a_key_with_usage_plan_throttling_and_access_logs(raw, tpl)
 def test_functions_runtime_handlers_and_code(tpl, raw):
     assert raw["Globals"]["Function"]["Runtime"] == "python3.12"
     expected = {"IngestFunction": "app.handler", "RetrieveFunction": "app.handler", "McpFunction": "app.handler",
-                **JOB_FUNCTIONS, "MigrationFunction": "app.handler"}
+                **JOB_FUNCTIONS, "AccessFoldFunction": "app.access_fold_handler", "MigrationFunction": "app.handler"}
     assert {k: v.handler for k, v in tpl.functions.items()} == expected
     assert tpl.functions["MigrationFunction"].module_file == REPO_ROOT / "functions" / "migrate" / "app.py"
     for spec in tpl.functions.values():
@@ -128,7 +128,7 @@ def _requirement_names(path: Path) -> set[str]:
     names = set()
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
+        if line and not line.startswith("-"):  # -c: the lock
             names.add(re.split(r"[\[<>=!~ ]", line, maxsplit=1)[0].lower().replace("_", "-"))
     return names
 
@@ -144,7 +144,13 @@ def test_layers_cover_every_runtime_dependency():
 
 def test_three_daily_schedules_with_failure_destinations(tpl, raw):
     schedules = {s.function: s for s in tpl.schedules}
-    assert set(schedules) == set(JOB_FUNCTIONS)
+    assert set(schedules) == {*JOB_FUNCTIONS, "AccessFoldFunction"}
+    # the access statistics counted in Redis reach the database within a minute
+    fold = schedules.pop("AccessFoldFunction")
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    assert next_fire(fold.expression, next_fire(fold.expression, now, now), now) - next_fire(
+        fold.expression, now, now) == timedelta(minutes=1)
+    assert raw["Resources"]["AccessFoldFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
     assert schedules["QuotaResetFunction"].expression == "cron(0 0 * * ? *)"  # UTC midnight
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     for s in schedules.values():

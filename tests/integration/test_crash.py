@@ -31,6 +31,7 @@ import psycopg
 import pytest
 
 from local.services import REPO_ROOT, Postgres, clear_stale_postgres, postmaster_pid, start_postgres
+from tests.dbrows import insert_memory
 
 CRASH_PG_DIR = REPO_ROOT / ".local" / "pg-crash"
 
@@ -247,14 +248,9 @@ class JobCase:
 def _insert(conn: psycopg.Connection, user: str, n: int, *, age_days: float, deleted_days_ago: float | None) -> None:
     now = datetime.now(UTC)
     deleted_at = now - timedelta(days=deleted_days_ago) if deleted_days_ago is not None else None
-    with conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash,
-                                     created_at, deleted, deleted_at)
-               VALUES (%s, %s, 'fact', %s::vector, 'test', md5(%s), %s, %s, %s)""",
-            [(user, f"job row {i} {uuid.uuid4()}", VEC, f"{user}-{i}", now - timedelta(days=age_days),
-              deleted_at is not None, deleted_at) for i in range(n)],
-        )
+    for i in range(n):
+        insert_memory(conn, user, f"job row {i} {uuid.uuid4()}", embedding=VEC, created_at=now - timedelta(days=age_days),
+                      deleted=deleted_at is not None, deleted_at=deleted_at)
 
 
 def _audit_sum(action: str, key: str) -> Callable[[psycopg.Connection, str], int]:

@@ -21,6 +21,7 @@ import pytest
 from coda_memory import runtime
 from local.template import DEFAULT_TEMPLATE, load
 from tests.conftest import AWS_REGION as REGION
+from tests.dbrows import insert_memory
 
 
 @pytest.fixture()
@@ -69,11 +70,7 @@ def test_scheduled_job_runs_with_the_database_url_from_its_secret(aws, clean_set
     from functions.jobs import app
 
     user = f"aws-{uuid.uuid4().hex[:10]}"
-    vec = "[" + ",".join(["0.1"] * 384) + "]"
-    admin_conn.execute(
-        "INSERT INTO memories (user_id, content, content_type, embedding, source_type, content_hash, "
-        "deleted, deleted_at) VALUES (%s, 'x', 'fact', %s::vector, 't', 'h', true, %s)",
-        (user, vec, datetime.now(UTC) - timedelta(days=90)))
+    insert_memory(admin_conn, user, "x", deleted=True, deleted_at=datetime.now(UTC) - timedelta(days=90))
     monkeypatch.setenv("DATABASE_URL_SECRET", _secret("coda/db", postgres.app_url))
     runtime.reset()
     try:
@@ -174,7 +171,7 @@ def test_template_functions_are_valid_lambda_configurations(aws):
     names = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
     assert names == set(template.functions)
     # The subscriber invokes the ingest function with boto3's invoke: the same call works
-    # against moto here and against the local runner's endpoint (tests/test_local_runtime.py).
+    # against moto here and against the local runner's endpoint (tests/integration/test_local_runtime.py).
     resp = lam.invoke(FunctionName="IngestFunction", Payload=json.dumps({"kind": "ingest_events", "events": []}))
     assert resp["StatusCode"] == 200
 

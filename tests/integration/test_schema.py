@@ -6,15 +6,13 @@ import hashlib
 import re
 import tarfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from coda_memory.db.migrate import BASELINE_VERSION, MigrationError, apply_migrations, discover, functions
-from tests.dbrows import insert_memory as _insert
+from tests.dbrows import insert_memory, scratch_database
 
 
 def _as_user(conn: psycopg.Connection, user: str | None) -> None:
@@ -52,7 +50,10 @@ def test_schema_has_no_shared_graph_and_user_leading_keys(admin_conn):
             continue
         cols = definition.split("(", 1)[1]
         assert cols.startswith("user_id"), name
-    for table in ("memories", "memory_audit_log", "user_quotas", "memory_history", "memory_postings",
+    # the postings have no primary key (migration 0031): their one index is the key
+    postings = [r[0] for r in admin_conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'memory_postings'")]
+    assert len(postings) == 1 and postings[0].split("(", 1)[1].startswith("user_id")
+    for table in ("memories", "memory_audit_log", "user_quotas", "memory_history",
                   "memory_lexicon", "memory_lexicon_totals", "memory_vectors", "memory_vector_graphs"):
         pk = admin_conn.execute(
             """SELECT a.attname FROM pg_index i JOIN pg_attribute a
@@ -81,7 +82,7 @@ class TestRowLevelSecurity:
     @pytest.fixture()
     def rows(self, admin_conn):
         a, b = f"rls-a-{uuid.uuid4().hex[:8]}", f"rls-b-{uuid.uuid4().hex[:8]}"
-        id_a, id_b = _insert(admin_conn, a, "alpha secret"), _insert(admin_conn, b, "bravo secret")
+        id_a, id_b = insert_memory(admin_conn, a, "alpha secret"), insert_memory(admin_conn, b, "bravo secret")
         return a, b, id_a, id_b
 
     def test_reads_only_own_rows(self, app_conn, rows):
@@ -105,7 +106,7 @@ class TestRowLevelSecurity:
         a, b, id_a, _ = rows
         with pytest.raises(psycopg.errors.InsufficientPrivilege), app_conn.transaction():
             _as_user(app_conn, a)
-            _insert(app_conn, b, "forged")
+            insert_memory(app_conn, b, "forged")
         with pytest.raises(psycopg.errors.InsufficientPrivilege), app_conn.transaction():
             _as_user(app_conn, a)
             app_conn.execute("UPDATE memories SET user_id = %s WHERE id = %s", (b, id_a))
@@ -124,7 +125,7 @@ class TestRowLevelSecurity:
             assert app_conn.execute("SELECT count(*) FROM memories").fetchone() == (0,)
 
     def test_empty_user_id_is_not_a_wildcard(self, app_conn, admin_conn):
-        _insert(admin_conn, "", "row with empty user")
+        insert_memory(admin_conn, "", "row with empty user")
         with app_conn.transaction():
             _as_user(app_conn, "")
             assert app_conn.execute("SELECT count(*) FROM memories").fetchone() == (0,)
@@ -169,7 +170,7 @@ class TestPartitions:
 
     def test_service_role_cannot_read_a_partition_directly(self, app_conn, admin_conn):
         user = f"part-{uuid.uuid4().hex[:8]}"
-        _insert(admin_conn, user, "kept behind the parent's policy")
+        insert_memory(admin_conn, user, "kept behind the parent's policy")
         partition = admin_conn.execute(
             "SELECT tableoid::regclass::text FROM memories WHERE user_id = %s", (user,)
         ).fetchone()[0]
@@ -179,7 +180,7 @@ class TestPartitions:
 
     def test_a_users_vector_search_reads_one_partition(self, app_conn, admin_conn):
         user = f"part-{uuid.uuid4().hex[:8]}"
-        _insert(admin_conn, user, "one row")
+        insert_memory(admin_conn, user, "one row")
         with app_conn.transaction():
             _as_user(app_conn, user)
             plan = "\n".join(r[0] for r in app_conn.execute(
@@ -196,7 +197,7 @@ class TestPartitions:
 # --- the baseline and the function files ------------------------------------------------------
 
 # The numbered migrations 0001-0008 as the releases before the baseline shipped them (frozen).
-OLD_MIGRATIONS_ARCHIVE = Path(__file__).parent / "fixtures" / "migrations_0001_0008.tar.gz"
+OLD_MIGRATIONS_ARCHIVE = Path(__file__).parents[1] / "fixtures" / "migrations_0001_0008.tar.gz"
 
 
 @pytest.fixture(scope="module")
@@ -205,18 +206,6 @@ def old_migrations(tmp_path_factory) -> Path:
     with tarfile.open(OLD_MIGRATIONS_ARCHIVE) as archive:
         archive.extractall(target, filter="data")
     return target / "migrations_0001_0008"
-
-
-@contextmanager
-def _scratch_database(postgres) -> Iterator[str]:
-    database = f"coda_migrate_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
-    try:
-        yield psycopg.conninfo.make_conninfo(postgres.admin_url, dbname=database)
-    finally:
-        with psycopg.connect(postgres.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def _apply_old_release(url: str, old: Path, up_to: int) -> None:
@@ -258,7 +247,7 @@ def _catalog(url: str) -> dict[str, object]:
 def test_a_database_of_the_old_migrations_upgrades_to_what_the_baseline_builds(postgres, old_migrations):
     """The baseline is migrations 0001-0008 in one file: a database that applied them and a new
     one end up with the same catalog, and the old one only gains the function files."""
-    with _scratch_database(postgres) as old, _scratch_database(postgres) as new:
+    with scratch_database(postgres) as old, scratch_database(postgres) as new:
         _apply_old_release(old, old_migrations, BASELINE_VERSION)
         assert BASELINE_VERSION not in apply_migrations(old)  # nothing before the baseline re-runs
         assert apply_migrations(new)[0] == BASELINE_VERSION
@@ -266,17 +255,17 @@ def test_a_database_of_the_old_migrations_upgrades_to_what_the_baseline_builds(p
 
 
 def test_a_database_older_than_the_baseline_is_refused(postgres, old_migrations):
-    with _scratch_database(postgres) as url:
+    with scratch_database(postgres) as url:
         _apply_old_release(url, old_migrations, 6)
         with pytest.raises(MigrationError, match="older than the baseline"):
             apply_migrations(url)
 
 
 def test_editing_a_function_file_reapplies_it_and_touches_no_table(postgres, tmp_path):
-    with _scratch_database(postgres) as url:
+    with scratch_database(postgres) as url:
         apply_migrations(url)
         with psycopg.connect(url, autocommit=True) as conn:
-            _insert(conn, "fn-user", "a memory that must stay as it is")
+            insert_memory(conn, "fn-user", "a memory that must stay as it is")
             before = conn.execute("SELECT id, content, xmin::text FROM memories").fetchall()
         edited = tmp_path / "functions"
         edited.mkdir()
@@ -303,10 +292,10 @@ def test_editing_a_function_file_reapplies_it_and_touches_no_table(postgres, tmp
 def test_partitioning_migration_keeps_every_row(postgres, old_migrations):
     """0007 (now part of the baseline) copied the unpartitioned table: rows, generated tsvector,
     flags and policies survived. Kept for databases that still take that step."""
-    with _scratch_database(postgres) as url:
+    with scratch_database(postgres) as url:
         _apply_old_release(url, old_migrations, 6)
         with psycopg.connect(url, autocommit=True) as conn:
-            ids = {_insert(conn, f"user-{i % 7}", f"memory number {i} about tea") for i in range(60)}
+            ids = {insert_memory(conn, f"user-{i % 7}", f"memory number {i} about tea") for i in range(60)}
             conn.execute("UPDATE memories SET deleted = true, deleted_at = now() WHERE content LIKE '%%number 1%%'")
             snapshot = conn.execute(
                 "SELECT id, user_id, content, deleted, search_vector::text FROM memories ORDER BY id"

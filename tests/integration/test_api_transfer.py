@@ -172,7 +172,8 @@ def test_import_rejects_bad_bodies(api, user_id, body, status):
 def test_export_rejects_bad_input(api, user_id):
     assert api.call("GET", f"/users/{user_id}/export", query={"cursor": "garbage"}).status == 400
     assert api.call("GET", f"/users/{user_id}/export", query={"cursor": "x" * 300}).status == 422
-    assert api.call("GET", "/users/bad%20user/export").status in (404, 422)
+    r = api.call("GET", "/users/bad%20user/export")
+    assert (r.status, r.error_code) == (422, "validation_error") and "user_id" in r.body["error"]["message"]
     assert api.call("GET", f"/users/{user_id}/export", query={"embeddings": "perhaps"}).status == 422
 
 
@@ -186,11 +187,11 @@ def test_export_and_import_are_audited(api, user_id, admin_conn):
                     ("export", {"memories": 1, "embeddings": False})]
 
 
-# --- python -m coda_memory.transfer, over the real handlers -------------------------------------
+# --- python -m coda_memory.cli.transfer, over the real handlers -------------------------------------
 
 
 def _in_process_transport(api):
-    from coda_memory.transfer import HttpResponse
+    from coda_memory.cli.transfer import HttpResponse
 
     def call(method, path, query, body):
         from tests.apigw import SERVICE_KEY
@@ -205,7 +206,7 @@ def _in_process_transport(api):
 def test_transfer_cli_walks_pages_and_chunks(api, user_id, settings_env, tmp_path):
     import io
 
-    from coda_memory import transfer
+    from coda_memory.cli import transfer
 
     settings_env(MEMORY_EXPORT_PAGE_BYTES="10000")
     for i in range(7):

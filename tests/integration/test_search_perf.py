@@ -15,15 +15,15 @@ import pytest
 from coda_memory.db.filters import filters_param, where_clause
 from coda_memory.db.search import _LEXICAL_SQL, _SEARCH_SQL
 from coda_memory.models import SearchFilters
-from tests.dbrows import insert_memory as _insert
+from tests.dbrows import insert_memory
 
 
 @pytest.fixture()
 def users(admin_conn):
     a, b = f"bm25-a-{uuid.uuid4().hex[:8]}", f"bm25-b-{uuid.uuid4().hex[:8]}"
-    ids_a = [_insert(admin_conn, a, t) for t in ("zebra migration notes", "zebra zebra stripes",
+    ids_a = [insert_memory(admin_conn, a, t) for t in ("zebra migration notes", "zebra zebra stripes",
                                                    "unrelated grocery list")]
-    ids_b = [_insert(admin_conn, b, t) for t in ("zebra secret of bravo", "bravo zebra plans")]
+    ids_b = [insert_memory(admin_conn, b, t) for t in ("zebra secret of bravo", "bravo zebra plans")]
     return a, b, ids_a, ids_b
 
 
@@ -49,7 +49,7 @@ def test_returns_only_the_current_users_rows(app_conn, users):
 
 
 def test_nothing_without_a_user_or_with_an_empty_one(app_conn, admin_conn, users):
-    _insert(admin_conn, "", "zebra row with empty user")
+    insert_memory(admin_conn, "", "zebra row with empty user")
     with app_conn.transaction():
         assert _candidates(app_conn, "zebra") == []
     with app_conn.transaction():  # after a transaction the setting reads '' (not NULL)
@@ -120,5 +120,5 @@ def test_search_sql_uses_the_definer_function():
     assert filters_param(SearchFilters(tags=None, content_types=None)) == (None,) * len(SearchFilters.model_fields)
     where, params = where_clause(SearchFilters())
     assert "m.user_id" in where and "memory_visible(m, " in where and "memory_searchable(m)" in where
-    assert "memory_nearest(" in _SEARCH_SQL  # the vector step reads the compact per-user vectors
+    assert "memory_rank(" in _SEARCH_SQL  # ranked in the database (memory_nearest: the compact vectors)
     assert params == {"filters": (None,) * len(SearchFilters.model_fields)}
