@@ -42,10 +42,11 @@ def _answer(status: int, body: bytes, content_type: str, cache: str) -> dict[str
     }
 
 
-def resolve(path: str, root: Path = ASSETS) -> Path | None:
+def resolve(path: str, root: Path | None = None) -> Path | None:
     """The file under ``root`` that a request for ``path`` (relative to /console/) names, or None
     (missing, or outside ``root``). The console's own routes live in the URL fragment, so any
     path that is not a file is the page itself only when it has no extension."""
+    root = root or ASSETS
     relative = path.strip("/")
     if not relative:
         relative = "index.html"
