@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d
 MODEL  := layers/model/build/model/manifest.json
 MODEL_INPUTS := layers/model/build.py layers/model/requirements-build.txt
 
-.PHONY: help venv lock layer console run test test-unit test-fast test-ts mcp-ts lint build bench bench-retrieval openapi clean
+.PHONY: help venv lock layer console run test test-unit test-fast test-ts mcp-ts lint build bench bench-retrieval bench-tenants openapi clean
 
 help:
 	@echo "make run    - set up and start the local stack (API on :3000, Lambda invoke on :3001)"
@@ -20,10 +20,10 @@ help:
 	@echo "make layer  - build the int8 ONNX model (cached)"
 	@echo "make console - build the web console (console/ -> functions/console/static; cached)"
 	@echo "make lock   - re-resolve requirements.lock from pyproject.toml (after adding or changing a dependency)"
-	@echo "make lint   - ruff + mypy on the core"
+	@echo "make lint   - ruff + mypy on the core + the layer contracts (import-linter, pyproject.toml)"
 	@echo "make build  - sam build (no container) into .aws-sam/build"
 	@echo "make openapi - regenerate openapi.json from the handlers (tests fail when it is stale)"
-	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo recall"
+	@echo "make bench  - latency/throughput/cold-start benchmarks; bench-retrieval - LoCoMo + BEAM recall; bench-tenants - 10,000 users, one search's PostgreSQL cost"
 
 # Every version comes from requirements.lock (pip constraints): the same set on every machine.
 $(STAMP): pyproject.toml $(LOCK)
@@ -118,6 +118,7 @@ test-fast: venv layer mcp-ts
 lint: venv
 	$(PY) -m ruff check src functions local tests bench layers/model
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 openapi: venv
 	$(PY) -m local.openapi
@@ -128,8 +129,13 @@ build: venv layer
 bench: venv layer
 	$(PY) -m bench.run
 
+# LOCOMO_DIR / BEAM_DIR: the development data (not in the repository); --reuse keeps the built
+# database (the BEAM chats take minutes to embed), so a second run only searches
 bench-retrieval: venv layer
-	$(PY) -m bench.retrieval
+	LOCAL_SCHEDULER=0 $(PY) -m bench.retrieval --reuse
+
+bench-tenants: venv layer
+	$(PY) -m bench.tenants
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

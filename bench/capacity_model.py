@@ -1,8 +1,10 @@
 """The capacity model of docs/capacity.md, as arithmetic anyone can re-run: measured inputs
-from ``bench/capacity.py`` (its latest JSON, else the figures recorded in the document), the
-stated assumptions below, and list prices. Prints the tables the document shows.
+from ``bench/tenants.py`` (its latest JSON: bytes per memory, PostgreSQL CPU per search of a
+10k-memory user sharing its partition with 29 others, per ingest) and, for the layout before
+(shared graphs), the figures ``bench/capacity.py`` recorded; the stated assumptions below, and
+list prices. Prints the tables the document shows.
 
-    python -m bench.capacity_model [--json bench/results/capacity-latest.json]
+    python -m bench.capacity_model [--json bench/results/tenants-latest.json]
 
 Every constant that is not measured is an assumption or a price, named here once.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 from bench.common import RESULTS
 
-# --- measured (bench/capacity.py, 2 users x 10,000 memories; docs/capacity.md "Measured") -------
+# --- measured before this layout (bench/capacity.py, 2 users x 10,000 memories, 2026-11-27) -------
 MEASURED = {
     "bytes_per_memory": 5448.0,  # memories: heap + TOAST + every index, 32 partitions
     "index_bytes_per_memory": 2704.0,  # of which indexes (HNSW 2,073, GIN full text 166, ...)
@@ -143,6 +145,64 @@ def model(m: dict[str, float], scale: Scale, regime: str) -> dict[str, Any]:
     }
 
 
+# --- measured on this layout (bench/tenants.py; docs/capacity.md section 1) -----------------------
+# What an active user's searches read in proportion to its memories: its vectors (heap, primary
+# key) and its own graph. Postings (the top 200 per query word) and memory rows (~100
+# candidates) are read in proportion to the query, not to the user's memories.
+HOT_PARTS = ("memory_vectors heap", "per-user graphs", "memory_vectors primary key")
+LARGE = "large (10,000, 30 in its partition)"
+
+
+def load_tenants(path: Path | None) -> dict[str, float] | None:
+    """The per-user layout's inputs from a bench/tenants.py run (None when there is none)."""
+    path = path or RESULTS / "tenants-latest.json"
+    if not path.is_file():
+        return None
+    res = json.loads(path.read_text())
+    st = res["storage"]
+    parts = st["parts_per_memory"]
+    return {
+        "bytes_per_memory": float(st["bytes_per_memory"]),
+        "hot_bytes_per_memory": float(sum(parts.get(p, 0) for p in HOT_PARTS)),
+        "search_pg_cpu_ms": float(res["users"][LARGE]["coda_tenants"]["pg_cpu_ms"]),
+        "ingest_pg_cpu_ms": float(res["ingest"]["pg_cpu_ms"]),
+        "audit_bytes_per_ingest": 0.0,  # inside the database size measured
+    }
+
+
+def model_per_user(t: dict[str, float], before: dict[str, float], scale: Scale) -> dict[str, Any]:
+    """The per-user layout: a search costs the same whatever shares its partition (measured),
+    and the cache must hold the structures of the users active in the peak hour."""
+    day_s = 86_400
+    search_rps = scale.users * SEARCHES_PER_USER_DAY / day_s
+    ingest_rps = scale.users * INGESTS_PER_USER_DAY / day_s
+    peak_vcpu = PEAK_FACTOR * (search_rps * t["search_pg_cpu_ms"] + ingest_rps * t["ingest_pg_cpu_ms"]) / 1000
+    cpu_acu = peak_vcpu / VCPU_PER_ACU / TARGET_CPU_UTILISATION
+    hot_gib = scale.users * ACTIVE_USERS_PER_HOUR * MEMORIES_PER_USER * t["hot_bytes_per_memory"] / 2**30
+    cache_acu = hot_gib / CACHE_GIB_PER_ACU
+    acu = max(0.5, math.ceil(max(cpu_acu, cache_acu) * 2) / 2)
+    storage_gb = scale.memories * t["bytes_per_memory"] / 1e9
+    requests_month = scale.users * (SEARCHES_PER_USER_DAY + INGESTS_PER_USER_DAY) * DAYS_MONTH
+    search_ms = before["search_fn_cpu_ms"] / LAMBDA_VCPU + t["search_pg_cpu_ms"] + ROUND_TRIPS_MS
+    ingest_ms = before["ingest_fn_cpu_ms"] / LAMBDA_VCPU + t["ingest_pg_cpu_ms"] + ROUND_TRIPS_MS
+    share_search = SEARCHES_PER_USER_DAY / (SEARCHES_PER_USER_DAY + INGESTS_PER_USER_DAY)
+    lambda_ms = share_search * search_ms + (1 - share_search) * ingest_ms
+    lambda_cost = requests_month * (lambda_ms / 1000 * 1.0 * LAMBDA_GB_S + LAMBDA_REQUEST)
+    peak_conc = PEAK_FACTOR * requests_month / (DAYS_MONTH * day_s) * lambda_ms / 1000
+    snap_cost = 2 * 1.0 * HOURS_MONTH * 3600 * SNAPSTART_CACHE_GB_S \
+        + max(2.0, peak_conc) * HOURS_MONTH * SNAPSTART_RESTORE_GB
+    shards = max(1, math.ceil(acu / MAX_ACU))
+    return {
+        "users": scale.users, "memories": scale.memories, "storage_gb": storage_gb,
+        "search_pg_cpu_ms": t["search_pg_cpu_ms"], "peak_rps": PEAK_FACTOR * (search_rps + ingest_rps),
+        "peak_vcpu": peak_vcpu, "cpu_acu": cpu_acu, "hot_gib": hot_gib, "cache_acu": cache_acu, "acu": acu,
+        "writers": shards, "lambda_ms": lambda_ms, "requests_month": requests_month,
+        "db_month": acu * ACU_HOUR * HOURS_MONTH, "storage_month": storage_gb * STORAGE_GB_MONTH,
+        "proxy_month": max(PROXY_MIN_ACU * shards, acu) * PROXY_ACU_HOUR * HOURS_MONTH,
+        "lambda_month": lambda_cost, "snapstart_month": snap_cost, "apigw_month": requests_month * APIGW_REQUEST,
+    }
+
+
 def load_measured(path: Path | None) -> dict[str, float]:
     m = dict(MEASURED)
     path = path or RESULTS / "capacity-latest.json"
@@ -164,7 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    m = load_measured(args.json)
+    m = load_measured(None)
+    t = load_tenants(args.json)
+    if t is not None:
+        print("per-user layout, measured (bench/tenants.py):", json.dumps({k: round(v, 2) for k, v in t.items()}))
+        print(f"\n{'users':>10} {'storage GB':>11} {'search pg ms':>12} {'peak req/s':>10} {'peak vCPU':>9} "
+              f"{'CPU ACU':>8} {'hot GiB':>9} {'cache ACU':>9} {'ACU':>7} {'writers':>7} {'Aurora $':>9} "
+              f"{'storage $':>9} {'proxy $':>8} {'Lambda $':>8} {'SnapStart $':>11} {'total $':>9} {'(API GW $)':>10}")
+        for u in (1_000, 100_000, 1_000_000):
+            r = model_per_user(t, m, Scale(u))
+            total = r["db_month"] + r["storage_month"] + r["proxy_month"] + r["lambda_month"] + r["snapstart_month"]
+            print(f"{u:>10,} {r['storage_gb']:>11,.0f} {r['search_pg_cpu_ms']:>12.2f} {r['peak_rps']:>10,.1f} "
+                  f"{r['peak_vcpu']:>9.2f} {r['cpu_acu']:>8.1f} {r['hot_gib']:>9,.0f} {r['cache_acu']:>9,.1f} "
+                  f"{r['acu']:>7,.1f} {r['writers']:>7} {r['db_month']:>9,.0f} {r['storage_month']:>9,.0f} "
+                  f"{r['proxy_month']:>8,.0f} {r['lambda_month']:>8,.0f} {r['snapstart_month']:>11,.0f} "
+                  f"{total:>9,.0f} {r['apigw_month']:>10,.0f}")
+        print("\nbefore (shared graphs per partition; bench/capacity.py figures of 2026-11-27):")
     print("inputs:", json.dumps({k: round(v, 2) for k, v in m.items()}))
     rows = [model(m, Scale(u), regime) for u in (1_000, 100_000, 1_000_000) for regime in ("hnsw", "exact")]
     print(f"\n{'users':>10} {'memories':>14} {'storage GB':>11} {'search pg ms':>12} {'peak req/s':>10} "

@@ -45,6 +45,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.common import BENCH_KEY, BENCH_PG_DIR, REPO, apigw_event, apply_env, bench_env, machine, write_json
@@ -161,6 +162,7 @@ def measure(searches: int, rounds: int, profile: bool) -> dict[str, Any]:
     out["rest"] = round(out["handler"] - out["framework"] - out["embed"] - out["sql"] - out["shape"], 3)
     out["wall_ms_per_search"] = _median(wall)
     out["rounds"] = {k: [round(x, 3) for x in v] for k, v in stages.items()}
+    out["code"] = str(Path(search_uc.__file__).parents[2])
     if profile:
         out["profile"] = _profile(invoke, events)
     return out
@@ -189,20 +191,20 @@ def _merge_base() -> str:
 
 
 def extract(ref: str) -> Any:
-    """The code at ``ref`` (``src``, ``functions``, ``local``, ``bench``, ``infra``) under .local/."""
+    """The code at ``ref`` (``src``, ``functions``, ``local``, ``infra``) under .local/; the
+    benchmark itself is always this one."""
     sha = subprocess.check_output(["git", "rev-parse", ref], cwd=REPO, text=True).strip()
     dest = REPO / ".local" / f"fncpu-{sha[:12]}"
     if not (dest / "src").exists():
         dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha, "src", "functions", "local", "bench", "infra",
-                                  "layers/model/manifest.py", "pyproject.toml"],
+        archive = subprocess.run(["git", "archive", sha, "src", "functions", "local", "infra"],
                                  cwd=REPO, check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest, sha
 
 
 def run_child(root: Any, env: dict[str, str], searches: int, profile: bool) -> dict[str, Any]:
-    child_env = {**os.environ, **env, "PYTHONPATH": f"{root}/src:{root}"}
+    child_env = {**os.environ, **env, "PYTHONPATH": f"{root}/src:{root}:{REPO}"}
     # both versions load the model the repository built
     child_env.setdefault("MEMORY_MODEL_DIR", str(REPO / "layers" / "model" / "build" / "model"))
     proc = subprocess.run(
@@ -222,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", default=None, help="git ref of the baseline (default: merge-base with main)")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--access-stats", choices=("transaction", "redis"), default="transaction",
+                   help="redis: access statistics counted in a Redis this run starts (read-only search)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -235,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     pg = start_postgres(BENCH_PG_DIR, database=DATABASE)
     env = bench_env(pg.app_url)
     env.update({"MEMORY_DB_POOL_MAX": "1", "MEMORY_EMBED_THREADS": "1"})  # as on Lambda: one request at a time
+    redis_server = None
+    if args.access_stats == "redis":
+        from local.services import start_redis
+
+        redis_server = start_redis()
+        env.update({"MEMORY_ACCESS_STATS": "redis", "REDIS_URL": redis_server.url})
     apply_env(env)
     load = ensure_loaded(pg, [USER], PER_USER, reload=False)
     settle(pg)
@@ -251,13 +261,16 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(run_child(versions[name][0], env, args.searches,
                                         args.profile and name == "current" and r == 0))
             loadavg.append(os.getloadavg()[0])
+    if redis_server is not None:
+        redis_server.stop()
     summary: dict[str, Any] = {}
     for name, results in runs.items():
         keys = [k for k in results[0] if isinstance(results[0][k], (int, float))]
         summary[name] = {"ref": versions[name][1], **{k: _median([x[k] for x in results]) for k in keys}}
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
            "loadavg_1m": [round(x, 2) for x in loadavg], "load": load, "server": server,
-           "searches_per_round": args.searches, "rounds": args.rounds, "summary": summary, "runs": runs}
+           "searches_per_round": args.searches, "rounds": args.rounds, "access_stats": args.access_stats,
+           "summary": summary, "runs": runs}
     report(summary)
     if args.profile and runs["current"] and "profile" in runs["current"][0]:
         print("\n".join(runs["current"][0]["profile"]))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import re
 import sys
@@ -34,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from bench.common import BENCH_PG_DIR, REPO, Handlers, apply_env, bench_env, percentiles, settings_override, write_json
-from bench.retrieval import DATA
 
+#: the LoCoMo dev conversations (one JSON file each), found through LOCOMO_DIR
+DATA = Path(os.environ["LOCOMO_DIR"]) if os.environ.get("LOCOMO_DIR") else None
 DATABASE = "coda_bench_growth"
 USER = "growth-user"
 NAMES = ("Maya", "Leo")

@@ -1,21 +1,29 @@
-"""Retrieval quality on the LoCoMo development half, through the real Lambda handlers.
+"""Retrieval quality on the development data (LoCoMo dev half and BEAM dev chats), through the
+real Lambda handlers, with the cost of each search beside it.
 
-    python -m bench.retrieval [--data DIR] [--quick]
+    python -m bench.retrieval [--locomo DIR] [--beam DIR] [--reuse] [--only NAME ...] [--folds N]
 
-Each of the five conversations becomes one user, ingested through ``POST /ingest/batch`` (one
-memory per turn: content ``"speaker: text"`` plus ``" [image: caption]"`` when the turn shares
-a photo, ``source_id`` = dia_id, ``created_at`` = the session's date and time, plus the turn's
-index in seconds to keep turn order). No importance is given, so the service scores it with
-its heuristic, as for any caller that gives none. Every answerable question (categories 1-4)
-is then asked through ``POST /search`` (top_k=10) under each ranking variant.
+Each conversation becomes one user, ingested through ``POST /ingest/batch`` (loaders and the
+evidence rules: :mod:`bench.retrieval_data`). No importance is given, so the service scores it
+with its heuristic, as for any caller that gives none. Every question is then asked through
+``POST /search`` (top_k=10) under each ranking variant (``MEMORY_*`` settings switched in the
+same process on the same stored rows, so variants are directly comparable).
 
-Recall@k of a question = |evidence dia_ids found in the top k| / |evidence dia_ids|; the
-tables report its mean over questions (per category and overall). A memory that was a
-duplicate of an earlier turn (same content) counts for every dia_id it stands for.
+Metrics per data set and category: recall@k = mean over questions of |evidence in the top k| /
+|evidence|; hit@10 = share of questions with at least one evidence memory in the top 10. A
+memory that was a duplicate of an earlier message (same content) counts for every source it
+stands for. Cost per search: function CPU (this process's CPU time: handler, embedding,
+driver) and PostgreSQL CPU (user + system time of the app role's backends, from /proc), both
+divided by the number of searches.
 
-Every variant runs in the same process on the same stored rows, switching only the ranking
-settings (``MEMORY_*``), so the numbers are directly comparable. ``full-text (ts_rank_cd)``
-is PostgreSQL's own ranking, queried directly (it is not a service mode).
+Cross-validation (``--folds``): the conversations of each data set are split into folds; for
+each fold the variant with the best recall@10 on the other folds is chosen and scored on the
+held-out fold, next to the default on that fold. A change is worth keeping only when it wins
+held out, on both data sets.
+
+``--reuse`` keeps the database (``coda_bench_recall`` in ``.local/pg-bench``) and the map of
+memory ids to sources (``.local/bench-recall-map.json``) between runs: embedding the BEAM
+chats (~16k long messages) takes minutes, a search run seconds.
 """
 
 from __future__ import annotations
@@ -23,236 +31,313 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH_PG_DIR, Handlers, apply_env, bench_env, machine, settings_override, write_json
+from bench.common import BENCH_PG_DIR, REPO, Handlers, apply_env, bench_env, machine, settings_override, write_json
+from bench.retrieval_data import Conversation, load
 
-#: The LoCoMo development half (one JSON file per conversation): not part of the repository;
-#: point ``LOCOMO_DIR`` (or ``--data``) at it.
-DATA = Path(os.environ["LOCOMO_DIR"]) if os.environ.get("LOCOMO_DIR") else None
-CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 KS = (1, 5, 10)
 TOP_K = 10
-_EVIDENCE = re.compile(r"D:?(\d+):(\d+)")
+DATABASE = "coda_bench_recall"
+MAP_FILE = REPO / ".local" / "bench-recall-map.json"
 
-# name -> settings (MEMORY_<NAME>); "seed blend" is the seed's formula on cosine alone.
-SEED_W = {"weight_similarity": 0.6, "weight_importance": 0.3, "weight_recency": 0.1}
+# name -> settings (MEMORY_<NAME>). The first is the service's default.
 MATCH_ONLY = {"weight_similarity": 1.0, "weight_importance": 0.0, "weight_recency": 0.0}
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
-    ("pure cosine (int8)", {"search_mode": "vector", **MATCH_ONLY}),
-    ("seed blend 0.6cos+0.3imp+0.1rec", {"search_mode": "vector", **SEED_W}),
-    ("BM25 alone", {"search_mode": "hybrid", "fusion": "convex", "fusion_vector_weight": 0.0, **MATCH_ONLY}),
-    ("old default: RRF k20 + seed weights", {"search_mode": "hybrid", "fusion": "rrf", "rrf_k": 20, **SEED_W}),
-    ("RRF k20, match only", {"search_mode": "hybrid", "fusion": "rrf", "rrf_k": 20, **MATCH_ONLY}),
-    ("RRF k60, match only", {"search_mode": "hybrid", "fusion": "rrf", "rrf_k": 60, **MATCH_ONLY}),
-    ("RRF k60 + seed weights", {"search_mode": "hybrid", "fusion": "rrf", "rrf_k": 60, **SEED_W}),
-    ("RRF k20 pool100, match only", {"search_mode": "hybrid", "fusion": "rrf", "rrf_k": 20, "candidate_pool": 100,
-                                     **MATCH_ONLY}),
-    ("convex a0.5, match only", {"search_mode": "hybrid", "fusion": "convex", "fusion_vector_weight": 0.5,
-                                 **MATCH_ONLY}),
-    ("convex a0.3, match only", {"search_mode": "hybrid", "fusion": "convex", "fusion_vector_weight": 0.3,
-                                 **MATCH_ONLY}),
-    ("convex a0.7, match only", {"search_mode": "hybrid", "fusion": "convex", "fusion_vector_weight": 0.7,
-                                 **MATCH_ONLY}),
-    ("convex a0.5 + seed weights", {"search_mode": "hybrid", "fusion": "convex", "fusion_vector_weight": 0.5,
-                                    **SEED_W}),
-    ("convex a0.5 + 0.8/0.15/0.05", {"search_mode": "hybrid", "fusion": "convex", "fusion_vector_weight": 0.5,
-                                     "weight_similarity": 0.8, "weight_importance": 0.15, "weight_recency": 0.05}),
-    ("convex a0.5 pool100 + seed weights", {"search_mode": "hybrid", "fusion": "convex",
-                                            "fusion_vector_weight": 0.5, "candidate_pool": 100, **SEED_W}),
-    ("convex a0.5 pool20 + seed weights", {"search_mode": "hybrid", "fusion": "convex",
-                                           "fusion_vector_weight": 0.5, "candidate_pool": 20, **SEED_W}),
-    ("current default", {}),
+    ("default", {}),
+    ("pure cosine", {"search_mode": "vector", **MATCH_ONLY}),
+    ("BM25 alone", {"fusion": "convex", "fusion_vector_weight": 0.0, **MATCH_ONLY}),
+    ("convex a0.5, match only", {"fusion_vector_weight": 0.5, **MATCH_ONLY}),
+    ("convex a0.3", {"fusion_vector_weight": 0.3}),
+    ("convex a0.7", {"fusion_vector_weight": 0.7}),
+    ("RRF k20", {"fusion": "rrf", "rrf_k": 20}),
+    ("pool 100", {"candidate_pool": 100}),
+    ("0.8/0.15/0.05", {"weight_similarity": 0.8, "weight_importance": 0.15, "weight_recency": 0.05}),
+    # the stored pieces of long memories hidden for this variant (see hidden_pieces)
+    ("opening only (no pieces)", {"embedding_pieces": 1}),
 ]
 
 
-def _session_time(raw: str) -> datetime:
-    return datetime.strptime(raw.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC)
+def backfill_pieces(admin_url: str, max_pieces: int) -> None:
+    """Embed the pieces of long memories stored without them (a database built before the
+    service embedded pieces), as the service does at ingest (Embedder.embed_pieces)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    from coda_memory import runtime
+    from coda_memory.db.memories import pieces_param
+
+    with psycopg.connect(admin_url) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_pieces_done (id uuid PRIMARY KEY)")
+        rows = conn.execute("""SELECT id, content FROM memories m
+                               WHERE embedding_pieces IS NULL AND length(content) > 600
+                                 AND NOT EXISTS (SELECT 1 FROM bench_pieces_done d WHERE d.id = m.id)""").fetchall()
+        conn.commit()
+        if not rows:
+            return
+        print(f"embedding the pieces of {len(rows)} long memories", flush=True)
+        embedder, t0 = runtime.embedder(), time.perf_counter()
+        chunks = [rows[i:i + 20] for i in range(0, len(rows), 20)]
+
+        def embed(chunk: list[tuple[Any, str]]) -> list[tuple[Any, Any]]:
+            return list(zip([r[0] for r in chunk], embedder.embed_pieces([r[1] for r in chunk], max_pieces),
+                            strict=True))
+
+        with ThreadPoolExecutor(2) as pool:
+            for n, done in enumerate(pool.map(embed, chunks)):
+                with conn.cursor() as cur:
+                    cur.executemany("UPDATE memories SET embedding_pieces = %s::halfvec[] WHERE id = %s",
+                                    [(pieces_param(list(p)), i) for i, p in done])
+                    cur.executemany("INSERT INTO bench_pieces_done VALUES (%s) ON CONFLICT DO NOTHING",
+                                    [(i,) for i, _ in done])
+                conn.commit()
+                if n % 25 == 0:
+                    print(f"  {(n + 1) * 20}/{len(rows)} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
-def load_conversation(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(turns as ingest items without user_id, questions with normalised evidence)."""
-    doc = json.loads(path.read_text())
-    conv = doc.get("conversation", doc)
-    turns: list[dict[str, Any]] = []
-    n = 1
-    while f"session_{n}" in conv:
-        when = _session_time(conv[f"session_{n}_date_time"])
-        for i, turn in enumerate(conv[f"session_{n}"]):
-            content = f"{turn['speaker']}: {turn['text']}"
-            if turn.get("blip_caption"):
-                content += f" [image: {turn['blip_caption']}]"
-            turns.append({
-                "content": content, "content_type": "conversation", "source_type": "locomo",
-                "source_id": turn["dia_id"], "context_id": f"session_{n}",
-                "created_at": (when + timedelta(seconds=i)).isoformat(),
-            })
-        n += 1
-    questions = []
-    for qa in doc["qa"]:
-        if qa.get("category") not in CATEGORIES:
+@contextmanager
+def hidden_pieces(admin_url: str, hide: bool) -> Iterator[None]:
+    """With ``hide``, every memory is searched by its opening only for the duration (pieces
+    kept aside in a table of the benchmark and put back after)."""
+    import psycopg
+
+    if not hide:
+        yield
+        return
+    with psycopg.connect(admin_url) as conn:
+        conn.execute("""CREATE TABLE IF NOT EXISTS bench_hidden_pieces AS
+                        SELECT id, embedding_pieces FROM memories WHERE embedding_pieces IS NOT NULL""")
+        conn.execute("UPDATE memories SET embedding_pieces = NULL WHERE embedding_pieces IS NOT NULL")
+    try:
+        yield
+    finally:
+        with psycopg.connect(admin_url) as conn:
+            conn.execute("""UPDATE memories m SET embedding_pieces = h.embedding_pieces
+                            FROM bench_hidden_pieces h WHERE h.id = m.id""")
+            conn.execute("DROP TABLE bench_hidden_pieces")
+
+
+def _pg_cpu_seconds(admin_url: str) -> float:
+    """User + system CPU seconds of the app role's backends so far (same machine)."""
+    import psycopg
+
+    with psycopg.connect(admin_url) as conn:
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE usename = 'coda_app'")]
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
             continue
-        evidence = {f"D{a}:{b}" for e in qa.get("evidence", []) for a, b in _EVIDENCE.findall(str(e))}
-        if evidence:
-            questions.append({"question": qa["question"], "category": qa["category"], "evidence": evidence})
-    return turns, questions
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
-def recall_table(hits: list[tuple[int, float, float, float]]) -> dict[str, Any]:
-    """hits: (category, r@1, r@5, r@10) per question -> means per category and overall."""
-    out: dict[str, Any] = {}
-    groups: dict[str, list[tuple[float, ...]]] = defaultdict(list)
-    for cat, *r in hits:
-        groups[CATEGORIES[cat]].append(tuple(r))
-        groups["overall"].append(tuple(r))
-    for name, rows in groups.items():
-        out[name] = {f"r@{k}": round(sum(x[i] for x in rows) / len(rows), 4) for i, k in enumerate(KS)}
-        out[name]["n"] = len(rows)
+def ingest(api: Handlers, conversations: list[Conversation]) -> dict[str, list[str]]:
+    """Store every conversation; returns {memory id: [source ids it stands for]}."""
+    sources: dict[str, set[str]] = defaultdict(set)
+    for conv in conversations:
+        t0 = time.perf_counter()
+        for start in range(0, len(conv.items), 50):
+            chunk = [dict(t, user_id=conv.name) for t in conv.items[start:start + 50]]
+            for item, res in zip(chunk, api.ingest_batch(chunk), strict=True):
+                if res["status"] == "rejected":
+                    raise RuntimeError(f"{conv.name} {item['source_id']} rejected: {res['error']}")
+                sources[res["memory_id"]].add(item["source_id"])
+        print(f"ingested {conv.name}: {len(conv.items)} memories, {len(conv.questions)} questions "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return {k: sorted(v) for k, v in sources.items()}
+
+
+def score(evidence: set[str], ranked: list[list[str]]) -> dict[str, float]:
+    out = {}
+    for k in KS:
+        seen = {s for r in ranked[:k] for s in r}
+        out[f"r@{k}"] = len(evidence & seen) / len(evidence)
+    out["hit@10"] = float(bool(evidence & {s for r in ranked[:TOP_K] for s in r}))
     return out
+
+
+def run_variant(
+    api: Handlers, conversations: list[Conversation], sources: dict[str, list[str]], admin_url: str,
+) -> dict[str, Any]:
+    """Per question scores (with data set, conversation, category) and the cost per search."""
+    rows = []
+    cpu0, pg0, wall0 = time.process_time(), _pg_cpu_seconds(admin_url), time.perf_counter()
+    for conv in conversations:
+        for q in conv.questions:
+            found = api.search(q["question"], conv.name, TOP_K)
+            rows.append({"data_set": conv.data_set, "conversation": conv.name, "category": q["category"],
+                         **score(q["evidence"], [sources.get(r["id"], []) for r in found])})
+    n = max(1, len(rows))
+    cost = {"function_cpu_ms": round((time.process_time() - cpu0) * 1000 / n, 2),
+            "pg_cpu_ms": round((_pg_cpu_seconds(admin_url) - pg0) * 1000 / n, 2),
+            "wall_ms": round((time.perf_counter() - wall0) * 1000 / n, 2)}
+    return {"questions": rows, "cost": cost}
+
+
+def threshold_recall(api: Handlers, conversations: list[Conversation], sources: dict[str, list[str]],
+                     thresholds: list[float]) -> dict[str, Any]:
+    """Recall under the default ranking with ``min_relevance`` = t for each t: one search per
+    question with top_k=50 (the candidate pool), then the first 10 with similarity >= t (the
+    threshold only removes results, so that is what the API returns)."""
+    ranked = [(conv, q, api.search(q["question"], conv.name, 50)) for conv in conversations for q in conv.questions]
+    out: dict[str, Any] = {}
+    for t in thresholds:
+        rows, dropped = [], 0
+        for conv, q, found in ranked:
+            kept = [r for r in found if not t or r["similarity"] >= t]
+            dropped += len(found[:TOP_K]) - len(kept[:TOP_K])
+            rows.append({"data_set": conv.data_set, "category": q["category"],
+                         **score(q["evidence"], [sources.get(r["id"], []) for r in kept[:TOP_K]])})
+        out[f"{t:.2f}"] = {ds: {**table([r for r in rows if r["data_set"] == ds])["overall"],
+                                "dropped_per_query": round(dropped / max(1, len(ranked)), 2)}
+                           for ds in sorted({r["data_set"] for r in rows})}
+        print(f"  min_relevance {t:.2f}: {out[f'{t:.2f}']}", flush=True)
+    return out
+
+
+def table(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Means per category and overall (over the given question rows)."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["category"]].append(r)
+        groups["overall"].append(r)
+    return {name: {**{m: round(sum(r[m] for r in g) / len(g), 4) for m in (*(f"r@{k}" for k in KS), "hit@10")},
+                   "n": len(g)} for name, g in sorted(groups.items())}
+
+
+def cross_validate(results: dict[str, Any], conversations: list[Conversation], folds: int) -> dict[str, Any]:
+    """Per data set: fold i holds every folds-th conversation; the variant with the best mean
+    recall@10 on the other folds is scored on fold i, beside the default."""
+    out: dict[str, Any] = {}
+    for data_set in sorted({c.data_set for c in conversations}):
+        names = [c.name for c in conversations if c.data_set == data_set]
+        k = min(folds, len(names))
+        per_fold = []
+        chosen_rows: list[dict[str, Any]] = []
+        default_rows: list[dict[str, Any]] = []
+        for i in range(k):
+            held = set(names[i::k])
+
+            def mean(variant: str, train: bool, held: set[str] = held, data_set: str = data_set) -> float:
+                rs = [r for r in results[variant]["questions"]
+                      if r["data_set"] == data_set and (r["conversation"] in held) != train]
+                return sum(r["r@10"] for r in rs) / max(1, len(rs))
+
+            best = max(results, key=lambda v: mean(v, train=True))
+            held_rows = [r for r in results[best]["questions"] if r["conversation"] in held]
+            chosen_rows += held_rows
+            default_rows += [r for r in results["default"]["questions"] if r["conversation"] in held]
+            per_fold.append({"held_out": sorted(held), "chosen": best,
+                             "train_r@10": round(mean(best, train=True), 4),
+                             "held_out_r@10": round(mean(best, train=False), 4),
+                             "default_held_out_r@10": round(mean("default", train=False), 4)})
+        out[data_set] = {"folds": per_fold, "chosen_held_out": table(chosen_rows)["overall"],
+                         "default_held_out": table(default_rows)["overall"]}
+    return out
+
+
+def print_report(results: dict[str, Any], cv: dict[str, Any] | None) -> None:
+    for data_set in sorted({r["data_set"] for v in results.values() for r in v["questions"]}):
+        cats = sorted({r["category"] for r in results["default"]["questions"] if r["data_set"] == data_set})
+        print(f"\n{data_set}: recall@1 / @5 / @10, hit@10 overall; recall@10 per category; cost per search")
+        print("| variant | r@1 | r@5 | r@10 | hit@10 | " + " | ".join(c[:12] for c in cats)
+              + " | fn CPU ms | PG CPU ms |")
+        for name, res in results.items():
+            t = table([r for r in res["questions"] if r["data_set"] == data_set])
+            o = t["overall"]
+            per = " | ".join(f"{t[c]['r@10']:.3f}" for c in cats)
+            print(f"| {name} | {o['r@1']:.3f} | {o['r@5']:.3f} | {o['r@10']:.3f} | {o['hit@10']:.3f} | {per} "
+                  f"| {res['cost']['function_cpu_ms']} | {res['cost']['pg_cpu_ms']} |")
+        if cv and data_set in cv:
+            c = cv[data_set]
+            print(f"cross-validation ({len(c['folds'])} folds by conversation):")
+            for f in c["folds"]:
+                print(f"  held out {','.join(f['held_out'])}: chose {f['chosen']!r} (train r@10 {f['train_r@10']:.3f}),"
+                      f" held-out r@10 {f['held_out_r@10']:.3f} vs default {f['default_held_out_r@10']:.3f}")
+            print(f"  held-out overall: chosen r@10 {c['chosen_held_out']['r@10']:.3f}"
+                  f" vs default {c['default_held_out']['r@10']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DATA, help="LoCoMo JSON files (default: $LOCOMO_DIR)")
+    env_path = lambda name: Path(os.environ[name]) if os.environ.get(name) else None  # noqa: E731
+    parser.add_argument("--locomo", type=Path, default=env_path("LOCOMO_DIR"), help="default: $LOCOMO_DIR")
+    parser.add_argument("--beam", type=Path, default=env_path("BEAM_DIR"), help="default: $BEAM_DIR")
+    parser.add_argument("--reuse", action="store_true", help="keep the built database between runs")
     parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these")
-    parser.add_argument("--thresholds", type=float, nargs="*", default=list(THRESHOLDS),
-                        help="min_relevance values to measure under the default ranking")
+    parser.add_argument("--folds", type=int, default=3, help="cross-validation folds per data set (0: none)")
+    parser.add_argument("--pieces", type=int, default=0,
+                        help="embed the pieces (at most this many per memory) of long memories stored without them")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[],
+                        help="also measure these min_relevance values under the default ranking")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many conversations per data set")
     args = parser.parse_args(argv)
-    if args.data is None:
-        parser.error("set LOCOMO_DIR or pass --data DIR (the LoCoMo dev conversations, one JSON file each)")
+    if args.locomo is None and args.beam is None:
+        parser.error("set LOCOMO_DIR and/or BEAM_DIR (or pass --locomo / --beam)")
 
+    conversations = load(args.locomo, args.beam)
+    if args.limit:
+        counts: dict[str, int] = defaultdict(int)
+        kept = []
+        for c in conversations:
+            counts[c.data_set] += 1
+            if counts[c.data_set] <= args.limit:
+                kept.append(c)
+        conversations = kept
     from local.services import start_postgres
 
-    t0 = time.perf_counter()
-    pg = start_postgres(BENCH_PG_DIR, database="coda_bench_locomo", fresh_database=True)
+    reuse = args.reuse and MAP_FILE.is_file()
+    if not reuse:
+        MAP_FILE.unlink(missing_ok=True)
+    pg = start_postgres(BENCH_PG_DIR, database=DATABASE, fresh_database=not reuse)
     apply_env(bench_env(pg.app_url))
     api = Handlers()
-
-    files = sorted(args.data.glob("*.json"))
-    if not files:
-        print(f"no LoCoMo files in {args.data}", file=sys.stderr)
-        return 2
-    users: dict[str, list[dict[str, Any]]] = {}
-    dia_of: dict[str, set[str]] = defaultdict(set)  # memory id -> dia_ids it stands for
-    n_turns = 0
-    for path in files:
-        user = f"locomo-{path.stem}"
-        turns, questions = load_conversation(path)
-        users[user] = questions
-        for start in range(0, len(turns), 100):
-            chunk = [dict(t, user_id=user) for t in turns[start:start + 100]]
-            for item, res in zip(chunk, api.ingest_batch(chunk), strict=True):
-                if res["status"] == "rejected":
-                    raise RuntimeError(f"turn {item['source_id']} rejected: {res['error']}")
-                dia_of[res["memory_id"]].add(item["source_id"])
-        n_turns += len(turns)
-        print(f"ingested {user}: {len(turns)} turns, {len(questions)} questions", flush=True)
+    t0 = time.perf_counter()
+    stored = json.loads(MAP_FILE.read_text()) if reuse else {"users": [], "sources": {}}
+    for conv in conversations:
+        if conv.name in stored["users"]:
+            continue
+        # written after each conversation, so an interrupted build resumes where it stopped
+        # (what a conversation had stored already comes back as duplicates)
+        stored["sources"].update(ingest(api, [conv]))
+        stored["users"].append(conv.name)
+        MAP_FILE.parent.mkdir(parents=True, exist_ok=True)
+        MAP_FILE.write_text(json.dumps(stored))
+    if args.pieces > 1:
+        backfill_pieces(pg.admin_url, args.pieces)
     load_s = time.perf_counter() - t0
 
-    import psycopg
-
-    variants = [v for v in VARIANTS if not args.only or any(o in v[0] for o in args.only)]
+    variants = [v for v in VARIANTS if v[0] == "default" or not args.only or any(o in v[0] for o in args.only)]
     results: dict[str, Any] = {}
     for name, overrides in variants:
-        t1 = time.perf_counter()
-        hits = []
-        with settings_override(**overrides):
-            for user, questions in users.items():
-                for q in questions:
-                    found = api.search(q["question"], user, TOP_K)
-                    hits.append(_score(q, [dia_of[r["id"]] for r in found]))
-        results[name] = {"settings": overrides, "recall": recall_table(hits),
-                         "seconds": round(time.perf_counter() - t1, 1)}
-        print(f"  {name:<40} r@10 {results[name]['recall']['overall']['r@10']:.3f}", flush=True)
-
-    results.update(threshold_recall(api, users, dia_of, args.thresholds))
-
-    # PostgreSQL's own full-text ranking (no IDF), OR of the query's lexemes, same rows.
-    hits = []
-    with psycopg.connect(pg.admin_url) as conn:
-        for user, questions in users.items():
-            for q in questions:
-                rows = conn.execute(
-                    """SELECT id::text FROM memories WHERE user_id = %(u)s AND NOT deleted
-                         AND search_vector @@ or_tsquery(%(q)s)
-                       ORDER BY ts_rank_cd(search_vector, or_tsquery(%(q)s)) DESC, id LIMIT %(k)s""",
-                    {"u": user, "q": q["question"], "k": TOP_K},
-                ).fetchall()
-                hits.append(_score(q, [dia_of[r[0]] for r in rows]))
-    results["full-text alone (ts_rank_cd)"] = {"settings": "SQL", "recall": recall_table(hits)}
-
-    from coda_memory.config import Settings
-
-    defaults = Settings()
-    default_desc = {k: getattr(defaults, k) for k in (
-        "search_mode", "fusion", "fusion_vector_weight", "rrf_k", "candidate_pool",
-        "weight_similarity", "weight_importance", "weight_recency", "recency_decay")}
-    print_tables(results, n_turns, sum(len(q) for q in users.values()), default_desc)
-    payload = {"machine": machine(), "turns": n_turns, "load_seconds": round(load_s, 1),
+        with hidden_pieces(pg.admin_url, overrides.get("embedding_pieces") == 1), settings_override(**overrides):
+            results[name] = run_variant(api, conversations, stored["sources"], pg.admin_url)
+        results[name]["settings"] = overrides
+        print(f"  {name:<32} cost {results[name]['cost']}", flush=True)
+    cv = cross_validate(results, conversations, args.folds) if args.folds and len(results) > 1 else None
+    print_report(results, cv)
+    thresholds = threshold_recall(api, conversations, stored["sources"], args.thresholds) if args.thresholds else None
+    payload = {"machine": machine(), "load_seconds": round(load_s, 1),
+               "conversations": {c.name: {"memories": len(c.items), "questions": len(c.questions)}
+                                 for c in conversations},
                "recall_definition": "mean over questions of |evidence in top k| / |evidence|",
-               "default_settings": default_desc, "variants": results}
+               "variants": {k: {"settings": v["settings"], "cost": v["cost"],
+                                "tables": {ds: table([r for r in v["questions"] if r["data_set"] == ds])
+                                           for ds in sorted({r["data_set"] for r in v["questions"]})}}
+                            for k, v in results.items()},
+               "cross_validation": cv, "min_relevance": thresholds}
     print(f"\nwrote {write_json('retrieval', payload)}")
     return 0
-
-
-THRESHOLDS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
-
-
-def threshold_recall(
-    api: Handlers, users: dict[str, list[dict[str, Any]]], dia_of: dict[str, set[str]], thresholds: list[float],
-) -> dict[str, Any]:
-    """Recall under the default ranking with ``min_relevance`` = t for each t. One search per
-    question with top_k=50 (the candidate pool, so the same candidates as top_k=10): the
-    threshold only removes results below it, so the top 10 at t are the first 10 of those with
-    similarity >= t. Also counts how many results a /context request of 10 would lose."""
-    ranked: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
-    for user, questions in users.items():
-        for q in questions:
-            ranked.append((q, api.search(q["question"], user, 50)))
-    out: dict[str, Any] = {}
-    for t in thresholds:
-        hits, dropped = [], 0
-        for q, found in ranked:
-            kept = [r for r in found if not t or r["similarity"] >= t]  # 0 keeps all, as the API
-            dropped += len(found[:TOP_K]) - len(kept[:TOP_K])
-            hits.append(_score(q, [dia_of[r["id"]] for r in kept[:TOP_K]]))
-        name = f"default, min_relevance {t:.2f}"
-        out[name] = {"settings": {"min_relevance": t}, "recall": recall_table(hits),
-                     "results_dropped_per_query": round(dropped / max(1, len(ranked)), 2)}
-        print(f"  {name:<40} r@10 {out[name]['recall']['overall']['r@10']:.3f}"
-              f"  (of 10 results, {out[name]['results_dropped_per_query']} dropped)", flush=True)
-    return out
-
-
-def _score(q: dict[str, Any], ranked: list[set[str]]) -> tuple[int, float, float, float]:
-    ev = q["evidence"]
-    out = [q["category"]]
-    for k in KS:
-        seen = set().union(*ranked[:k]) if ranked[:k] else set()
-        out.append(len(ev & seen) / len(ev))
-    return (out[0], out[1], out[2], out[3])  # type: ignore[return-value]
-
-
-def print_tables(results: dict[str, Any], n_turns: int, n_questions: int, default: dict[str, Any]) -> None:
-    print(f"\nLoCoMo dev half: {n_turns} turns, {n_questions} questions (categories 1-4), top_k={TOP_K}")
-    print("recall@k = mean over questions of (evidence turns in top k / evidence turns)")
-    print(f"default settings: {default}\n")
-    cats = list(CATEGORIES.values())
-    head = f"| {'ranking':<40} | r@1   | r@5   | r@10  | " + " | ".join(f"{c[:11]:<11}" for c in cats) + " |"
-    print(head)
-    print("|" + "|".join("-" * (len(p) + 0) for p in head.split("|")[1:-1]) + "|")
-    for name, res in results.items():
-        r = res["recall"]
-        o = r["overall"]
-        per = " | ".join(f"{r[c]['r@10']:<11.3f}" if c in r else f"{'-':<11}" for c in cats)
-        print(f"| {name:<40} | {o['r@1']:.3f} | {o['r@5']:.3f} | {o['r@10']:.3f} | {per} |")
-    print("(per-category columns are recall@10)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 
 The routes come from ``infra/template.yaml`` (the single source of routes): each API function's
 module is imported (as the local runner does) and its FastAPI ``app`` contributes exactly the
-operations the template routes to that function; :func:`coda_memory.api.contract.build_document`
+operations the template routes to that function; :func:`coda_memory.contract.build_document`
 merges them into one document.
 """
 
@@ -50,7 +50,7 @@ def function_apps(template: LocalTemplate) -> list[tuple[Any, set[tuple[str, str
 
 
 def generate(template: LocalTemplate | None = None) -> dict[str, Any]:
-    from coda_memory.api.contract import build_document
+    from coda_memory.contract import build_document
 
     return build_document(function_apps(template or load()))
 

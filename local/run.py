@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -47,6 +46,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from functions.stop_signals import StopSignals
 
 from .template import DEFAULT_TEMPLATE, REPO_ROOT, LocalTemplate, load
 
@@ -340,47 +341,6 @@ def _banner(rt: LocalRuntime, backing: Backing, key: str, generated: bool,
     return "\n".join(lines)
 
 
-class StopSignals:
-    """SIGINT/SIGTERM for the serving loop, handled without locks.
-
-    A Python signal handler runs in the main thread between two bytecodes of whatever it was
-    doing -- possibly inside ``Event.wait`` holding the event's lock, which ``Event.set`` in the
-    handler would then wait for forever (a double Ctrl-C deadlocked the runner that way). So
-    the handler does nothing; the C-level handler writes the signal number to a pipe
-    (``signal.set_wakeup_fd``) and a watcher thread turns the bytes into :attr:`stop` (first
-    signal: stop in order) and a call of ``on_hurry`` (second signal: stop now)."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.received = 0
-        self.on_hurry: Any = None
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._write_fd, False)
-
-    def install(self) -> None:
-        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handler)
-        threading.Thread(target=self._watch, name="signals", daemon=True).start()
-
-    @staticmethod
-    def _handler(signum: int, frame: Any) -> None:
-        """Nothing to do here: the wakeup fd already carries the signal to the watcher."""
-
-    def _watch(self) -> None:
-        while True:
-            data = os.read(self._read_fd, 64)
-            if not data:
-                return
-            self.received += len(data)
-            if self.received == len(data):
-                log.info("stopping (%s; again to hurry) ...", signal.Signals(data[0]).name)
-            self.stop.set()
-            if self.received >= 2 and self.on_hurry is not None:
-                self.on_hurry()
-                return
-
-
 def _hurry(pg_dir: Path | None, children: list[subprocess.Popen[bytes] | None]) -> None:
     """Second signal: kill the children, stop PostgreSQL immediately (no checkpoint; committed
     data is in its WAL), exit now -- whatever the main thread was waiting for."""
@@ -402,7 +362,7 @@ def _hurry(pg_dir: Path | None, children: list[subprocess.Popen[bytes] | None]) 
 def serve(args: argparse.Namespace) -> int:
     configure_logging()
     t0 = time.monotonic()
-    signals = StopSignals()
+    signals = StopSignals(on_stop=lambda signum: log.info("stopping (%s; again to hurry) ...", signum.name))
     signals.install()
     pg_dir = Path(os.environ.get("LOCAL_PG_DIR", REPO_ROOT / ".local" / "pg"))
     children: list[subprocess.Popen[bytes] | None] = []

@@ -12,8 +12,10 @@ from typing import Annotated  # noqa: E402
 
 from fastapi import Depends, Path, Query, Request, Response  # noqa: E402
 
-from coda_memory.api.app import caller, create_app, json_body, raw_body  # noqa: E402
-from coda_memory.api.contract import (  # noqa: E402
+from coda_memory.api.app import caller, create_app  # noqa: E402
+from coda_memory.api.lambda_handler import make_handler  # noqa: E402
+from coda_memory.auth import Caller  # noqa: E402
+from coda_memory.contract import (  # noqa: E402
     BODY,
     COMMON,
     BatchResponse,
@@ -31,8 +33,7 @@ from coda_memory.api.contract import (  # noqa: E402
     ndjson_response,
     request_body,
 )
-from coda_memory.api.lambda_handler import make_handler  # noqa: E402
-from coda_memory.auth import Caller  # noqa: E402
+from coda_memory.http_messages import json_body, raw_body  # noqa: E402
 from coda_memory.models import (  # noqa: E402
     CURSOR_SCHEMA,
     ID_PATTERN,

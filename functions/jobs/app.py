@@ -36,20 +36,20 @@ def _run(job: str, event: dict[str, Any] | None, context: Any) -> dict[str, Any]
 
 
 def archival_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _run("archival", event, context)
+    return _run(jobs.ARCHIVAL, event, context)
 
 
 def quota_reset_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _run("quota_reset", event, context)
+    return _run(jobs.QUOTA_RESET, event, context)
 
 
 def consolidation_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _run("consolidation", event, context)
+    return _run(jobs.CONSOLIDATION, event, context)
 
 
 def access_fold_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _run("access_fold", event, context)
+    return _run(jobs.ACCESS_FOLD, event, context)
 
 
 def retention_purge_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _run("retention_purge", event, context)
+    return _run(jobs.RETENTION_PURGE, event, context)

@@ -7,9 +7,9 @@ runtime.prewarm()  # start loading the model while FastAPI and the rest import (
 from fastapi import Depends, Request, Response  # noqa: E402
 
 from coda_memory.api.app import caller, create_app  # noqa: E402
-from coda_memory.api.contract import BODY, COMMON, JsonRpcMessage, JsonRpcResponse, error_responses, request_body  # noqa: E402
 from coda_memory.api.lambda_handler import make_handler  # noqa: E402
 from coda_memory.auth import Caller  # noqa: E402
+from coda_memory.contract import BODY, COMMON, JsonRpcMessage, JsonRpcResponse, error_responses, request_body  # noqa: E402
 from coda_memory.mcp.server import http_identity, http_response  # noqa: E402
 from coda_memory.models import ID_PATTERN  # noqa: E402
 

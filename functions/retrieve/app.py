@@ -6,8 +6,10 @@ runtime.prewarm()  # start loading the model while FastAPI and the rest import (
 
 from fastapi import Depends, Path, Request  # noqa: E402
 
-from coda_memory.api.app import caller, create_app, json_body  # noqa: E402
-from coda_memory.api.contract import (  # noqa: E402
+from coda_memory.api.app import caller, create_app  # noqa: E402
+from coda_memory.api.lambda_handler import make_handler  # noqa: E402
+from coda_memory.auth import Caller  # noqa: E402
+from coda_memory.contract import (  # noqa: E402
     BODY,
     COMMON,
     ContextResponse,
@@ -18,8 +20,7 @@ from coda_memory.api.contract import (  # noqa: E402
     error_responses,
     request_body,
 )
-from coda_memory.api.lambda_handler import make_handler  # noqa: E402
-from coda_memory.auth import Caller  # noqa: E402
+from coda_memory.http_messages import json_body  # noqa: E402
 from coda_memory.models import ID_PATTERN, ContextRequest, SearchRequest, parse_model  # noqa: E402
 from coda_memory.usecases import health, search, stats  # noqa: E402
 

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CodaMemory")
     from aws_lambda_powertools import Logger, Metrics
 
+    from ..stop_signals import StopSignals
     from .config import SubscriberSettings
     from .consumer import Subscriber
     from .invoker import LambdaInvoker
@@ -60,12 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         health_file=Path(health_file) if health_file else None,
     )
 
-    def _stop(signum: int, _frame: object) -> None:
-        logger.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
+    def _stop(signum: signal.Signals) -> None:  # on the signal watcher thread, not in a handler
+        logger.info("signal received, draining", extra={"signal": signum.name})
         subscriber.stop()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    StopSignals(on_stop=_stop).install()
     subscriber.run()
     return 0
 

@@ -103,13 +103,18 @@ class Settings(BaseSettings):
     fusion_vector_weight: float = Field(0.5, ge=0, le=1)
     rrf_k: int = Field(20, ge=1)
     candidate_pool: int = Field(50, ge=1, le=1_000)
+    # vectors per memory at most: a text longer than the model reads (256 tokens) is also
+    # embedded in overlapping windows, and search scores a memory by its best piece. 1 (only
+    # the opening) by default: pieces did not win on the BEAM chat measured; see docs/retrieval.md
+    embedding_pieces: int = Field(1, ge=1, le=64)
     token_estimator: Literal["chars4", "words"] = "chars4"  # noqa: S105 - not a secret
     # /context leaves out memories whose cosine similarity to the query is below this (a request's
     # min_relevance overrides it); measured on LoCoMo dev, see docs/retrieval.md
     context_min_relevance: float = Field(0.2, ge=0, le=1)
     # return_similar on ingest: live memories at or above this cosine similarity to the new one
-    # are returned (measured on LoCoMo/BEAM dev pairs, see docs/api.md "Superseding")
-    similar_min: float = Field(0.7, ge=0, le=1)
+    # are returned. 0.5 lists every BEAM dev knowledge update next to the fact it replaces (18/18)
+    # and 6.8% of unrelated same-speaker LoCoMo turn pairs (bench.similar_threshold, docs/api.md)
+    similar_min: float = Field(0.5, ge=0, le=1)
 
     # --- retention jobs ----------------------------------------------------------------
     archive_after_days: int = Field(365, ge=1)

@@ -41,6 +41,8 @@ __all__ = [
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSION = 384
 MAX_SEQ_LENGTH = 256
+#: tokens a piece of a long text shares with the piece before it (Embedder.embed_pieces)
+PIECE_OVERLAP = 32
 
 LAMBDA_LAYER_MODEL_DIR = Path("/opt/model")
 REPO_MODEL_DIR = Path(__file__).resolve().parents[2] / "layers" / "model" / "build" / "model"
@@ -131,6 +133,7 @@ class Embedder:
         pad_id = tokenizer.token_to_id(pad_token)
         tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad_token)
         self._tokenizer: Tokenizer = tokenizer
+        self._pieces_tokenizer: Tokenizer | None = None
 
         _ensure_writable_home()
         import onnxruntime as ort
@@ -221,9 +224,49 @@ class Embedder:
                 self._pool.shutdown(wait=False)
                 self._pool = None
 
+    def embed_pieces(self, texts: Sequence[str], max_pieces: int) -> list[npt.NDArray[np.float32]]:
+        """The embeddings of the parts of each text the model does not read: the model reads
+        the first ``max_seq_length`` tokens (that is :meth:`embed`); a longer text is cut into
+        further windows of the same length, each starting :data:`PIECE_OVERLAP` tokens before
+        the previous one ended (a sentence cut by a window's end is read whole by the next),
+        at most ``max_pieces - 1`` of them. One ``(k, dimension)`` array per text (``k = 0``
+        for a text the model reads whole)."""
+        out: list[npt.NDArray[np.float32]] = [np.empty((0, self.dimension), dtype=np.float32) for _ in texts]
+        if max_pieces < 2:
+            return out
+        windows: list[tuple[int, Any]] = []
+        for i, enc in enumerate(self._piece_tokenizer().encode_batch([str(t) for t in texts])):
+            windows += [(i, w) for w in enc.overflowing[: max_pieces - 1]]
+        if not windows:
+            return out
+        vectors = np.empty((len(windows), self.dimension), dtype=np.float32)
+        for j, (_, w) in enumerate(windows):
+            real = int(sum(w.attention_mask))
+            ids = np.array([w.ids[:real]], dtype=np.int64)
+            vectors[j] = self._run(ids, np.ones_like(ids))[0]
+        owner = np.array([i for i, _ in windows])
+        for i in set(owner.tolist()):
+            out[i] = vectors[owner == i]
+        return out
+
+    def _piece_tokenizer(self) -> Tokenizer:
+        """A copy of the tokenizer that keeps what truncation cuts off, as overlapping windows."""
+        if self._pieces_tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_str(self._tokenizer.to_str())
+            tok.no_padding()
+            tok.enable_truncation(max_length=self.max_seq_length, stride=PIECE_OVERLAP)
+            self._pieces_tokenizer = tok
+        return self._pieces_tokenizer
+
     def embed_one(self, text: str) -> npt.NDArray[np.float32]:
-        """Embed one text; returns a ``(dimension,)`` float32 unit vector."""
-        return self.embed([text])[0]
+        """Embed one text; returns a ``(dimension,)`` float32 unit vector -- the same as
+        ``embed([text])[0]`` without the batch bookkeeping (~0.1 ms of a search's CPU)."""
+        enc = self._tokenizer.encode(str(text))
+        ids = np.array([enc.ids], dtype=np.int64)
+        mask = np.array([enc.attention_mask], dtype=np.int64)
+        return self._run(ids, mask)[0]
 
     def _run(
         self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]

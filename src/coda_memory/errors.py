@@ -1,5 +1,6 @@
 """Domain errors. Each carries its HTTP status and a stable machine-readable code; the HTTP
-layer maps them to ``{"error": {"code", "message"}}`` in one place (``coda_memory.api.app.create_app``).
+layer maps them to ``{"error": {"code", "message"}}`` in one place (``coda_memory.api.app.create_app``);
+the statuses the framework answers by itself take their code from :func:`error_code_for`.
 Messages never contain secrets or memory content."""
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class PayloadTooLarge(MemoryServiceError):
     status, code = 413, "payload_too_large"
 
 
+class MethodNotAllowed(MemoryServiceError):
+    status, code = 405, "method_not_allowed"
+
+
 class UnsupportedMediaType(MemoryServiceError):
     status, code = 415, "unsupported_media_type"
 
@@ -74,3 +79,17 @@ class ServiceUnavailable(MemoryServiceError):
 
     def __init__(self, message: str, *, retry_after: int = 1):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+def error_code_for(status: int) -> str:
+    """The error code of an HTTP status this API answers (``error`` for others), for answers the
+    framework gives (unknown route, wrong method) rather than one of the errors above."""
+    return _CODES.get(status, "error")
+
+
+def _all(cls: type[MemoryServiceError]) -> list[type[MemoryServiceError]]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _all(direct))]
+
+
+#: status -> code, from the classes above (RateLimited's code for 429; QuotaExceeded sets its own).
+_CODES = {cls.status: cls.code for cls in reversed(_all(MemoryServiceError)) if cls.status != 500}

@@ -491,8 +491,13 @@ class _SearchCommon(_Strict):
     user_id: Identifier = Field(examples=["alice"])
     top_k: int = Field(10, ge=1, json_schema_extra={"maximum": _limit("max_top_k")})
     filters: SearchFilters = Field(default_factory=lambda: SearchFilters())
-    #: drop results whose cosine similarity to the query is below this (None: keep all)
-    min_relevance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    # The name predates the blended ``relevance`` score; the threshold is on cosine similarity.
+    min_relevance: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False, title="Minimum cosine similarity",
+        description="A cosine-similarity threshold, not a threshold on the blended `relevance` score: results "
+                    "whose `similarity` (cosine between the query's and the memory's embeddings) is below it "
+                    "are dropped, whatever their lexical score. null keeps every result (for /context: the "
+                    "server's default threshold, MEMORY_CONTEXT_MIN_RELEVANCE).")
     include_archived: bool = Field(False, description="also rank archived memories (an exact scan of them)")
     include_superseded: bool = Field(False, description="also rank superseded memories (an exact scan of them)")
 

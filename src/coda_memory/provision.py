@@ -13,11 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import psycopg
-from psycopg.conninfo import make_conninfo
-
 from .db.migrate import apply_migrations
-from .db.roles import set_role_password
+from .db.roles import grant_login, owner_url
 
 
 class SecretStore(Protocol):
@@ -62,8 +59,8 @@ def _json_secret(store: SecretStore, secret_id: str) -> dict[str, Any]:
 
 def admin_url(target: Target, admin: dict[str, Any]) -> str:
     """Connection string of the master user on the writer (libpq quoting, any host form)."""
-    return make_conninfo(host=target.cluster_host, port=target.port, dbname=target.dbname,
-                         user=str(admin["username"]), password=str(admin["password"]), sslmode=target.sslmode)
+    return owner_url(host=target.cluster_host, port=target.port, dbname=target.dbname,
+                     user=str(admin["username"]), password=str(admin["password"]), sslmode=target.sslmode)
 
 
 def provision(target: Target, store: SecretStore, *, url: str | None = None) -> dict[str, Any]:
@@ -72,10 +69,7 @@ def provision(target: Target, store: SecretStore, *, url: str | None = None) -> 
     url = url or admin_url(target, _json_secret(store, target.admin_secret_id))
     applied = apply_migrations(url)
     app = _json_secret(store, target.app_secret_id)
-    with psycopg.connect(url, autocommit=True) as conn:
-        set_role_password(conn, str(app["username"]), str(app["password"]))
-        row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-    schema_version = int(row[0]) if row and row[0] is not None else 0
+    schema_version = grant_login(url, str(app["username"]), str(app["password"]))
     wanted = {**app, "host": target.proxy_host, "port": target.port, "dbname": target.dbname,
               "sslmode": target.sslmode}
     if wanted != app:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from coda_memory.db.filters import filters_param
+from coda_memory.db.filters import FILTER_ATTRIBUTES, filters_param
 from coda_memory.db.pool import Database
 from coda_memory.models import SearchFilters
 from coda_memory.usecases import jobs
@@ -158,11 +158,12 @@ def test_filters_apply_to_lexical_candidates(app_conn, admin_conn, corpus):
 
 
 def test_search_filters_type_matches_the_model(admin_conn):
-    """filters_param sends SearchFilters' fields in order as a search_filters value."""
+    """filters_param sends the filters in the order of the search_filters type, which has the
+    API's SearchFilters fields (a filter added to one and not the others fails here)."""
     attrs = [r[0] for r in admin_conn.execute(
         """SELECT attname FROM pg_attribute WHERE attrelid = 'search_filters'::regclass
            AND attnum > 0 AND NOT attisdropped ORDER BY attnum""")]
-    assert attrs == list(SearchFilters.model_fields)
+    assert attrs == list(FILTER_ATTRIBUTES) == list(SearchFilters.model_fields)
 
 
 def test_statistics_are_invisible_to_other_users(app_conn, admin_conn, corpus):

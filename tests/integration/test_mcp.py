@@ -254,7 +254,27 @@ async def exercise_every_tool(c: McpClient, user: str) -> None:
                                         "tags": ["tea"]}))
     mid = out["memory_id"]
     assert out["status"] == "created"
-    assert _ok(await c.call("remember", {"content": tea})) == {"status": "duplicate", "memory_id": mid}
+    assert _ok(await c.call("remember", {"content": tea})) == {"status": "duplicate", "memory_id": mid,
+                                                               "similar": []}
+
+    # a changed fact: remember shows the close memory, supersedes retires it from recall
+    lisbon = _ok(await c.call("remember", {"content": "I live in Lisbon"}))["memory_id"]
+    out = await c.call("remember", {"content": "I live in Porto now"})
+    porto = _ok(out)["memory_id"]
+    assert f"you already remember: 'I live in Lisbon' (id {lisbon}); pass supersedes=[id]" in out.text
+    _ok(await c.call("update_memory", {"memory_id": lisbon, "superseded_by": porto}))
+    out = await c.call("get_memory", {"memory_id": lisbon})
+    assert _ok(out)["superseded_by"] == porto and f"superseded by {porto}" in out.text
+    assert f"{porto} supersedes {lisbon}" in out.text
+    found = [m["id"] for m in _ok(await c.call("recall", {"query": "I live in", "top_k": 10}))["results"]]
+    assert porto in found and lisbon not in found
+    moved = _ok(await c.call("remember", {"content": "I live in Braga", "supersedes": [porto],
+                                          "relations": [{"type": "relates_to", "target_id": lisbon}]}))
+    assert _ok(await c.call("get_memory", {"memory_id": porto}))["superseded_by"] == moved["memory_id"]
+    _tool_error(await c.call("remember", {"content": "I live in Faro", "supersedes": [porto]}), "conflict",
+                moved["memory_id"])
+    for gone in (lisbon, porto, moved["memory_id"]):
+        _ok(await c.call("forget", {"memory_id": gone}))
 
     # only the content: content_type "fact", source_type "mcp"
     bare = _ok(await c.call("remember", {"content": "The office moves to Lyon in March"}))

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -116,7 +117,7 @@ def _scram_matches(verifier: str, password: str) -> bool:
             and base64.b64encode(hmac.new(salted, b"Server Key", "sha256").digest()).decode() == server_key)
 
 
-CONTEXT = SimpleNamespace(log_stream_name="2026/11/28/[$LATEST]abc")
+CONTEXT = SimpleNamespace(log_stream_name="2026/11/28/[$LATEST]abc", get_remaining_time_in_millis=lambda: 900_000)
 
 
 def test_create_migrates_sets_the_password_and_completes_the_app_secret(aws, cfn, fresh_db, admin_conn):
@@ -184,3 +185,20 @@ def test_delete_leaves_the_database_alone(aws, cfn, fresh_db, admin_conn):
     migrate_app.handler(_event("Delete", cfn, props, migrate_app.PHYSICAL_ID), CONTEXT)
     assert cfn.responses[-1]["Status"] == "SUCCESS"
     assert admin_conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (fresh_db["dbname"],)).fetchone()
+
+
+def test_a_hanging_provisioning_is_answered_failed_before_the_function_times_out(aws, cfn, fresh_db, monkeypatch):
+    """The database accepts the connection and never answers (libpq waits for ever): the
+    handler still answers FAILED, REPLY_MARGIN_S before the function's timeout, instead of
+    leaving CloudFormation to wait its hour."""
+    silent = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody ever answers
+    try:
+        props = {**_stack(fresh_db), "ClusterHost": "127.0.0.1", "Port": str(silent.getsockname()[1])}
+        monkeypatch.setattr(migrate_app, "REPLY_MARGIN_S", 899.0)  # the function "times out" in 1 s
+        out = migrate_app.handler(_event("Create", cfn, props), CONTEXT)
+        (response,) = cfn.responses
+        assert out["Status"] == response["Status"] == "FAILED"
+        assert response["Reason"].startswith("Create did not finish before the function's timeout")
+        assert response["RequestId"] and response["LogicalResourceId"] == "DatabaseSchema"
+    finally:
+        silent.close()  # the worker's connection fails and its thread ends

@@ -114,6 +114,9 @@ def test_a_users_own_graph_serves_its_search_and_a_short_walk_is_completed(app_c
         app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (user,))
         got = [r[0] for r in app_conn.execute("SELECT id FROM memory_nearest(%s::vector::halfvec, 50)", (vector_text(q),))]
         scans = app_conn.execute("SELECT pg_stat_get_xact_numscans(%s::regclass)", (index,)).fetchone()[0]
+        # the walk's settings end with the call: nothing leaks into the caller's transaction
+        assert app_conn.execute("SELECT current_setting('enable_sort'), current_setting('plan_cache_mode')"
+                                ).fetchone() == ("on", "auto")
     assert scans >= 1  # the walk used the user's own graph
     assert got == _exact(rows, q, 50)  # 300 vectors, ef_search 200: the walk is exact here
     # a walk stopped after 20 tuples finds at most a few of the 3 'rare' memories; the exact

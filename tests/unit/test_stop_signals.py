@@ -1,4 +1,4 @@
-"""The runner's signal handling: the Python-level handler takes no lock, so a second signal
+"""The runner's and the subscriber's signal handling: the Python-level handler takes no lock, so a second signal
 arriving while the main thread is inside ``Event.wait`` (holding the event's lock) cannot
 deadlock it, as ``Event.set()`` in the handler did; the first signal asks for a stop, the
 second hurries."""
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from local.run import StopSignals
+from functions.stop_signals import StopSignals
 
 HURRIED = threading.Event()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,62 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import runtime
 from ..auth import Caller, Principal
-from ..config import get_settings
-from ..errors import (
-    BadRequest,
-    Forbidden,
-    MemoryServiceError,
-    PayloadTooLarge,
-    RateLimited,
-    Unauthorized,
-    ValidationFailed,
-)
-from ..models import load_json_object, validation_message
+from ..errors import Forbidden, MemoryServiceError, RateLimited, Unauthorized, ValidationFailed, error_code_for
+from ..http_messages import error_response
+from ..models import validation_message
 from ..observability import logger, record_request
 
 log = logging.getLogger(__name__)
-
-_STATUS_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
-    503: "service_unavailable",
-}
-
-
-def error_code_for(status: int) -> str:
-    """The error code of an HTTP status this API answers (``error`` for others)."""
-    return _STATUS_CODES.get(status, "error")
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None,
-    fields: dict[str, Any] | None = None,
-) -> JSONResponse:
-    return JSONResponse({"error": {**(fields or {}), "code": code, "message": message}}, status_code=status,
-                        headers=headers)
-
-
-async def raw_body(request: Request) -> bytes:
-    """The request body, 413 past the size limit (``MEMORY_MAX_BODY_BYTES``)."""
-    limit = get_settings().max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    return body
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object: 413 past the size limit, 400 when it is not JSON
-    or not an object (NaN/Infinity are refused: PostgreSQL's jsonb cannot store them)."""
-    body = await raw_body(request)
-    if not body.strip():
-        raise BadRequest("request body is empty; a JSON object is expected")
-    return load_json_object(body, "request body", BadRequest)
-
 
 def _client_ip(request: Request) -> str | None:
     event = request.scope.get("aws.event") or {}

@@ -15,16 +15,13 @@ import argparse
 import os
 import sys
 import uuid
-from typing import Any
-
-import psycopg
 
 from ..auth import generate_key, hash_key
 from ..db import keys
 from ..models import check_identifier
 
 
-def create_key(conn: psycopg.Connection[Any], user_id: str | None, name: str = "") -> tuple[str, uuid.UUID]:
+def create_key(conn: keys.OwnerConnection, user_id: str | None, name: str = "") -> tuple[str, uuid.UUID]:
     """Store a new key's hash; return (key, key_id). The key itself is never stored."""
     if user_id is not None:
         check_identifier(user_id, "user_id")
@@ -47,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("set DATABASE_ADMIN_URL or pass --database-url")
-    with psycopg.connect(args.database_url, autocommit=True) as conn:
+    with keys.connect_as_owner(args.database_url) as conn:
         if args.command == "create":
             key, key_id = create_key(conn, args.user, args.name)
             print(f"key_id {key_id}\nkey    {key}\n(store the key now: only its hash is kept)")

@@ -11,6 +11,14 @@ import psycopg
 
 from .pool import DictCursor
 
+#: A connection as the schema owner (the only role that may write ``api_keys``).
+OwnerConnection = psycopg.Connection[Any]
+
+
+def connect_as_owner(url: str) -> OwnerConnection:
+    """An autocommit connection to the schema owner's URL (``DATABASE_ADMIN_URL``); a context manager."""
+    return psycopg.connect(url, autocommit=True)
+
 
 def resolve(cur: DictCursor, key_hash: str) -> tuple[str, str | None] | None:
     """``(key_id, user_id)`` of an active stored key with this SHA-256 hex digest, else None."""

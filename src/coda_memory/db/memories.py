@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from ..models import SearchFilters
-from .filters import NOT_EXPIRED, where_clause
+from .filters import NOT_EXPIRED, Filters, where_clause
 from .pool import DictCursor
 
 MEMORY_COLUMNS = (
@@ -53,6 +52,8 @@ class NewMemory:
     created_at: datetime | None
     expires_at: datetime | None = None
     archived: bool = False
+    #: embeddings of the rest of a text longer than the model reads (Embedder.embed_pieces)
+    embedding_pieces: Sequence[np.ndarray] = ()
 
 
 @dataclass
@@ -72,14 +73,15 @@ def insert_memories(cur: DictCursor, rows: Sequence[NewMemory], *, actor: str, a
     cur.executemany(
         """INSERT INTO memories (id, user_id, content, content_type, embedding, source_type,
                source_id, context_id, event_id, importance, confidence, tags, metadata,
-               content_hash, created_at, expires_at, archived, archived_at)
+               content_hash, created_at, expires_at, archived, archived_at, embedding_pieces)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()), %s,
-                   %s, CASE WHEN %s THEN now() END)""",
+                   %s, CASE WHEN %s THEN now() END, %s::halfvec[])""",
         [
             (
                 r.id, r.user_id, r.content, r.content_type, r.embedding, r.source_type,
                 r.source_id, r.context_id, r.event_id, r.importance, r.confidence, r.tags,
                 Jsonb(r.metadata), r.content_hash, r.created_at, r.expires_at, r.archived, r.archived,
+                pieces_param(r.embedding_pieces),
             )
             for r in rows
         ],
@@ -119,9 +121,14 @@ def lock_for_update(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict
     return cur.fetchone()
 
 
+def pieces_param(pieces: Sequence[np.ndarray]) -> list[str] | None:
+    """The ``halfvec[]`` parameter of a memory's pieces (NULL when it has none)."""
+    return ["[" + ",".join(f"{x:.6g}" for x in v) + "]" for v in pieces] or None
+
+
 def update_memory(
     cur: DictCursor, user_id: str, memory_id: uuid.UUID, values: Mapping[str, Any],
-    embedding: np.ndarray | None, content_hash: str | None,
+    embedding: np.ndarray | None, content_hash: str | None, pieces: Sequence[np.ndarray] = (),
 ) -> dict[str, Any]:
     """Set ``values`` (keys from :data:`PATCHABLE`) on the memory, bump its version, and return
     the row. A plain UPDATE of the row, so generated columns and triggers follow."""
@@ -136,8 +143,8 @@ def update_memory(
         sets.append("archived_at = CASE WHEN %(archived)s THEN now() END")
     if embedding is not None:
         # (a trigger queues the new content for consolidation)
-        sets += ["embedding = %(embedding)s", "content_hash = %(hash)s"]
-        params.update(embedding=embedding, hash=content_hash)
+        sets += ["embedding = %(embedding)s", "content_hash = %(hash)s", "embedding_pieces = %(pieces)s::halfvec[]"]
+        params.update(embedding=embedding, hash=content_hash, pieces=pieces_param(pieces))
     cur.execute(
         f"UPDATE memories m SET {', '.join(sets)} WHERE m.user_id = %(u)s AND m.id = %(id)s "  # noqa: S608
         f"RETURNING {prefixed(MEMORY_COLUMNS)}",
@@ -193,7 +200,7 @@ def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str,
 
 
 def list_page(
-    cur: DictCursor, user_id: str, filters: SearchFilters, limit: int,
+    cur: DictCursor, user_id: str, filters: Filters, limit: int,
     after: tuple[datetime, uuid.UUID] | None, *, include_archived: bool = False, include_superseded: bool = False,
     newest_first: bool = True, columns: str = MEMORY_COLUMNS,
 ) -> list[dict[str, Any]]:

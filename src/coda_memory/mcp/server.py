@@ -23,9 +23,9 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from .. import __version__
-from ..api.app import error_code_for, error_response, json_body
 from ..auth import Caller
-from ..errors import MemoryServiceError, UnsupportedMediaType, ValidationFailed
+from ..errors import MemoryServiceError, UnsupportedMediaType, ValidationFailed, error_code_for
+from ..http_messages import error_response, json_body
 from ..models import check_identifier
 from .tools import TOOLS, Identity
 
@@ -35,7 +35,10 @@ SCOPE_KEY = "coda_memory.mcp.identity"
 INSTRUCTIONS = (
     "Long-term memory for this user. Use recall or get_context before answering questions that "
     "may depend on what the user said earlier; use remember for durable facts and preferences. "
-    "Tools act for the connection's user only."
+    "remember answers with the memories you already have that are close to the new one: when the "
+    "new memory replaces one of them (the user moved, changed a preference, corrected a fact), call "
+    "remember with supersedes=[that id] so the outdated memory stops coming back; when both stay "
+    "true, do not. Tools act for the connection's user only."
 )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..api import contract
+from .. import contract
 from ..auth import Caller
 from ..errors import ValidationFailed
 from ..models import (
@@ -28,7 +28,7 @@ from ..models import (
     SearchRequest,
     parse_model,
 )
-from ..usecases import ingest, memories, search
+from ..usecases import ingest, links, memories, search
 
 #: Arguments no tool accepts: who the call is for comes from the connection.
 IDENTITY_ARGUMENTS = ("user_id",)
@@ -103,12 +103,16 @@ REMEMBER_DEFAULTS = {name: RememberArguments.model_fields[name].default for name
 
 
 def remember(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
-    item = {**REMEMBER_DEFAULTS, **_with_user(identity, arguments)}
+    # the similar memories always come back: the model decides whether the new one replaces one
+    item = {**REMEMBER_DEFAULTS, **_with_user(identity, arguments), "return_similar": True}
     result = ingest.ingest(identity.caller, [item], atomic_single=True)[0]
     out = result.as_dict()
-    if result.status == "created":
-        return f"remembered as {result.memory_id}", out
-    return f"already remembered as {result.memory_id}", out
+    text = (f"remembered as {result.memory_id}" if result.status == "created"
+            else f"already remembered as {result.memory_id}")
+    if result.similar:
+        close = "; ".join(f"{_short(s['content'], 120)!r} (id {s['memory_id']})" for s in result.similar)
+        text += f"\nyou already remember: {close}; pass supersedes=[id] if this replaces it"
+    return text, out
 
 
 def recall(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
@@ -131,7 +135,13 @@ def get_memory(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
     ref = parse_model(MemoryRef, arguments)
     out = memories.get_memory(identity.caller, ref.memory_id, identity.user_id)
     tags = f", tags {', '.join(out['tags'])}" if out.get("tags") else ""
-    return f"[{out['content_type']}, {out['created_at']}{tags}] {out['content']}", out
+    text = f"[{out['content_type']}, {out['created_at']}{tags}] {out['content']}"
+    if out.get("superseded_by"):
+        text += f"\nsuperseded by {out['superseded_by']} (out of recall; update_memory superseded_by=null "\
+                "reinstates it)"
+    related = links.list_relations(identity.caller, ref.memory_id, identity.user_id)["relations"]
+    text += "".join(f"\n{r['source_id']} {r['type']} {r['target_id']}" for r in related)
+    return text, out
 
 
 def list_memories(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
@@ -191,8 +201,11 @@ class Tool:
 
 TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("remember", "Store a memory for the user (a fact, preference, event or conversation "
-         "snippet; content_type defaults to fact, source_type to mcp). Returns its id; storing the "
-         "same content again returns the existing id.",
+         "snippet; content_type defaults to fact, source_type to mcp). Returns its id and the "
+         "memories already stored that are close to it; storing the same content again returns the "
+         "existing id. When the new memory replaces one (a changed fact, a correction), pass its id "
+         "in supersedes: the old one then no longer comes back from recall. relations link it to "
+         "memories it extends, is derived_from or relates_to.",
          RememberArguments, contract.IngestResult, remember),
     Tool("recall", "Search the user's memories by meaning and keywords; best matches first. "
          "Optional filters narrow by type, tags, importance, context or time.",
@@ -203,9 +216,11 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("list_memories", "The user's memories, newest first, a page at a time (limit, cursor), "
          "optionally by content_type, tag, context_id or creation time.",
          ListQuery, contract.MemoryPage, list_memories),
-    Tool("get_memory", "One memory of the user by id.", MemoryRef, contract.Memory, get_memory),
+    Tool("get_memory", "One memory of the user by id, with what superseded it and its relations.",
+         MemoryRef, contract.Memory, get_memory),
     Tool("update_memory", "Correct a memory: give its id and only the fields to change (content, "
-         "content_type, tags, importance, confidence, metadata, context_id, expires_at).",
+         "content_type, tags, importance, confidence, metadata, context_id, expires_at; "
+         "superseded_by: null brings a superseded memory back, an id marks it replaced by that memory).",
          MemoryUpdate, contract.Memory, update_memory),
     Tool("forget", "Delete one memory of the user (soft delete: it no longer shows up; erased "
          "for good after the retention period).", MemoryRef, contract.DeleteResult, forget),

@@ -55,6 +55,7 @@ class _Pending:
     hash: str = ""
     tags: list[str] = field(default_factory=list)
     importance: float = 0.5
+    pieces: list[Any] = field(default_factory=list)
 
 
 def parse_item(raw: Any) -> IngestItem:
@@ -104,7 +105,10 @@ def ingest(
         pending.append(p)
 
     if pending:
-        vectors = runtime.embedder().embed([p.item.content for p in pending])
+        texts = [p.item.content for p in pending]
+        vectors = runtime.embedder().embed(texts)
+        for p, pieces in zip(pending, runtime.embedder().embed_pieces(texts, settings.embedding_pieces), strict=True):
+            p.pieces = list(pieces)
         by_user: dict[str, list[tuple[_Pending, Any]]] = {}
         for p, vec in zip(pending, vectors, strict=True):
             by_user.setdefault(p.item.user_id, []).append((p, vec))
@@ -172,6 +176,7 @@ def _store_user_items(
             context_id=item.context_id, event_id=p.event_id, importance=p.importance,
             confidence=item.confidence, tags=p.tags, metadata=item.metadata,
             content_hash=p.hash, created_at=item.created_at, expires_at=item.expires_at,
+            embedding_pieces=p.pieces,
         ))
         # Later items of the same batch with the same content are duplicates of this one.
         by_hash[p.hash] = memory_id

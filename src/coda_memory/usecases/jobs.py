@@ -30,7 +30,12 @@ from ..db import jobs as job_sql
 from ..db.pool import Database, DictCursor
 from . import access
 
-JOBS = ("archival", "quota_reset", "retention_purge", "consolidation", "access_fold")
+#: The job names: schedules' handlers, audit rows, results, ``python -m local.run fire <job>``.
+ARCHIVAL, QUOTA_RESET, RETENTION_PURGE, CONSOLIDATION, ACCESS_FOLD = (
+    "archival", "quota_reset", "retention_purge", "consolidation", "access_fold")
+#: Runs inside archival (archival changes which users are large), never on its own schedule.
+VECTOR_GRAPHS = "vector_graphs"
+JOBS = (ARCHIVAL, QUOTA_RESET, RETENTION_PURGE, CONSOLIDATION, ACCESS_FOLD)
 
 #: Stop starting new batches when less than this much time is left (seconds).
 SAFETY_MARGIN_S = 10.0
@@ -115,7 +120,7 @@ def archive(
     """Archive memories older than ``after_days`` read fewer than ``max_access_count`` times,
     except those with importance >= ``keep_importance``."""
     return _run_batches(
-        db, "archival",
+        db, ARCHIVAL,
         lambda cur, limit, rid: job_sql.archive_batch(cur, after_days, max_access_count, keep_importance, limit, rid),
         batch_size, {"after_days": after_days, "max_access_count": max_access_count,
                      "keep_importance": keep_importance}, run,
@@ -130,7 +135,7 @@ def vector_graphs(db: Database | None = None, *, min_memories: int, **run: Unpac
     """Give every user with at least ``min_memories`` searchable memories a vector graph of its
     own, drop those of users below half of it (``db/functions/memory_vector_graphs.sql``)."""
     return _run_batches(
-        db, "vector_graphs", lambda cur, limit, _rid: job_sql.vector_graphs_batch(cur, min_memories, limit),
+        db, VECTOR_GRAPHS, lambda cur, limit, _rid: job_sql.vector_graphs_batch(cur, min_memories, limit),
         VECTOR_GRAPHS_PER_BATCH, {"min_memories": min_memories}, run,
     )
 
@@ -138,7 +143,7 @@ def vector_graphs(db: Database | None = None, *, min_memories: int, **run: Unpac
 def purge(db: Database | None = None, *, after_days: int, batch_size: int, **run: Unpack[RunOptions]) -> JobResult:
     """Hard-delete memories soft-deleted more than ``after_days`` days ago, and expired ones."""
     return _run_batches(
-        db, "retention_purge", lambda cur, limit, rid: job_sql.purge_batch(cur, after_days, limit, rid),
+        db, RETENTION_PURGE, lambda cur, limit, rid: job_sql.purge_batch(cur, after_days, limit, rid),
         batch_size, {"after_days": after_days}, run,
     )
 
@@ -149,7 +154,7 @@ def reset_quotas(
     """Zero ``daily_ingestions`` and move ``quota_day`` to today (UTC) where it is older."""
     day = today or datetime.now(UTC).date()
     return _run_batches(
-        db, "quota_reset", lambda cur, limit, rid: job_sql.reset_quotas_batch(cur, day, limit, rid),
+        db, QUOTA_RESET, lambda cur, limit, rid: job_sql.reset_quotas_batch(cur, day, limit, rid),
         batch_size, {"today": day.isoformat()}, run,
     )
 
@@ -162,7 +167,7 @@ def consolidate(
     user into the earliest (``db/functions/job_consolidate_batch.sql``). ``affected`` counts the
     memories compared; the merges are in the per-user audit rows and the history."""
     return _run_batches(
-        db, "consolidation",
+        db, CONSOLIDATION,
         lambda cur, limit, rid: job_sql.consolidate_batch(cur, similarity, limit, max_tags, rid),
         batch_size, {"similarity": similarity}, run,
     )
@@ -178,7 +183,7 @@ def run_job(
 ) -> JobResult:
     """Run one job by name with the configured knobs."""
     s = settings or get_settings()
-    if job == "archival":
+    if job == ARCHIVAL:
         archived = archive(
             db,
             after_days=s.archive_after_days,
@@ -191,11 +196,11 @@ def run_job(
         # archival changes who is large: the per-user graphs follow in the same run
         vector_graphs(db, min_memories=s.vector_graph_min_memories, request_id=request_id, time_left_s=time_left_s)
         return archived
-    if job == "quota_reset":
+    if job == QUOTA_RESET:
         return reset_quotas(
             db, batch_size=s.job_batch_size, request_id=request_id, time_left_s=time_left_s
         )
-    if job == "retention_purge":
+    if job == RETENTION_PURGE:
         return purge(
             db,
             after_days=s.purge_after_days,
@@ -203,10 +208,10 @@ def run_job(
             request_id=request_id,
             time_left_s=time_left_s,
         )
-    if job == "consolidation":
+    if job == CONSOLIDATION:
         return consolidate(db, similarity=s.consolidate_similarity, batch_size=s.consolidate_batch_size,
                            max_tags=s.max_tags, request_id=request_id, time_left_s=time_left_s)
-    if job == "access_fold":
+    if job == ACCESS_FOLD:
         # every minute: no audit row per run (the counts it adds are not an action on memories)
         folded = access.fold(db=db, time_left_s=time_left_s)
         return JobResult(job=job, affected=folded["accesses"], batches=folded["users"], complete=folded["complete"],

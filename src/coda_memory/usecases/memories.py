@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import runtime
 from ..auth import Caller
+from ..config import get_settings
 from ..db import audit, quotas
 from ..db import memories as memory_sql
 from ..db import relations as relation_sql
@@ -114,6 +115,8 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: di
     # embedded before the transaction: no row lock is held while the model runs (wasted when the
     # content turns out unchanged, which a client rarely sends)
     vector = runtime.embedder().embed_one(wanted["content"]) if "content" in wanted else None
+    pieces = (runtime.embedder().embed_pieces([wanted["content"]], get_settings().embedding_pieces)[0]
+              if "content" in wanted else ())
     with runtime.database().user_tx(user_id) as cur:
         quotas.lock(cur, user_id)
         plan = LinkPlan(cur, user_id, [Links(supersedes=[mid])] if supersede and by is not None else [])
@@ -138,7 +141,7 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: di
                 _check_content_free(cur, user_id, mid, new_hash or "")
                 embedding = vector
             values = {k: wanted[k] for k in changes}
-            row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash)
+            row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash, list(pieces))
             action = "restored" if changes.get("archived", {}).get("new") is False else "updated"
             memory_sql.write_history(cur, user_id, [
                 memory_sql.HistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -104,6 +104,7 @@ class _Line:
     item: ImportLine
     hash: str
     vector: Any = None
+    pieces: list[Any] = field(default_factory=list)
 
 
 def import_lines(caller: Caller, user_id: str, body: bytes) -> dict[str, Any]:
@@ -172,7 +173,10 @@ def _import(caller: Caller, user_id: str, records: list[tuple[int, Any]],
     if to_embed:
         for ln, vec in zip(to_embed, runtime.embedder().embed([ln.item.content for ln in to_embed]), strict=True):
             ln.vector = vec
-    for ln in lines:
+    # the pieces of long memories (what the model does not read) are always this model's own
+    all_pieces = runtime.embedder().embed_pieces([ln.item.content for ln in lines], get_settings().embedding_pieces)
+    for ln, pieces in zip(lines, all_pieces, strict=True):
+        ln.pieces = list(pieces)
         if ln.item.embedding is not None:
             # The stored vectors are unit length. Scaled by the largest component first, in
             # float64: the norm of components like 1e300 or 1e-300 would overflow or underflow
@@ -220,6 +224,7 @@ def _import(caller: Caller, user_id: str, records: list[tuple[int, Any]],
                 else score_importance(item.content, item.content_type),
                 confidence=item.confidence, tags=item.tags, metadata=item.metadata, content_hash=ln.hash,
                 created_at=item.created_at, expires_at=item.expires_at, archived=item.archived,
+                embedding_pieces=ln.pieces,
             ))
             seen_ids.add(memory_id)
             by_hash[ln.hash] = memory_id

@@ -27,22 +27,23 @@ DROP FUNCTION IF EXISTS bm25_scores_probe(text, uuid[], float8, float8);
 CREATE OR REPLACE FUNCTION bm25_scores(p_query text, p_ids uuid[], p_k1 float8 DEFAULT 1.2,
                                        p_b float8 DEFAULT 0.75)
 RETURNS TABLE (id uuid, score float8)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
--- Planned once per connection: a custom plan per call cost ~0.5 ms of planning (partitioned
--- memories), more than the lookups. The generic plan prunes to the user's partition when it
--- starts (the user is a stable expression) and reads the ids by primary key.
-SET plan_cache_mode = force_generic_plan
-AS $fn$
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $fn$
 BEGIN
-    RETURN QUERY
-    WITH q AS MATERIALIZED (SELECT * FROM public.bm25_query_terms(p_query))
-    SELECT m.id,
-           (SELECT sum(q.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1),
-                                                  length(m.search_vector), q.avgdl, p_k1, p_b))
-            FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
-    FROM public.memories m
-    WHERE m.user_id = NULLIF(current_setting('app.current_user_id', true), '') AND m.id = ANY(p_ids)
-      AND NOT m.deleted;
+    -- EXECUTE: planned per call with the actual user and ids, so PostgreSQL prunes to the
+    -- user's partition at plan time. A cached generic plan was measured at 11 ms per call on
+    -- 10,000 users (22 ms on 38 ids earlier) against ~1 ms planned per call.
+    IF coalesce(cardinality(p_ids), 0) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE
+        'WITH q AS MATERIALIZED (SELECT * FROM public.bm25_query_terms($1))
+         SELECT m.id,
+                (SELECT sum(q.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1),
+                                                       length(m.search_vector), q.avgdl, $3, $4))
+                 FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
+         FROM public.memories m
+         WHERE m.user_id = $5 AND m.id = ANY($2) AND NOT m.deleted'
+    USING p_query, p_ids, p_k1, p_b, NULLIF(current_setting('app.current_user_id', true), '');
 END
 $fn$;
 

@@ -6,7 +6,8 @@
 -- re-worded since they were last compared; a trigger fills it), oldest memory first per user,
 -- FOR UPDATE SKIP LOCKED. For each it looks, among the user's
 -- live memories of the same content_type created before it, for those with cosine similarity
--- >= p_similarity (the 10 nearest through the partition's HNSW index, then the threshold) and
+-- >= p_similarity (the 10 nearest by an exact scan of those rows -- memories has had no vector
+-- index since migration 0030 -- then the threshold) and
 -- picks the earliest whose words include every word of the candidate (the lexemes of the
 -- full-text vector: stemmed, stop words out, numbers in): the survivor. The candidate then adds
 -- nothing the survivor does not say. Sentence embeddings barely see which weekday, month,

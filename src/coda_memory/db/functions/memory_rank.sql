@@ -6,7 +6,7 @@
 --   v       the nearest, in rank order
 --   t       the lexical candidates, in rank order
 --   vb      the exact BM25 of the nearest that are not lexical candidates (hybrid only), so both
---           lists are scored on both measures
+--           lists are scored on both measures (bm25_scores: planned per call, see there)
 --   c       their union
 --   scored  the candidates' rows, fetched by primary key, every filter and expiry applied again
 --           in this snapshot (a lexical candidate may have changed since bm25_candidates ran)
@@ -21,9 +21,10 @@
 --
 -- Returns ids and scores only (the relevance and its parts: the fused match, the raw BM25, the
 -- importance and the recency term, which POST /search shows with explain: true); the caller
--- fetches the columns of those few rows. Static SQL
--- planned once per connection (a generic plan, pruned to the user's partition when it starts):
--- planning the ranking per call cost ~1 ms, more than running it for a small user.
+-- fetches the columns of those few rows. Planned per
+-- call (force_custom_plan: the user's id is a constant to the planner, which then prunes to the
+-- user's partition and looks candidates up by primary key; a cached generic plan probed the id
+-- index of all 32 partitions per candidate: ~100 ms on 10,000 users).
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8);
@@ -55,16 +56,21 @@ CREATE OR REPLACE FUNCTION memory_rank(
 )
 RETURNS TABLE (id uuid, similarity float8, relevance float8, match float8, lexical float8, importance float8,
                recency float8)
-LANGUAGE plpgsql STABLE
-SET plan_cache_mode = force_generic_plan
+LANGUAGE plpgsql STABLE ROWS 10
+SET plan_cache_mode = force_custom_plan
 AS $fn$
 DECLARE
-    v_user text := NULLIF(current_setting('app.current_user_id', true), '');
+    v_user    text := NULLIF(current_setting('app.current_user_id', true), '');
+    v_near    uuid[];
+    v_vb_ids  uuid[];
+    v_vb      float8[];
 BEGIN
-    RETURN QUERY
-    WITH v AS (
-        SELECT n.id, row_number() OVER (ORDER BY n.distance, n.id) AS rank
-        FROM (
+    -- the nearest, best first; then (hybrid only) the exact BM25 of those that are not lexical
+    -- candidates. Steps of their own rather than CTEs: a cached plan cannot fold the mode away.
+    -- (with include_archived / include_superseded, also the p_n nearest of the user's memories
+    -- in those states, by an exact scan: they are in no search structure)
+    v_near := ARRAY(
+        SELECT n.id FROM (
             SELECT n.id, n.distance FROM public.memory_nearest(p_vector, p_n, p_filters) n
             UNION ALL
             (SELECT m.id, (m.embedding <=> p_vector)::float8
@@ -74,15 +80,22 @@ BEGIN
                AND public.memory_visible(m, p_filters)
              ORDER BY 2, 1 LIMIT p_n)
         ) n
+        ORDER BY n.distance, n.id);
+    IF p_match <> 'vector' THEN
+        SELECT array_agg(s.id), array_agg(s.score) INTO v_vb_ids, v_vb
+        FROM public.bm25_scores(p_query, ARRAY(SELECT x FROM unnest(v_near) x WHERE x <> ALL(coalesce(p_t_ids, '{}'))),
+                                p_k1, p_b) s;
+    END IF;
+    RETURN QUERY
+    WITH v AS (
+        SELECT x.id, x.rank FROM unnest(v_near) WITH ORDINALITY AS x(id, rank)
     ),
     t AS (
         SELECT x.id, x.bm25, x.rank
         FROM unnest(p_t_ids, p_t_scores) WITH ORDINALITY AS x(id, bm25, rank)
     ),
     vb AS (
-        SELECT s.id, s.score
-        FROM public.bm25_scores(p_query, ARRAY(SELECT v.id FROM v WHERE v.id NOT IN (SELECT t.id FROM t)), p_k1, p_b) s
-        WHERE p_match <> 'vector'
+        SELECT x.id, x.score FROM unnest(v_vb_ids, v_vb) AS x(id, score)
     ),
     c AS (
         SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coalesce(t.bm25, vb.score) AS bm25
@@ -90,9 +103,15 @@ BEGIN
     ),
     scored AS (
         SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
-               -- a zero vector has no direction: pgvector answers NaN, counted as no similarity
-               coalesce(nullif(1 - (m.embedding <=> p_vector), 'NaN'::float8), 0) AS sim
+               -- a long memory scores by its best piece (its opening or a later window,
+               -- migration 0045); a zero vector has no direction: pgvector answers NaN,
+               -- counted as no similarity
+               coalesce(nullif(1 - least(m.embedding <=> p_vector,
+                                         (SELECT min(p <=> p_vector) FROM unnest(m.embedding_pieces) p)),
+                               'NaN'::float8), 0) AS sim
         FROM public.memories m JOIN c ON c.id = m.id
+        -- = ANY(ARRAY(...)): one primary-key lookup per candidate (a plain join was planned as a
+        -- merge join that read every row of the user: 6 ms at 10k memories)
         WHERE m.user_id = v_user AND m.id = ANY(ARRAY(SELECT c.id FROM c))
           AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
     ),

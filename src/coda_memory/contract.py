@@ -20,8 +20,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
-from .. import __version__
-from ..models import optional
+from . import __version__
+from .models import optional
 
 REF = "#/components/schemas/{model}"
 
