@@ -333,6 +333,7 @@ def _banner(rt: LocalRuntime, backing: Backing, key: str, generated: bool,
     for name, error in rt.load_errors.items():
         lines.append(f"  NOT LOADED           {name}: {error}")
     lines += [
+        f"  Console:  open {rt.api_url}/console/ and paste the API key above",
         f"  Try:   curl -s -H 'X-API-Key: {key}' {rt.api_url}/health",
         "  Fire a job now:  python -m local.run fire archival   (quota_reset, retention_purge, consolidation)",
         "  Ctrl-C stops everything.",

@@ -6,13 +6,13 @@ const USER = "coda-memory.user_id";
 
 export interface Session {
   apiKey: string;
+  /** Whose memories the views show; empty until one is picked (the service key acts for anyone). */
   userId: string;
 }
 
 export function load(): Session | null {
   const apiKey = sessionStorage.getItem(KEY);
-  const userId = sessionStorage.getItem(USER);
-  return apiKey && userId ? { apiKey, userId } : null;
+  return apiKey ? { apiKey, userId: sessionStorage.getItem(USER) ?? "" } : null;
 }
 
 export function save(session: Session): void {
