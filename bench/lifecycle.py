@@ -154,7 +154,7 @@ def _list_patch_export(res: dict[str, Any], api: Handlers, transport: Any, pg: A
         assert mid is not None
         plan = conn.execute(
             """EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT m.id FROM memories m
-               WHERE m.user_id = %s AND NOT m.deleted AND (m.expires_at IS NULL OR m.expires_at > now())
+               WHERE m.user_id = %s AND NOT m.deleted AND NOT memory_expired(m)
                  AND NOT m.archived AND (m.created_at, m.id) < (%s, %s)
                ORDER BY m.created_at DESC, m.id DESC LIMIT 101""", (big, mid[0], mid[1])).fetchall()
     res["list"]["deep_page_plan"] = [r[0] for r in plan]

@@ -45,6 +45,8 @@ from coda_memory.models import (  # noqa: E402
     MemoryPatch,
     RelationSpec,
     RelationType,
+    parse_import,
+    parse_ingest_events,
     parse_model,
 )
 from coda_memory.usecases import ingest, links, memories, transfer  # noqa: E402
@@ -66,12 +68,12 @@ TargetIdParam = Path(description="the related memory's id (UUID)", json_schema_e
                      "links": memory_links("$response.body#/memory_id", "$request.body#/user_id")},
                **error_responses(*COMMON, *BODY, 403, 404, 409)},
 )
-async def ingest_one(request: Request, response: Response, who: Caller = Depends(caller)) -> dict:
+async def ingest_one(request: Request, response: Response, who: Caller = Depends(caller)) -> IngestResult:
     """Store one memory: 201 with its id, or 200 `duplicate` with the id of the same content stored before."""
-    body = await json_body(request)
-    result = ingest.ingest(who, [body], atomic_single=True)[0]
+    item = parse_model(IngestItem, await json_body(request))
+    result = ingest.ingest(who, [item], atomic_single=True)[0]
     response.status_code = 201 if result.status == "created" else 200
-    return result.as_dict()
+    return result
 
 
 @app.post(
@@ -83,7 +85,7 @@ async def ingest_batch(request: Request, who: Caller = Depends(caller)) -> dict:
     """Store up to the batch limit of memories in one call; one result per item, in order (an invalid item is
     rejected alone)."""
     batch = parse_model(BatchRequest, await json_body(request))
-    return {"results": [r.as_dict() for r in ingest.ingest(who, batch.items)]}
+    return {"results": ingest.ingest(who, batch.parsed_items())}
 
 
 @app.get("/memory/{id}", response_model=Memory, responses=error_responses(*COMMON, 403, 404))
@@ -105,7 +107,7 @@ async def update_memory(
     request: Request, memory_id: str = MemoryIdParam, user_id: str = UserIdQuery, who: Caller = Depends(caller)
 ) -> dict:
     """Change the given fields of a memory; answers the memory with its new version."""
-    return memories.update_memory(who, memory_id, user_id, await json_body(request))
+    return memories.update_memory(who, memory_id, user_id, parse_model(MemoryPatch, await json_body(request)))
 
 
 @app.get("/memory/{id}/history", response_model=MemoryHistory, responses=error_responses(*COMMON, 403, 404))
@@ -122,7 +124,8 @@ async def memory_history(memory_id: str = MemoryIdParam, user_id: str = UserIdQu
 async def add_relation(request: Request, response: Response, memory_id: str = MemoryIdParam,
                        user_id: str = UserIdQuery, who: Caller = Depends(caller)) -> dict:
     """Relate the memory to another of the user's (extends, derived_from, relates_to)."""
-    relation, new = links.add_relation(who, memory_id, user_id, await json_body(request))
+    spec = parse_model(RelationSpec, await json_body(request))
+    relation, new = links.add_relation(who, memory_id, user_id, spec)
     response.status_code = 201 if new else 200
     return relation
 
@@ -142,7 +145,8 @@ async def delete_relation(
     who: Caller = Depends(caller),
 ) -> Response:
     """Remove one relation the memory has to another (supersession: PATCH `superseded_by: null`)."""
-    links.delete_relation(who, memory_id, user_id, relation_type, target_id)
+    spec = parse_model(RelationSpec, {"type": relation_type, "target_id": target_id})
+    links.delete_relation(who, memory_id, user_id, spec)
     return Response(status_code=204)
 
 
@@ -189,7 +193,13 @@ async def export_user(
 async def import_user(request: Request, user_id: str = Path(pattern=ID_PATTERN), who: Caller = Depends(caller)) -> dict:
     """Store memories for the user: ids and created_at kept, idempotent, a bad line rejected alone."""
     json_content = request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
-    return transfer.import_body(who, user_id, await raw_body(request), json_content=json_content)
+    lines = parse_import(await raw_body(request), json_content=json_content)
+    return transfer.import_memories(who, user_id, lines)
 
 
-handler = make_handler(app, direct={"ingest_events": ingest.ingest_events})
+def ingest_events(payload: dict) -> dict:
+    """Direct invoke from the subscriber: ``{"kind": "ingest_events", "events": [{"event_id", "data"}]}``."""
+    return ingest.ingest_events(*parse_ingest_events(payload))
+
+
+handler = make_handler(app, direct={"ingest_events": ingest_events})

@@ -36,10 +36,11 @@ from typing import Any
 import redis
 import redis.exceptions
 
+from coda_memory.events import event_problem
+
 from .config import SubscriberSettings
 from .invoker import IngestError, Invoker
 
-REQUIRED_FIELDS = ("event_type", "content", "user_id")
 MAX_EVENT_BYTES = 1_000_000  # a single seed event larger than this cannot be valid
 MAX_BATCH_BYTES = 5_000_000  # Lambda's synchronous payload limit is 6 MB
 
@@ -83,8 +84,9 @@ class Entry:
 
 
 def parse_entry(entry_id: str, fields: dict[bytes, bytes], attempts: int) -> Entry:
-    """Decode and check an entry: not JSON, not an object, missing or mistyped seed fields make it
-    malformed (dead-lettered without invoking). Everything else is the ingest function's call."""
+    """Decode and check an entry: not JSON, not an object, or not the seed event's shape
+    (``coda_memory.events.SeedEvent``: missing or mistyped fields) make it malformed
+    (dead-lettered without invoking). Everything else is the ingest function's call."""
     raw = fields.get(b"data", b"")
     raw_event_id = fields.get(b"event_id")
     event_id: str | None = None
@@ -109,17 +111,9 @@ def parse_entry(entry_id: str, fields: dict[bytes, bytes], attempts: int) -> Ent
     if not isinstance(event, dict):
         entry.problem = f"not a JSON object (got {type(event).__name__})"
         return entry
-    missing = [name for name in REQUIRED_FIELDS if name not in event or event[name] in (None, "")]
-    if missing:
-        entry.problem = "missing field(s): " + ", ".join(missing)
-        return entry
-    wrong = [name for name in REQUIRED_FIELDS if not isinstance(event[name], str)]
-    if "metadata" in event and event["metadata"] is not None and not isinstance(event["metadata"], dict):
-        wrong.append("metadata")
-    if wrong:
-        entry.problem = "wrong type for field(s): " + ", ".join(wrong)
-        return entry
-    entry.event = event
+    entry.problem = event_problem(event)
+    if entry.problem is None:
+        entry.event = event
     return entry
 
 

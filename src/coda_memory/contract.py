@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from . import __version__
+from .errors import MemoryServiceError
 from .models import optional
 
 REF = "#/components/schemas/{model}"
@@ -35,6 +36,11 @@ MemoryId = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable code, e.g. validation_error")
     message: str = Field(description="what went wrong, for people; never echoes input values")
+
+    @classmethod
+    def of(cls, exc: MemoryServiceError) -> ErrorDetail:
+        """``exc`` as a result reports it (a rejected batch item, event or import line)."""
+        return cls(code=exc.code, message=exc.message)
 
 
 class ErrorBody(BaseModel):

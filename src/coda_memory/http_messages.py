@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .config import get_settings
-from .errors import BadRequest, PayloadTooLarge
+from .errors import BadRequest, MemoryServiceError, PayloadTooLarge
 from .models import load_json_object
 
 
@@ -20,6 +20,11 @@ def error_response(
     """The one error shape of the API: ``{"error": {"code", "message", ...}}``."""
     return JSONResponse({"error": {**(fields or {}), "code": code, "message": message}}, status_code=status,
                         headers=headers)
+
+
+def error_answer(exc: MemoryServiceError) -> JSONResponse:
+    """``exc`` as the API answers it: its status, code, message, headers and extra fields."""
+    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.fields)
 
 
 async def raw_body(request: Request) -> bytes:

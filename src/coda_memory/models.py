@@ -28,12 +28,14 @@ from pydantic import (
 from pydantic.json_schema import JsonDict, JsonValue, SkipJsonSchema
 
 from .config import DEFAULT_CONTENT_TYPES, Settings, get_settings
-from .errors import MemoryServiceError, ValidationFailed
+from .errors import BadRequest, MemoryServiceError, ValidationFailed
+from .events import event_to_item
 from .text import sanitize, sanitize_json
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,255}$"
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 _CLOCK_SKEW = timedelta(minutes=5)
+M = TypeVar("M", bound=BaseModel)
 
 
 # --- what the OpenAPI document and the MCP tool schemas say ------------------------------------
@@ -339,6 +341,43 @@ class ImportRequest(_Strict):
         return _counted(value, "memories", get_settings().max_import_lines, "memories per import request")
 
 
+#: An import line as the use case takes it: its number (from 1) and the line validated, or the
+#: error to report for it.
+NumberedLine = tuple[int, "ImportLine | ValidationFailed"]
+
+
+def parse_import(body: bytes, *, json_content: bool) -> list[NumberedLine]:
+    """``POST /users/{user_id}/import``'s body, each line validated alone: a JSON body
+    ``{"memories": [...]}`` (``json_content``: sent as application/json), ``memories[i]`` as
+    line ``i + 1``; anything else is NDJSON, one memory per line. A line of NDJSON never has a
+    ``memories`` member, so NDJSON sent as application/json, as clients did before the JSON form
+    existed, is still NDJSON. Too many lines, or none, is a 422 for the whole request."""
+    if json_content:
+        try:
+            data: dict[str, Any] | None = load_json_object(body, "request body", BadRequest)
+        except BadRequest:
+            data = None  # several lines: NDJSON
+        if data is not None and "memories" in data:
+            request = parse_model(ImportRequest, data)
+            return list(enumerate(parse_each(ImportLine, request.memories, objects_only=False), start=1))
+    limit = get_settings().max_import_lines
+    numbered = [(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
+    if len(numbered) > limit:
+        raise ValidationFailed(f"at most {limit} lines per import request")
+    if not numbered:
+        raise ValidationFailed("the body has no lines; NDJSON (one memory per line) is expected")
+    lines: list[NumberedLine] = []
+    for number, raw in numbered:
+        try:
+            record = load_json_object(raw, "line", ValidationFailed)
+        except ValidationFailed as exc:
+            lines.append((number, exc))
+            continue
+        [line] = parse_each(ImportLine, [record])
+        lines.append((number, line))
+    return lines
+
+
 class MemoryPatch(_Strict):
     """``PATCH /memory/{id}`` body: any of the fields; ``context_id`` and ``expires_at`` may be
     null (cleared). Only the fields present in the body change."""
@@ -403,6 +442,11 @@ class MemoryPatch(_Strict):
         return {f: getattr(self, f) for f in self.model_fields_set}
 
 
+def _check_range(created_after: datetime | None, created_before: datetime | None) -> None:
+    if created_after and created_before and created_after > created_before:
+        raise ValueError("created_after must not be later than created_before")
+
+
 class ListQuery(_Strict):
     """Query of ``GET /memories``."""
 
@@ -423,6 +467,23 @@ class ListQuery(_Strict):
     def _content_type(cls, value: str | None) -> str | None:
         return None if value is None else _valid_content_type(value)
 
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        return None if value is None else _check_tags([value])[0]
+
+    @model_validator(mode="after")
+    def _range(self) -> ListQuery:
+        _check_range(self.created_after, self.created_before)
+        return self
+
+    def filters(self) -> SearchFilters:
+        """The listing's filters, as a search states them (validated already, with this query)."""
+        return SearchFilters.model_construct(
+            content_types=[self.content_type] if self.content_type else None,
+            tags=[self.tag] if self.tag else None, context_id=self.context_id,
+            created_after=self.created_after, created_before=self.created_before)
+
 
 class BatchRequest(_Strict):
     #: validated one by one (an invalid item is rejected alone), so typed Any here
@@ -433,6 +494,57 @@ class BatchRequest(_Strict):
     @classmethod
     def _items(cls, value: list[Any]) -> list[Any]:
         return _counted(value, "items", get_settings().max_batch_items, "items per batch")
+
+    def parsed_items(self) -> list[IngestItem | ValidationFailed]:
+        """Each item as an :class:`IngestItem`, or the error to report in its place."""
+        return parse_each(IngestItem, self.items)
+
+
+def parse_each(model: type[M], raws: Sequence[Any], *, objects_only: bool = True) -> list[M | ValidationFailed]:
+    """Each of ``raws`` validated into ``model``, or the error to report in its place (an item
+    of a batch, an event or an import line is rejected alone). ``objects_only``: anything but a
+    JSON object is refused as such, before the model looks at it."""
+    out: list[M | ValidationFailed] = []
+    for raw in raws:
+        try:
+            if objects_only and not isinstance(raw, dict):
+                raise ValidationFailed("each item must be a JSON object")
+            out.append(parse_model(model, raw))
+        except ValidationFailed as exc:
+            out.append(exc)
+    return out
+
+
+#: The ingest fields an event may carry (``return_similar`` asks for an answer nobody reads).
+EVENT_ITEM_FIELDS = frozenset(IngestItem.model_fields) - {"return_similar"}
+
+
+def parse_ingest_events(payload: dict[str, Any]) -> tuple[list[IngestItem | ValidationFailed], list[str | None]]:
+    """The subscriber's direct invoke ``{"kind": "ingest_events", "events": [{"event_id",
+    "data"}]}``: each event as an ingest item (``events.event_to_item``) or the error to report
+    for it, and its event id (None when it has none). A payload that is not such a list is a
+    400: the invocation fails, nothing is reported per event."""
+    events = payload.get("events")
+    limit = get_settings().max_batch_items
+    if not isinstance(events, list) or not events or len(events) > limit:
+        raise BadRequest(f"events must be a list of 1..{limit} entries")
+    content_types = get_settings().content_types
+    items: list[IngestItem | ValidationFailed] = []
+    event_ids: list[str | None] = []
+    for entry in events:
+        entry = entry if isinstance(entry, dict) else {}
+        raw_id = entry.get("event_id")
+        event_id = str(raw_id) if raw_id not in (None, "") else None
+        data = event_to_item(entry.get("data"), item_fields=EVENT_ITEM_FIELDS, content_types=content_types)
+        [item] = parse_each(IngestItem, [data])
+        if event_id is not None and not isinstance(item, ValidationFailed):
+            try:
+                check_identifier(event_id, "event_id")
+            except ValidationFailed as exc:
+                item = exc
+        items.append(item)
+        event_ids.append(event_id)
+    return items, event_ids
 
 
 class SearchFilters(_Strict):
@@ -469,8 +581,7 @@ class SearchFilters(_Strict):
 
     @model_validator(mode="after")
     def _range(self) -> SearchFilters:
-        if self.created_after and self.created_before and self.created_after > self.created_before:
-            raise ValueError("created_after must not be later than created_before")
+        _check_range(self.created_after, self.created_before)
         return self
 
 
@@ -559,8 +670,6 @@ def parse_memory_id(value: str) -> uuid.UUID:
     except ValueError:
         raise ValidationFailed("memory id must be a UUID") from None
 
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def validation_message(errors: Sequence[Any]) -> str:

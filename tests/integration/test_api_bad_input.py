@@ -177,6 +177,17 @@ def test_bad_query_parameters(api, user_id):
     assert r.status == 422
 
 
+
+def test_bad_list_filters_are_a_422_naming_the_query_parameter(api, user_id):
+    r = api.call("GET", "/memories", query={"user_id": user_id, "created_after": "2026-02-01T00:00:00Z",
+                                            "created_before": "2026-01-01T00:00:00Z"})
+    assert r.status == 422 and r.error_code == "validation_error"
+    assert r.body["error"]["message"] == "query: created_after must not be later than created_before"
+    r = api.call("GET", "/memories", query={"user_id": user_id, "tag": "\u0007 "})
+    assert r.status == 422 and r.body["error"]["message"] == "query.tag: tags must not be empty"
+
+
+
 # --- property-based -----------------------------------------------------------------------------
 
 json_values = st.recursive(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coda_memory.usecases import jobs
-from coda_memory.usecases.ingest import ingest_events
+from functions.ingest.app import ingest_events
 
 FUTURE = (datetime.now(UTC) + timedelta(days=30)).isoformat()
 

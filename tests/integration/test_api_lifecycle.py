@@ -255,7 +255,7 @@ def test_history_survives_soft_delete_and_goes_with_hard_delete_and_erasure(api,
 
 
 def test_every_ingest_path_writes_a_created_entry(api, user_id, admin_conn):
-    from coda_memory.usecases.ingest import ingest_events
+    from functions.ingest.app import ingest_events
 
     api.ingest(user_id=user_id, content="single ingest")
     api.call("POST", "/ingest/batch", body={"items": [

@@ -74,6 +74,18 @@ def test_user_bound_key_works_for_its_user_and_gets_403_elsewhere(api, user_id, 
     assert denied >= 6
 
 
+def test_a_body_is_validated_before_the_key_is_checked_for_the_user(api, user_id, user_key):
+    """Every route parses its body in the handler first (as ingest and search always did), so a
+    malformed request is a 422 whoever it names."""
+    mid = "00000000-0000-0000-0000-000000000000"
+    r = api.call("PATCH", f"/memory/{mid}", query={"user_id": user_id + "-x"}, body={"importance": 7},
+                 api_key=user_key)
+    assert r.status == 422 and r.body["error"]["message"].startswith("importance")
+    r = api.call("PATCH", f"/memory/{mid}", query={"user_id": user_id + "-x"}, body={"importance": 0.7},
+                 api_key=user_key)
+    assert r.status == 403
+
+
 def test_batch_with_a_bound_key_rejects_only_foreign_items(api, user_id, user_key, admin_conn):
     r = api.call("POST", "/ingest/batch", api_key=user_key, body={"items": [
         {"content": "ok item", "content_type": "fact", "source_type": "t", "user_id": user_id},

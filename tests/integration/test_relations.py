@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from coda_memory.usecases import ingest as ingest_usecase
+from functions.ingest.app import ingest_events
 
 
 def _rel(api, user_id, source, **body):
@@ -112,13 +112,13 @@ def test_return_similar_lists_close_live_memories_without_the_duplicate(api, use
 
 def test_events_carry_supersedes_and_relations(api, user_id):
     old = api.ingest(user_id=user_id, content="Car is a red Golf").body["memory_id"]
-    out = ingest_usecase.ingest_events({"events": [{"event_id": f"e-{uuid.uuid4()}", "data": {
+    out = ingest_events({"events": [{"event_id": f"e-{uuid.uuid4()}", "data": {
         "event_type": "message", "content": "Car is a blue Tesla", "user_id": user_id, "supersedes": [old],
         "relations": [{"type": "relates_to", "target_id": old}]}}]})
     new = out["results"][0]["memory_id"]
     assert out["results"][0]["status"] == "created"
     assert api.call("GET", f"/memory/{old}", query={"user_id": user_id}).body["superseded_by"] == new
-    bad = ingest_usecase.ingest_events({"events": [{"event_id": f"e-{uuid.uuid4()}", "data": {
+    bad = ingest_events({"events": [{"event_id": f"e-{uuid.uuid4()}", "data": {
         "event_type": "message", "content": "Car is green", "user_id": user_id, "supersedes": [str(uuid.uuid4())]}}]})
     assert bad["results"][0]["status"] == "rejected" and bad["results"][0]["error"]["code"] == "not_found"
 

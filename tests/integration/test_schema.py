@@ -194,6 +194,24 @@ class TestPartitions:
         assert len(scanned) == 1, plan
 
 
+def test_state_and_expiry_predicates_are_inlined(app_conn, admin_conn):
+    """memory_searchable, memory_visible and memory_expired (the one definition of expiry)
+    are plain SQL the planner inlines: a query over them filters on the columns, calls no
+    function per row, and still applies expiry."""
+    user = f"inline-{uuid.uuid4().hex[:8]}"
+    insert_memory(admin_conn, user, "one row")
+    with app_conn.transaction():
+        _as_user(app_conn, user)
+        plan = "\n".join(r[0] for r in app_conn.execute(
+            """EXPLAIN (VERBOSE, COSTS OFF)
+               SELECT m.id FROM memories m
+               WHERE m.user_id = %s AND memory_searchable(m) AND memory_visible(m, NULL::search_filters)""",
+            (user,),
+        ))
+    assert "memory_" not in plan.replace("memories_", "").replace("memories", ""), plan
+    assert "expires_at" in plan, plan
+
+
 # --- the baseline and the function files ------------------------------------------------------
 
 # The numbered migrations 0001-0008 as the releases before the baseline shipped them (frozen).

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import runtime
 from ..auth import Caller, Principal
 from ..errors import Forbidden, MemoryServiceError, RateLimited, Unauthorized, ValidationFailed, error_code_for
-from ..http_messages import error_response
+from ..http_messages import error_answer, error_response
 from ..models import validation_message
 from ..observability import logger, record_request
 
@@ -75,11 +75,11 @@ def create_app(title: str) -> FastAPI:
     async def _service_error(request: Request, exc: MemoryServiceError) -> JSONResponse:
         if isinstance(exc, (Unauthorized, Forbidden, RateLimited)):
             _audit_denied(request, exc)
-        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.fields)
+        return error_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, ValidationFailed.code, validation_message(exc.errors()))
+        return error_answer(ValidationFailed(validation_message(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -90,7 +90,7 @@ def create_app(title: str) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(500, "internal_error", "internal error")
+        return error_answer(MemoryServiceError("internal error"))
 
     app.add_middleware(_RequestLog)
     return app

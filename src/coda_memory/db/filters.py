@@ -43,10 +43,6 @@ class Filters(Protocol):
 FILTER_ATTRIBUTES = ("content_types", "tags", "min_importance", "context_id", "created_after", "created_before",
                      "metadata", "source_types")
 
-#: A memory whose ``expires_at`` has passed is invisible everywhere (alias ``m``) until the
-#: retention purge erases it (memory_visible says the same for searches and listings).
-NOT_EXPIRED = "(m.expires_at IS NULL OR m.expires_at > now())"
-
 #: The filters as one bound ``search_filters`` value (psycopg sends a tuple as a composite
 #: literal). Planned as a constant, so the clauses of unset filters fold away.
 FILTERS = "%(filters)s::search_filters"

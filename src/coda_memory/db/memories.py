@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from .filters import NOT_EXPIRED, Filters, where_clause
+from .filters import Filters, where_clause
 from .pool import DictCursor
 
 MEMORY_COLUMNS = (
@@ -57,7 +57,11 @@ class NewMemory:
 
 
 @dataclass
-class HistoryEntry:
+class NewHistoryEntry:
+    """A ``memory_history`` row to write (like :class:`NewMemory`: its time is the database's
+    ``now()``). How the API shows a written one is ``contract.HistoryEntry``, read back by
+    :func:`history`."""
+
     memory_id: uuid.UUID
     version: int
     action: str  # created | imported | updated | deleted | expired | restored | superseded | reinstated
@@ -87,10 +91,10 @@ def insert_memories(cur: DictCursor, rows: Sequence[NewMemory], *, actor: str, a
         ],
     )
     if rows:
-        write_history(cur, rows[0].user_id, [HistoryEntry(r.id, 1, action, actor, {}) for r in rows])
+        write_history(cur, rows[0].user_id, [NewHistoryEntry(r.id, 1, action, actor, {}) for r in rows])
 
 
-def write_history(cur: DictCursor, user_id: str, entries: Sequence[HistoryEntry]) -> None:
+def write_history(cur: DictCursor, user_id: str, entries: Sequence[NewHistoryEntry]) -> None:
     if not entries:
         return
     cur.executemany(
@@ -114,7 +118,7 @@ def lock_for_update(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict
     """The visible memory, locked until the transaction ends (None when there is none)."""
     cur.execute(
         f"""SELECT {MEMORY_COLUMNS} FROM memories m
-            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND {NOT_EXPIRED}
+            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND NOT memory_expired(m)
             FOR UPDATE""",  # noqa: S608 - fixed fragments
         (user_id, memory_id),
     )
@@ -158,8 +162,8 @@ def update_memory(
 def find_live_by_hash(cur: DictCursor, user_id: str, content_hash: str) -> dict[str, Any] | None:
     """The live (not deleted) memory with this content hash, expired or not."""
     cur.execute(
-        f"""SELECT m.id, NOT {NOT_EXPIRED} AS expired FROM memories m
-            WHERE m.user_id = %s AND m.content_hash = %s AND NOT m.deleted""",  # noqa: S608
+        """SELECT m.id, memory_expired(m) AS expired FROM memories m
+            WHERE m.user_id = %s AND m.content_hash = %s AND NOT m.deleted""",
         (user_id, content_hash),
     )
     return cur.fetchone()
@@ -171,9 +175,9 @@ def retire_expired(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> i
     if not ids:
         return 0
     cur.execute(
-        f"""UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
-            WHERE m.user_id = %s AND m.id = ANY(%s) AND NOT m.deleted AND NOT {NOT_EXPIRED}
-            RETURNING m.id, m.version""",  # noqa: S608
+        """UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
+            WHERE m.user_id = %s AND m.id = ANY(%s) AND NOT m.deleted AND memory_expired(m)
+            RETURNING m.id, m.version""",
         (user_id, list(ids)),
     )
     gone = cur.fetchall()
@@ -183,7 +187,7 @@ def retire_expired(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID]) -> i
 
 def _deleted_history(cur: DictCursor, user_id: str, rows: Sequence[dict[str, Any]], action: str, actor: str) -> None:
     write_history(cur, user_id, [
-        HistoryEntry(r["id"], r["version"], action, actor, {"deleted": {"old": False, "new": True}}) for r in rows
+        NewHistoryEntry(r["id"], r["version"], action, actor, {"deleted": {"old": False, "new": True}}) for r in rows
     ])
 
 
@@ -193,7 +197,7 @@ def _deleted_history(cur: DictCursor, user_id: str, rows: Sequence[dict[str, Any
 def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str, Any] | None:
     cur.execute(
         f"SELECT {MEMORY_COLUMNS} FROM memories m "  # noqa: S608
-        f"WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND {NOT_EXPIRED}",
+        f"WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND NOT memory_expired(m)",
         (user_id, memory_id),
     )
     return cur.fetchone()
@@ -222,9 +226,9 @@ def list_page(
 
 def soft_delete(cur: DictCursor, user_id: str, memory_id: uuid.UUID, actor: str) -> bool:
     cur.execute(
-        f"""UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
-            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND {NOT_EXPIRED}
-            RETURNING m.id, m.version""",  # noqa: S608
+        """UPDATE memories m SET deleted = true, deleted_at = now(), version = version + 1
+            WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND NOT memory_expired(m)
+            RETURNING m.id, m.version""",
         (user_id, memory_id),
     )
     rows = cur.fetchall()

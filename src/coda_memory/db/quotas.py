@@ -55,10 +55,9 @@ def lock_and_find_existing(
             (user_id,),
         )
         found.execute(
-            """SELECT id, content_hash, event_id, deleted,
-                      coalesce(expires_at <= now(), false) AS expired
-               FROM memories
-               WHERE user_id = %s AND ((content_hash = ANY(%s) AND NOT deleted) OR event_id = ANY(%s))""",
+            """SELECT m.id, m.content_hash, m.event_id, m.deleted, memory_expired(m) AS expired
+               FROM memories m
+               WHERE m.user_id = %s AND ((m.content_hash = ANY(%s) AND NOT m.deleted) OR m.event_id = ANY(%s))""",
             (user_id, list(hashes), list(event_ids)),
         )
         row = cur.fetchone()

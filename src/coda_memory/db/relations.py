@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .filters import NOT_EXPIRED
-from .memories import HistoryEntry, write_history
+from .memories import NewHistoryEntry, write_history
 from .pool import DictCursor
 
 
@@ -40,9 +39,9 @@ def lock_visible(cur: DictCursor, user_id: str, ids: Iterable[uuid.UUID]) -> dic
     if not wanted:
         return {}
     cur.execute(
-        f"""SELECT m.id, m.superseded_by FROM memories m
-            WHERE m.user_id = %s AND m.id = ANY(%s) AND NOT m.deleted AND {NOT_EXPIRED}
-            ORDER BY m.id FOR UPDATE""",  # noqa: S608 - fixed fragment
+        """SELECT m.id, m.superseded_by FROM memories m
+            WHERE m.user_id = %s AND m.id = ANY(%s) AND NOT m.deleted AND NOT memory_expired(m)
+            ORDER BY m.id FOR UPDATE""",
         (user_id, wanted),
     )
     return {r["id"]: r for r in cur.fetchall()}
@@ -88,7 +87,7 @@ def set_superseded(
         ([p[0] for p in pairs], [p[1] for p in pairs], stamps, user_id, user_id),
     )
     write_history(cur, user_id, [
-        HistoryEntry(r["id"], r["version"], "superseded" if r["superseded_by"] else "reinstated", actor,
+        NewHistoryEntry(r["id"], r["version"], "superseded" if r["superseded_by"] else "reinstated", actor,
                      {"superseded_by": {"old": _text(r["before"]), "new": _text(r["superseded_by"])}})
         for r in cur.fetchall()
     ])
@@ -172,7 +171,7 @@ def expansion(cur: DictCursor, user_id: str, ids: Sequence[uuid.UUID], state: st
             JOIN memory_relations r ON r.user_id = %(u)s AND r.source_id = s.id
                                    AND r.type IN ('extends', 'derived_from')
             JOIN memories m ON m.user_id = %(u)s AND m.id = r.target_id
-            WHERE {state} AND {NOT_EXPIRED} AND NOT r.target_id = ANY(%(ids)s)
+            WHERE {state} AND NOT memory_expired(m) AND NOT r.target_id = ANY(%(ids)s)
             ORDER BY s.n, r.created_at, r.target_id""",  # noqa: S608 - fixed fragments
         {"u": user_id, "ids": list(ids)},
     )

@@ -24,7 +24,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .. import __version__
 from ..auth import Caller
-from ..errors import MemoryServiceError, UnsupportedMediaType, ValidationFailed, error_code_for
+from ..errors import (
+    MemoryServiceError,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+    error_code_for,
+)
 from ..http_messages import error_response, json_body
 from ..models import check_identifier
 from .tools import TOOLS, Identity
@@ -74,9 +81,9 @@ async def call_tool(identity: Identity | None, name: str, arguments: dict[str, A
     """Run tool ``name`` for ``identity``: its result, or a tool error (never an exception)."""
     tool = TOOLS.get(name)
     if tool is None:
-        return _error("not_found", f"unknown tool {name!r}; tools: {', '.join(TOOLS)}")
+        return _error(NotFound.code, f"unknown tool {name!r}; tools: {', '.join(TOOLS)}")
     if identity is None:
-        return _error("unauthorized", "no user for this connection")
+        return _error(Unauthorized.code, "no user for this connection")
     try:
         # the use cases block (database, model): keep the event loop free
         text, structured = await anyio.to_thread.run_sync(tool.call, identity, arguments)
@@ -87,7 +94,7 @@ async def call_tool(identity: Identity | None, name: str, arguments: dict[str, A
         return _error(exc.code, exc.message, exc.fields)
     except Exception:
         log.exception("MCP tool %s failed", name)
-        return _error("internal_error", "internal error")
+        return _error(MemoryServiceError.code, "internal error")
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
                                 structured_content=structured)
 

@@ -104,13 +104,13 @@ REMEMBER_DEFAULTS = {name: RememberArguments.model_fields[name].default for name
 
 def remember(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
     # the similar memories always come back: the model decides whether the new one replaces one
-    item = {**REMEMBER_DEFAULTS, **_with_user(identity, arguments), "return_similar": True}
+    item = parse_model(IngestItem, {**REMEMBER_DEFAULTS, **_with_user(identity, arguments), "return_similar": True})
     result = ingest.ingest(identity.caller, [item], atomic_single=True)[0]
-    out = result.as_dict()
+    out = result.model_dump(mode="json", exclude_unset=True)
     text = (f"remembered as {result.memory_id}" if result.status == "created"
             else f"already remembered as {result.memory_id}")
     if result.similar:
-        close = "; ".join(f"{_short(s['content'], 120)!r} (id {s['memory_id']})" for s in result.similar)
+        close = "; ".join(f"{_short(s.content, 120)!r} (id {s.memory_id})" for s in result.similar)
         text += f"\nyou already remember: {close}; pass supersedes=[id] if this replaces it"
     return text, out
 
@@ -170,7 +170,7 @@ def _update_schema() -> dict[str, Any]:
 def update_memory(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
     patch = dict(arguments)
     ref = parse_model(MemoryRef, {"memory_id": patch.pop("memory_id", None)})
-    out = memories.update_memory(identity.caller, ref.memory_id, identity.user_id, patch)
+    out = memories.update_memory(identity.caller, ref.memory_id, identity.user_id, parse_model(MemoryPatch, patch))
     return f"updated {out['id']} (version {out['version']})", out
 
 

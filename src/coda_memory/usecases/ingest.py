@@ -14,37 +14,23 @@ from typing import Any
 from .. import runtime
 from ..auth import Caller, Principal
 from ..config import get_settings
+from ..contract import ErrorDetail, IngestResult, SimilarMemory
 from ..db import audit, quotas
 from ..db import memories as memory_sql
 from ..db import relations as relation_sql
 from ..db.pool import DictCursor, set_user
-from ..errors import BadRequest, Forbidden, MemoryServiceError, QuotaExceeded, ValidationFailed
-from ..events import event_to_item
-from ..models import IngestItem, check_identifier, parse_model
+from ..errors import Forbidden, MemoryServiceError, QuotaExceeded
+from ..models import IngestItem
 from ..text import content_hash, extract_tags, merge_tags, score_importance
 from .links import LinkPlan, links_of
 
 
-@dataclass
-class ItemResult:
-    status: str  # created | duplicate | rejected
-    memory_id: str | None = None
-    error: dict[str, Any] | None = None
-    event_id: str | None = None
-    #: with return_similar: the closest live memories stored before this one
-    similar: list[dict[str, Any]] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": self.status}
-        if self.memory_id is not None:
-            out["memory_id"] = self.memory_id
-        if self.error is not None:
-            out["error"] = self.error
-        if self.event_id is not None:
-            out["event_id"] = self.event_id
-        if self.similar is not None:
-            out["similar"] = self.similar
-        return out
+def _result(status: str, memory_id: Any = None, *, error: MemoryServiceError | None = None,
+            event_id: str | None = None, similar: list[SimilarMemory] | None = None) -> IngestResult:
+    """The outcome of one item, with only the members that apply set (answers leave the rest out)."""
+    given = {"memory_id": None if memory_id is None else str(memory_id),
+             "error": None if error is None else ErrorDetail.of(error), "event_id": event_id, "similar": similar}
+    return IngestResult(status=status, **{k: v for k, v in given.items() if v is not None})
 
 
 @dataclass
@@ -58,42 +44,33 @@ class _Pending:
     pieces: list[Any] = field(default_factory=list)
 
 
-def parse_item(raw: Any) -> IngestItem:
-    if not isinstance(raw, dict):
-        raise ValidationFailed("each item must be a JSON object")
-    return parse_model(IngestItem, raw)
-
-
-def _rejected(exc: MemoryServiceError, event_id: str | None) -> ItemResult:
-    return ItemResult("rejected", error={"code": exc.code, "message": exc.message}, event_id=event_id)
-
-
 def ingest(
-    caller: Caller, raw_items: Sequence[Any], event_ids: Sequence[str | None] | None = None,
+    caller: Caller, items: Sequence[IngestItem | MemoryServiceError], event_ids: Sequence[str | None] | None = None,
     *, atomic_single: bool = False,
-) -> list[ItemResult]:
-    """Validate, enrich, embed and store items; one result per item, in order.
+) -> list[IngestResult]:
+    """Authorise, enrich, embed and store validated items; one result per item, in order. An
+    item that failed validation comes as its error (``models.parse_each``) and is rejected
+    alone, in its place.
 
     Items of one user are stored in one transaction that holds the user's quota row, so
-    dedup and quotas are exact under concurrency. An invalid item is rejected alone. With
-    ``atomic_single`` (``POST /ingest``) errors raise instead of being reported per item.
+    dedup and quotas are exact under concurrency. With ``atomic_single`` (``POST /ingest``)
+    errors raise instead of being reported per item.
     """
     settings = get_settings()
-    event_ids = list(event_ids) if event_ids is not None else [None] * len(raw_items)
-    results: list[ItemResult | None] = [None] * len(raw_items)
+    event_ids = list(event_ids) if event_ids is not None else [None] * len(items)
+    results: list[IngestResult | None] = [None] * len(items)
     pending: list[_Pending] = []
-    for i, raw in enumerate(raw_items):
+    for i, item in enumerate(items):
         try:
-            item = parse_item(raw)
+            if isinstance(item, MemoryServiceError):
+                raise item
             caller.principal.authorize(item.user_id)
-            if event_ids[i] is not None:
-                check_identifier(event_ids[i], "event_id")
         except MemoryServiceError as exc:
             if atomic_single:
                 raise
             if isinstance(exc, Forbidden):
                 _audit_forbidden_item(caller, exc)
-            results[i] = _rejected(exc, event_ids[i])
+            results[i] = _result("rejected", error=exc, event_id=event_ids[i])
             continue
         p = _Pending(i, item, event_ids[i])
         p.hash = content_hash(item.content)
@@ -136,10 +113,10 @@ def _audit_forbidden_item(caller: Caller, exc: Forbidden) -> None:
 
 def _store_user_items(
     cur: DictCursor, caller: Caller, user_id: str, group: list[tuple[_Pending, Any]], atomic_single: bool
-) -> list[tuple[_Pending, ItemResult]]:
+) -> list[tuple[_Pending, IngestResult]]:
     """Dedup, quota, insert and audit ``group`` (all of ``user_id``) in the transaction of
     ``cur``, already scoped to ``user_id``."""
-    out: list[tuple[_Pending, ItemResult]] = []
+    out: list[tuple[_Pending, IngestResult]] = []
     quota, by_hash, by_event = lock_quota_and_find_existing(
         cur, user_id, [p.hash for p, _ in group], [p.event_id for p, _ in group if p.event_id]
     )
@@ -158,16 +135,16 @@ def _store_user_items(
         except MemoryServiceError as exc:
             if atomic_single:
                 raise
-            out.append((p, _rejected(exc, p.event_id)))
+            out.append((p, _result("rejected", error=exc, event_id=p.event_id)))
             continue
         similar = None
         if p.item.return_similar:
             # before this call's rows are written: what the user already had
-            similar = [_similar_json(r) for r in relation_sql.similar(
+            similar = [_similar(r) for r in relation_sql.similar(
                 cur, user_id, vec, settings.similar_min, SIMILAR_LIMIT,
                 exclude=[memory_id, *p.item.supersedes])]
         if existing is not None:
-            out.append((p, ItemResult("duplicate", str(existing), event_id=p.event_id, similar=similar)))
+            out.append((p, _result("duplicate", existing, event_id=p.event_id, similar=similar)))
             continue
         item = p.item
         rows.append(memory_sql.NewMemory(
@@ -183,7 +160,7 @@ def _store_user_items(
         if p.event_id:
             by_event[p.event_id] = memory_id
         remaining -= 1
-        out.append((p, ItemResult("created", str(memory_id), event_id=p.event_id, similar=similar)))
+        out.append((p, _result("created", memory_id, event_id=p.event_id, similar=similar)))
     if rows:
         memory_sql.insert_memories(cur, rows, actor=caller.principal.key_id)
         quotas.add(cur, user_id, len(rows))
@@ -201,9 +178,9 @@ def _store_user_items(
 SIMILAR_LIMIT = 3
 
 
-def _similar_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {"memory_id": str(row["memory_id"]), "content": row["content"],
-            "similarity": round(float(row["similarity"]), 4)}
+def _similar(row: dict[str, Any]) -> SimilarMemory:
+    return SimilarMemory(memory_id=str(row["memory_id"]), content=row["content"],
+                         similarity=round(float(row["similarity"]), 4))
 
 
 def lock_quota_and_find_existing(
@@ -238,19 +215,9 @@ def seconds_to_utc_midnight() -> float:
 SUBSCRIBER = Caller(Principal(key_id="subscriber"))
 
 
-def ingest_events(payload: dict[str, Any]) -> dict[str, Any]:
-    """Direct invoke from the subscriber: ``{"kind": "ingest_events", "events": [{"event_id",
-    "data"}]}``. Permanent problems come back per event as ``rejected``; transient ones
-    (database down) raise, so the invocation fails and the subscriber retries."""
-    events = payload.get("events")
-    limit = get_settings().max_batch_items
-    if not isinstance(events, list) or not events or len(events) > limit:
-        raise BadRequest(f"events must be a list of 1..{limit} entries")
-    items, event_ids = [], []
-    for entry in events:
-        entry = entry if isinstance(entry, dict) else {}
-        items.append(event_to_item(entry.get("data")))
-        event_id = entry.get("event_id")
-        event_ids.append(str(event_id) if event_id not in (None, "") else None)
+def ingest_events(items: Sequence[IngestItem | MemoryServiceError], event_ids: Sequence[str | None]) -> dict[str, Any]:
+    """The subscriber's events (``models.parse_ingest_events``), stored for it: permanent
+    problems come back per event as ``rejected``; transient ones (database down) raise, so the
+    invocation fails and the subscriber retries."""
     results = ingest(SUBSCRIBER, items, event_ids)
-    return {"results": [r.as_dict() for r in results]}
+    return {"results": [r.model_dump(mode="json", exclude_unset=True) for r in results]}

@@ -31,7 +31,7 @@ from ..db import memories as memory_sql
 from ..db import relations as relation_sql
 from ..db.pool import DictCursor
 from ..errors import Conflict, NotFound, ValidationFailed
-from ..models import RelationSpec, check_identifier, parse_memory_id, parse_model
+from ..models import RelationSpec, check_identifier, parse_memory_id
 
 
 @dataclass
@@ -108,11 +108,11 @@ def _source(caller: Caller, memory_id: str, user_id: str | None) -> tuple[str, u
     return user_id, parse_memory_id(memory_id)
 
 
-def add_relation(caller: Caller, memory_id: str, user_id: str | None, body: Any) -> tuple[dict[str, Any], bool]:
+def add_relation(caller: Caller, memory_id: str, user_id: str | None,
+                 spec: RelationSpec) -> tuple[dict[str, Any], bool]:
     """Record ``memory --type--> target``; the relation and whether it is new (201) or was
     there already (200, same body)."""
     user_id, source = _source(caller, memory_id, user_id)
-    spec = parse_model(RelationSpec, body)
     with runtime.database().user_tx(user_id) as cur:
         quotas.lock(cur, user_id)
         plan = LinkPlan(cur, user_id, [Links(relations=[spec])])
@@ -137,11 +137,10 @@ def list_relations(caller: Caller, memory_id: str, user_id: str | None) -> dict[
     return {"relations": [link.as_dict() for link in found]}
 
 
-def delete_relation(caller: Caller, memory_id: str, user_id: str | None, type_: str, target_id: str) -> None:
+def delete_relation(caller: Caller, memory_id: str, user_id: str | None, spec: RelationSpec) -> None:
     """Remove ``memory --type--> target`` (404 when there is no such relation). Supersession is
     undone with ``PATCH superseded_by: null`` on the older memory instead."""
     user_id, source = _source(caller, memory_id, user_id)
-    spec = parse_model(RelationSpec, {"type": type_, "target_id": target_id})
     with runtime.database().user_tx(user_id) as cur:
         if not relation_sql.delete_relation(cur, user_id, source, spec.type, spec.target_id):
             raise NotFound("relation not found")

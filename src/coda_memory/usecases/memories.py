@@ -23,10 +23,8 @@ from ..models import (
     CURSOR_PATTERN,
     ListQuery,
     MemoryPatch,
-    SearchFilters,
     check_identifier,
     parse_memory_id,
-    parse_model,
     parse_timestamp,
 )
 from ..text import content_hash
@@ -55,13 +53,8 @@ def list_memories(caller: Caller, query: ListQuery) -> dict[str, Any]:
     page was read (newer) never shift later pages."""
     caller.principal.authorize(query.user_id)
     after = decode_cursor(query.cursor) if query.cursor else None
-    list_filters = parse_model(SearchFilters, {
-        "content_types": [query.content_type] if query.content_type else None,
-        "tags": [query.tag] if query.tag else None, "context_id": query.context_id,
-        "created_after": query.created_after, "created_before": query.created_before,
-    })
     with runtime.database().user_tx(query.user_id) as cur:
-        rows = memory_sql.list_page(cur, query.user_id, list_filters, query.limit + 1, after,
+        rows = memory_sql.list_page(cur, query.user_id, query.filters(), query.limit + 1, after,
                                     include_archived=query.include_archived,
                                     include_superseded=query.include_superseded)
     more = len(rows) > query.limit
@@ -97,7 +90,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadRequest("cursor is not valid; pass next_cursor of the previous page unchanged") from None
 
 
-def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: dict[str, Any]) -> dict[str, Any]:
+def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: MemoryPatch) -> dict[str, Any]:
     """Change the given fields of a memory (``PATCH /memory/{id}``) and return it with its new
     ``version``. ``archived: false`` restores an archived memory (history ``restored``);
     ``superseded_by: null`` reinstates a superseded one (history ``reinstated``), an id marks
@@ -106,9 +99,7 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: di
     generated column); content equal to another live memory of the user is a 409 naming it.
     Every other change is one ``updated`` history entry with the old and new values."""
     user_id, mid = _target(caller, memory_id, user_id)
-    if not isinstance(patch, dict):
-        raise BadRequest("request body must be a JSON object")
-    wanted = parse_model(MemoryPatch, patch).changes()
+    wanted = patch.changes()
     supersede = "superseded_by" in wanted
     by: uuid.UUID | None = wanted.pop("superseded_by", None)
     new_hash = content_hash(wanted["content"]) if "content" in wanted else None
@@ -144,7 +135,7 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: di
             row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash, list(pieces))
             action = "restored" if changes.get("archived", {}).get("new") is False else "updated"
             memory_sql.write_history(cur, user_id, [
-                memory_sql.HistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)
+                memory_sql.NewHistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)
             ])
         if relinked:
             relation_sql.set_superseded(cur, user_id, [(mid, by)], caller.principal.key_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +24,12 @@ import numpy as np
 from .. import runtime
 from ..auth import Caller
 from ..config import get_settings
+from ..contract import ErrorDetail
 from ..db import audit, quotas
 from ..db import memories as memory_sql
 from ..db import relations as relation_sql
-from ..errors import BadRequest, MemoryServiceError, PayloadTooLarge, QuotaExceeded, ValidationFailed
-from ..models import ImportLine, ImportRequest, SearchFilters, check_identifier, load_json_object, parse_model
+from ..errors import MemoryServiceError, QuotaExceeded, ValidationFailed
+from ..models import ImportLine, NumberedLine, SearchFilters, check_identifier
 from ..text import content_hash, score_importance
 from .ingest import lock_quota_and_find_existing, quota_message, seconds_to_utc_midnight
 from .links import LinkPlan, links_of, restore_links
@@ -107,43 +109,24 @@ class _Line:
     pieces: list[Any] = field(default_factory=list)
 
 
-def import_lines(caller: Caller, user_id: str, body: bytes) -> dict[str, Any]:
-    """Store the NDJSON ``body`` for ``user_id``: ``{"created", "duplicate", "rejected": [{"line",
-    "error"}]}`` (line numbers from 1)."""
+def import_memories(caller: Caller, user_id: str, lines: Sequence[NumberedLine]) -> dict[str, Any]:
+    """Store the numbered, validated import lines (``models.parse_import``) for ``user_id``:
+    ``{"created", "duplicate", "rejected": [{"line", "error"}]}`` (line numbers from 1; a line
+    that failed validation comes as its error and is rejected alone)."""
     user_id = _authorized(caller, user_id)
-    settings = get_settings()
-    if len(body) > settings.max_body_bytes:
-        raise PayloadTooLarge(f"request body is larger than {settings.max_body_bytes} bytes")
-    numbered = [(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
-    if len(numbered) > settings.max_import_lines:
-        raise ValidationFailed(f"at most {settings.max_import_lines} lines per import request")
-    if not numbered:
-        raise ValidationFailed("the body has no lines; NDJSON (one memory per line) is expected")
-    records: list[tuple[int, Any]] = []
+    records: list[tuple[int, ImportLine]] = []
     rejected: list[dict[str, Any]] = []
-    for number, raw in numbered:
+    for number, line in lines:
         try:
-            records.append((number, load_json_object(raw, "line", ValidationFailed)))
+            if isinstance(line, MemoryServiceError):
+                raise line
+            if line.user_id is not None and line.user_id != user_id:
+                raise ValidationFailed("user_id of the line differs from the user imported into")
         except MemoryServiceError as exc:
             rejected.append(_rejected(number, exc))
+            continue
+        records.append((number, line))
     return _import(caller, user_id, records, rejected)
-
-
-def import_body(caller: Caller, user_id: str, body: bytes, *, json_content: bool) -> dict[str, Any]:
-    """``POST /users/{user_id}/import``: a JSON body ``{"memories": [...]}`` (``json_content``:
-    sent as application/json), ``memories[i]`` reported as line ``i + 1``; anything else is
-    NDJSON (:func:`import_lines`). A line of NDJSON never has a ``memories`` member, so NDJSON
-    sent as application/json, as clients did before the JSON form existed, is still NDJSON."""
-    if json_content:
-        try:
-            data = load_json_object(body, "request body", BadRequest)
-        except BadRequest:
-            data = None  # several lines: NDJSON
-        if data is not None and "memories" in data:
-            user_id = _authorized(caller, user_id)
-            request = parse_model(ImportRequest, data)
-            return _import(caller, user_id, list(enumerate(request.memories, start=1)), [])
-    return import_lines(caller, user_id, body)
 
 
 def _authorized(caller: Caller, user_id: str) -> str:
@@ -153,21 +136,14 @@ def _authorized(caller: Caller, user_id: str) -> str:
 
 
 def _rejected(number: int, exc: MemoryServiceError) -> dict[str, Any]:
-    return {"line": number, "error": {"code": exc.code, "message": exc.message}}
+    return {"line": number, "error": ErrorDetail.of(exc).model_dump()}
 
 
-def _import(caller: Caller, user_id: str, records: list[tuple[int, Any]],
+def _import(caller: Caller, user_id: str, records: list[tuple[int, ImportLine]],
             rejected: list[dict[str, Any]]) -> dict[str, Any]:
-    """Store the numbered import ``records`` (JSON values, each validated as an ImportLine) for
-    ``user_id`` (authorized); ``rejected`` holds the lines refused before."""
-    lines: list[_Line] = []
-    for number, record in records:
-        try:
-            item = _parse_record(record, user_id)
-        except MemoryServiceError as exc:
-            rejected.append(_rejected(number, exc))
-            continue
-        lines.append(_Line(number, item, content_hash(item.content)))
+    """Store the numbered import lines ``records`` for ``user_id`` (authorized); ``rejected``
+    holds the lines refused before."""
+    lines = [_Line(number, item, content_hash(item.content)) for number, item in records]
 
     to_embed = [ln for ln in lines if ln.item.embedding is None]
     if to_embed:
@@ -252,10 +228,3 @@ def _links_of_line(item: ImportLine) -> list[relation_sql.Link]:
     if item.superseded_by is not None and item.id is not None:
         out.append(relation_sql.Link(item.superseded_by, "supersedes", item.id, item.superseded_at))
     return out
-
-
-def _parse_record(record: Any, user_id: str) -> ImportLine:
-    item = parse_model(ImportLine, record)
-    if item.user_id is not None and item.user_id != user_id:
-        raise ValidationFailed("user_id of the line differs from the user imported into")
-    return item

@@ -48,8 +48,9 @@ BEGIN
         RAISE EXCEPTION 'job_consolidate_batch: p_similarity must be in (0, 1] and p_limit >= 1';
     END IF;
     FOR r IN
-        SELECT q.user_id, q.memory_id AS id, m.search_vector, m.content_type, m.embedding, m.created_at, m.expires_at,
-               m.tags, m.importance, m.access_count, NOT public.memory_searchable(m) AS gone
+        SELECT q.user_id, q.memory_id AS id, m.search_vector, m.content_type, m.embedding, m.created_at,
+               public.memory_expired(m) AS expired, m.tags, m.importance, m.access_count,
+               NOT public.memory_searchable(m) AS gone
         FROM public.memory_consolidation_queue q
         JOIN public.memories m ON m.user_id = q.user_id AND m.id = q.memory_id
         ORDER BY q.user_id, m.created_at, m.id
@@ -71,14 +72,13 @@ BEGIN
         CONTINUE WHEN r.gone;
         v_checked := v_checked + 1;
         v_survivor := NULL;
-        IF r.expires_at IS NULL OR r.expires_at > now() THEN
+        IF NOT r.expired THEN
             EXECUTE
                 'SELECT near.id FROM (
                      SELECT m.id, m.created_at, m.search_vector, m.embedding <=> $4 AS distance
                      FROM public.memories m
                      WHERE m.user_id = $1 AND m.content_type = $2 AND m.id <> $3
-                       AND public.memory_searchable(m)
-                       AND (m.expires_at IS NULL OR m.expires_at > now())
+                       AND public.memory_searchable(m) AND NOT public.memory_expired(m)
                        AND (m.created_at, m.id) < ($5, $3)
                      ORDER BY m.embedding <=> $4
                      LIMIT 10

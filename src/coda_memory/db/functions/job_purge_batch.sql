@@ -22,7 +22,7 @@ BEGIN
             FROM public.memories m
             WHERE (m.deleted AND m.deleted_at IS NOT NULL
                    AND m.deleted_at < now() - make_interval(days => p_after_days))
-               OR m.expires_at <= now()
+               OR public.memory_expired(m)
             ORDER BY m.user_id
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED

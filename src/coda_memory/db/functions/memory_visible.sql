@@ -1,8 +1,9 @@
 -- Repeatable: applied by the migrator whenever this file changes (CREATE OR REPLACE).
 --
--- Whether memory m passes the filters f of a search or a listing, and has not expired: the one
--- place that says what each filter means. Used by every WHERE clause built by db/filters.py
--- (search's vector query, its ranking, listing; as coda_app under RLS) and by bm25_candidates.
+-- Whether memory m passes the filters f of a search or a listing, and has not expired
+-- (memory_expired): the one place that says what each filter means. Used by every WHERE clause
+-- built by db/filters.py (search's vector query, its ranking, listing; as coda_app under RLS) and
+-- by bm25_candidates.
 -- Deleted and archived are not tested here: callers say NOT deleted / NOT archived themselves
 -- (they are the predicates of the live-only indexes, and a listing may include archived rows).
 --
@@ -12,7 +13,7 @@
 -- SearchFilters field (models.py), and one line here.
 CREATE OR REPLACE FUNCTION memory_visible(m memories, f search_filters) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
-    SELECT (m.expires_at IS NULL OR m.expires_at > now())
+    SELECT NOT memory_expired(m)
        AND (f.content_types IS NULL OR cardinality(f.content_types) = 0 OR m.content_type = ANY(f.content_types))
        AND (f.tags IS NULL OR cardinality(f.tags) = 0 OR m.tags && f.tags)
        AND (f.min_importance IS NULL OR m.importance >= f.min_importance)
