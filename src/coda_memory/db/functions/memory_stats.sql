@@ -32,12 +32,11 @@ DECLARE
     p_user  text := CASE WHEN p_all THEN NULL ELSE NULLIF(current_setting('app.current_user_id', true), '') END;
     v_scope text := CASE WHEN p_all THEN 'true' ELSE format('m.user_id = %L', p_user) END;
     v_state text := 'CASE WHEN m.deleted THEN ''deleted''
-                          WHEN m.expires_at IS NOT NULL AND m.expires_at <= now() THEN ''expired''
+                          WHEN public.memory_expired(m) THEN ''expired''
                           WHEN m.archived THEN ''archived''
                           WHEN m.superseded_by IS NOT NULL THEN ''superseded''
                           ELSE ''live'' END';
-    v_live  text := 'NOT m.deleted AND NOT m.archived AND m.superseded_by IS NULL
-                     AND (m.expires_at IS NULL OR m.expires_at > now())';
+    v_live  text := 'public.memory_searchable(m) AND NOT public.memory_expired(m)';
     v_out   jsonb := '{}'::jsonb;
     v_part  jsonb;
 BEGIN
