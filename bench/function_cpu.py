@@ -111,7 +111,8 @@ def measure(searches: int, rounds: int, profile: bool) -> dict[str, Any]:
 
         with runtime.database().user_tx(USER, pipeline=True) as cur:
             lexed = search_sql.lexical_candidates(cur, q, n, req0.filters)
-            rows = search_sql.rank(cur, USER, q, vectors[q], lexed, req0.filters, ranking, 10, n, None)
+            rows = search_sql.rank(cur, USER, q, vectors[q], lexed, req0.filters, ranking, 10, n, None,
+                                   columns=search_uc._COLUMNS)
             record_access(cur, USER, [r["id"] for r in rows])
         if len(rows_seen) < 5:
             rows_seen.append(rows)

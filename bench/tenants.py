@@ -60,8 +60,7 @@ from bench.common import (
     settings_override,
     write_json,
 )
-from bench.growth import _conversations, texts, vectors
-from bench.retrieval import DATA
+from bench.growth import DATA, _conversations, texts, vectors
 
 PG_DIR = REPO / ".local" / "pg-tenants"
 SHARED, ALONE = "coda_tenants", "coda_tenants_alone"

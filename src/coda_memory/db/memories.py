@@ -16,17 +16,15 @@ from psycopg.types.json import Jsonb
 from .filters import Filters, where_clause
 from .pool import DictCursor
 
-MEMORY_COLUMNS = (
-    "id, user_id, content, content_type, source_type, source_id, context_id, tags, importance, "
-    "confidence, metadata, content_hash, created_at, ingested_at, accessed_at, access_count, "
-    "archived, archived_at, version, updated_at, expires_at, superseded_by, superseded_at"
-)
+#: Reads that return memories take the columns to return from the caller: which fields a
+#: memory has in an answer is the API contract's (``contract.Memory``, ``contract.SearchResult``),
+#: said there once. ``Columns`` are column names of ``memories``.
+Columns = Sequence[str]
 
 #: What the export writes per memory (the embedding only on request).
-EXPORT_COLUMNS = (
-    "id, content, content_type, source_type, source_id, context_id, event_id, tags, metadata, importance, "
-    "confidence, created_at, expires_at, archived, superseded_by, superseded_at"
-)
+EXPORT_COLUMNS = ("id", "content", "content_type", "source_type", "source_id", "context_id", "event_id", "tags",
+                  "metadata", "importance", "confidence", "created_at", "expires_at", "archived", "superseded_by",
+                  "superseded_at")
 
 #: Fields a PATCH may change (``content`` also changes ``content_hash`` and ``embedding``).
 PATCHABLE = ("content", "content_type", "tags", "importance", "confidence", "metadata", "context_id",
@@ -104,20 +102,20 @@ def write_history(cur: DictCursor, user_id: str, entries: Sequence[NewHistoryEnt
     )
 
 
-def history(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The history of a memory, oldest first (kept after a soft delete)."""
+def history(cur: DictCursor, user_id: str, memory_id: uuid.UUID, columns: Columns) -> list[dict[str, Any]]:
+    """``columns`` of each history entry of a memory, oldest first (kept after a soft delete)."""
     cur.execute(
-        """SELECT version, action, at, actor, changes FROM memory_history
-           WHERE user_id = %s AND memory_id = %s ORDER BY version""",
+        f"""SELECT {prefixed(columns, "h")} FROM memory_history h
+            WHERE h.user_id = %s AND h.memory_id = %s ORDER BY h.version""",  # noqa: S608 - checked names
         (user_id, memory_id),
     )
     return cur.fetchall()
 
 
-def lock_for_update(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str, Any] | None:
-    """The visible memory, locked until the transaction ends (None when there is none)."""
+def lock_for_update(cur: DictCursor, user_id: str, memory_id: uuid.UUID, columns: Columns) -> dict[str, Any] | None:
+    """The visible memory's ``columns``, locked until the transaction ends (None when there is none)."""
     cur.execute(
-        f"""SELECT {MEMORY_COLUMNS} FROM memories m
+        f"""SELECT {prefixed(columns)} FROM memories m
             WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND NOT memory_expired(m)
             FOR UPDATE""",  # noqa: S608 - fixed fragments
         (user_id, memory_id),
@@ -132,10 +130,11 @@ def pieces_param(pieces: Sequence[np.ndarray]) -> list[str] | None:
 
 def update_memory(
     cur: DictCursor, user_id: str, memory_id: uuid.UUID, values: Mapping[str, Any],
-    embedding: np.ndarray | None, content_hash: str | None, pieces: Sequence[np.ndarray] = (),
+    embedding: np.ndarray | None, content_hash: str | None, pieces: Sequence[np.ndarray] = (), *,
+    columns: Columns,
 ) -> dict[str, Any]:
     """Set ``values`` (keys from :data:`PATCHABLE`) on the memory, bump its version, and return
-    the row. A plain UPDATE of the row, so generated columns and triggers follow."""
+    the row's ``columns``. A plain UPDATE of the row, so generated columns and triggers follow."""
     sets = ["version = version + 1", "updated_at = now()"]
     params: dict[str, Any] = {"u": user_id, "id": memory_id}
     for key, value in values.items():
@@ -151,7 +150,7 @@ def update_memory(
         params.update(embedding=embedding, hash=content_hash, pieces=pieces_param(pieces))
     cur.execute(
         f"UPDATE memories m SET {', '.join(sets)} WHERE m.user_id = %(u)s AND m.id = %(id)s "  # noqa: S608
-        f"RETURNING {prefixed(MEMORY_COLUMNS)}",
+        f"RETURNING {prefixed(columns)}",
         params,
     )
     row = cur.fetchone()
@@ -194,9 +193,10 @@ def _deleted_history(cur: DictCursor, user_id: str, rows: Sequence[dict[str, Any
 # --- reads and deletes ------------------------------------------------------------------------
 
 
-def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str, Any] | None:
+def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID, columns: Columns) -> dict[str, Any] | None:
+    """The visible memory's ``columns`` (None when there is none)."""
     cur.execute(
-        f"SELECT {MEMORY_COLUMNS} FROM memories m "  # noqa: S608
+        f"SELECT {prefixed(columns)} FROM memories m "  # noqa: S608
         f"WHERE m.user_id = %s AND m.id = %s AND NOT m.deleted AND NOT memory_expired(m)",
         (user_id, memory_id),
     )
@@ -205,11 +205,11 @@ def get_memory(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> dict[str,
 
 def list_page(
     cur: DictCursor, user_id: str, filters: Filters, limit: int,
-    after: tuple[datetime, uuid.UUID] | None, *, include_archived: bool = False, include_superseded: bool = False,
-    newest_first: bool = True, columns: str = MEMORY_COLUMNS,
+    after: tuple[datetime, uuid.UUID] | None, *, columns: Columns, include_archived: bool = False,
+    include_superseded: bool = False, newest_first: bool = True,
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` visible memories of ``user_id`` in (created_at, id) order, after the
-    keyset position ``after`` (exclusive). Served by ``memories_user_created_id``."""
+    """``columns`` of up to ``limit`` visible memories of ``user_id`` in (created_at, id) order,
+    after the keyset position ``after`` (exclusive). Served by ``memories_user_created_id``."""
     where, params = where_clause(filters, include_archived=include_archived, include_superseded=include_superseded)
     params.update(user_id=user_id, limit=limit)
     direction = "DESC" if newest_first else "ASC"
@@ -303,5 +303,10 @@ def ids_taken_by_others(cur: DictCursor, ids: Sequence[uuid.UUID]) -> set[uuid.U
     return {r["id"] for r in cur.fetchall()}
 
 
-def prefixed(columns: str) -> str:
-    return ", ".join("m." + c.strip() for c in columns.split(","))
+def prefixed(columns: Columns, alias: str = "m") -> str:
+    """``columns`` of ``alias`` as a select list (names from the code, checked all the same:
+    they are written into the statement)."""
+    for column in columns:
+        if not column.isidentifier():
+            raise ValueError(f"not a column name: {column!r}")
+    return ", ".join(f"{alias}.{column}" for column in columns)

@@ -29,7 +29,7 @@ import numpy as np
 from ..config import Settings
 from . import relations as relation_sql
 from .filters import FILTERS, Filters, filters_param, state_clause
-from .memories import MEMORY_COLUMNS, prefixed
+from .memories import Columns, prefixed
 from .pool import DictCursor
 
 _BM25_K1 = 1.2
@@ -153,8 +153,10 @@ def rank(
     n: int,
     min_similarity: float | None = None,
     hidden: Hidden = LIVE,
+    *,
+    columns: Columns,
 ) -> list[dict[str, Any]]:
-    """The top ``top_k`` memories of ``user_id`` by relevance, from the ``n`` nearest by
+    """``columns`` and the scores of the top ``top_k`` memories of ``user_id`` by relevance, from the ``n`` nearest by
     cosine and the ``lexical`` candidates (RLS scopes ``cur`` already), leaving out those whose
     cosine similarity is below ``min_similarity`` (after normalising over all candidates, so
     the threshold changes no score; 0 or None keeps everything, negative cosines included).
@@ -163,7 +165,7 @@ def rank(
               "t_ids": list(lexical), "t_scores": list(lexical.values()), "min_sim": min_similarity,
               "query": query, "k1": _BM25_K1, "b": _BM25_B, "match": ranking.match_key,
               "filters": filters_param(filters), "archived": hidden.archived, "superseded": hidden.superseded}
-    cur.execute(_SEARCH_SQL.format(output=_COLUMNS), params)
+    cur.execute(_SEARCH_SQL.format(output=_select_list(columns)), params)
     rows = cur.fetchall()
     for row in rows:
         row["metadata"] = json.loads(row["metadata"])
@@ -176,10 +178,13 @@ def rank(
     return rows
 
 
-_COLUMNS = prefixed(MEMORY_COLUMNS).replace("m.metadata", "m.metadata::text AS metadata")
+def _select_list(columns: Columns) -> str:
+    # metadata as text, decoded by the caller for the returned rows (see _SEARCH_SQL)
+    return prefixed(columns).replace("m.metadata", "m.metadata::text AS metadata")
 
 
-def expanded(cur: DictCursor, user_id: str, ids: list[uuid.UUID], hidden: Hidden = LIVE) -> list[dict[str, Any]]:
+def expanded(cur: DictCursor, user_id: str, ids: list[uuid.UUID], hidden: Hidden = LIVE, *,
+             columns: Columns) -> list[dict[str, Any]]:
     """The memories that ``ids`` extend or are derived_from (db/relations.py ``expansion``), as
     rows of the shape :func:`rank` returns (similarity and relevance 0: they were not ranked),
     in expansion order."""
@@ -187,7 +192,7 @@ def expanded(cur: DictCursor, user_id: str, ids: list[uuid.UUID], hidden: Hidden
     if not targets:
         return []
     cur.execute(
-        f"SELECT {_COLUMNS}, 0::float8 AS similarity, 0::float8 AS relevance FROM memories m "
+        f"SELECT {_select_list(columns)}, 0::float8 AS similarity, 0::float8 AS relevance FROM memories m "
         "WHERE m.user_id = %s AND m.id = ANY(%s)",
         (user_id, targets),
     )

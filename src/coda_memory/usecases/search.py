@@ -11,16 +11,19 @@ from typing import Any
 from .. import runtime
 from ..auth import Caller
 from ..config import get_settings
+from ..contract import SearchResult
 from ..db import search as search_sql
 from ..models import ContextRequest, SearchFilters, SearchRequest
 from .access import record_access, record_access_after, search_writes_access
 from .context import ESTIMATORS, AssembledContext, assemble
 from .memories import memory_json
 
-_RESULT_FIELDS = (
-    "id", "content", "content_type", "source_type", "source_id", "context_id", "tags",
-    "importance", "created_at", "similarity", "relevance", "metadata", "archived", "superseded_by",
-)
+#: The fields every search result has: the contract's (``SearchResult``; an optional field is
+#: added on request). The ranking computes the scores; the others are the memory's columns,
+#: fetched for the returned rows.
+_RESULT_FIELDS = tuple(name for name, field in SearchResult.model_fields.items() if field.is_required())
+_SCORES = ("similarity", "relevance")
+_COLUMNS = tuple(f for f in _RESULT_FIELDS if f not in _SCORES)
 
 
 def _search_rows(
@@ -49,9 +52,9 @@ def _search_rows(
             # never leave the lexical query running on a connection that goes back to the pool
             lexed = lexical.result() if lexical is not None else {}
         rows = search_sql.rank(cur, user_id, query, vector, lexed, filters, ranking, top_k, n, min_relevance,
-                               hidden)
+                               hidden, columns=_COLUMNS)
         if expand:
-            rows += search_sql.expanded(cur, user_id, [r["id"] for r in rows], hidden)
+            rows += search_sql.expanded(cur, user_id, [r["id"] for r in rows], hidden, columns=_COLUMNS)
         if in_tx:
             record_access(cur, user_id, [r["id"] for r in rows])
     if not in_tx:

@@ -5,11 +5,12 @@
 -- candidates the caller found (bm25_candidates: p_t_ids best first, their BM25 in p_t_scores).
 --   v       the nearest, in rank order
 --   t       the lexical candidates, in rank order
---   vb      the exact BM25 of the nearest that are not lexical candidates (hybrid only), so both
---           lists are scored on both measures (bm25_scores: planned per call, see there)
+--   q       the query's lexemes with their IDF and the user's mean length (hybrid only)
 --   c       their union
 --   scored  the candidates' rows, fetched by primary key, every filter and expiry applied again
---           in this snapshot (a lexical candidate may have changed since bm25_candidates ran)
+--           in this snapshot (a lexical candidate may have changed since bm25_candidates ran);
+--           a nearest memory that is not a lexical candidate gets its exact BM25 here, from the
+--           row's own tsvector (hybrid only), so both lists are scored on both measures
 --   normed  each measure divided by its best over the candidates
 -- p_match: 'vector' (cos), 'convex' (a * cos/max_cos + (1 - a) * bm25/max_bm25) or 'rrf'
 -- (a/(k + vrank) + (1 - a)/(k + trank), divided by its best possible value 1/(k + 1)).
@@ -21,10 +22,11 @@
 --
 -- Returns ids and scores only (the relevance and its parts: the fused match, the raw BM25, the
 -- importance and the recency term, which POST /search shows with explain: true); the caller
--- fetches the columns of those few rows. Planned per
--- call (force_custom_plan: the user's id is a constant to the planner, which then prunes to the
--- user's partition and looks candidates up by primary key; a cached generic plan probed the id
--- index of all 32 partitions per candidate: ~100 ms on 10,000 users).
+-- fetches the columns of those few rows. Its statements
+-- are planned once per connection (force_generic_plan: planning the ranking per call cost more
+-- than running it); each candidate is one primary-key lookup (LATERAL, both key columns equal,
+-- so a generic plan cannot pick another index), in the user's partition only (the generic plan
+-- prunes the other 31 when it starts: the user is known then).
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8);
@@ -57,18 +59,14 @@ CREATE OR REPLACE FUNCTION memory_rank(
 RETURNS TABLE (id uuid, similarity float8, relevance float8, match float8, lexical float8, importance float8,
                recency float8)
 LANGUAGE plpgsql STABLE ROWS 10
-SET plan_cache_mode = force_custom_plan
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_user    text := NULLIF(current_setting('app.current_user_id', true), '');
     v_near    uuid[];
-    v_vb_ids  uuid[];
-    v_vb      float8[];
 BEGIN
-    -- the nearest, best first; then (hybrid only) the exact BM25 of those that are not lexical
-    -- candidates. Steps of their own rather than CTEs: a cached plan cannot fold the mode away.
-    -- (with include_archived / include_superseded, also the p_n nearest of the user's memories
-    -- in those states, by an exact scan: they are in no search structure)
+    -- the nearest, best first (with include_archived / include_superseded, also the p_n nearest
+    -- of the user's memories in those states, by an exact scan: they are in no search structure)
     v_near := ARRAY(
         SELECT n.id FROM (
             SELECT n.id, n.distance FROM public.memory_nearest(p_vector, p_n, p_filters) n
@@ -81,11 +79,6 @@ BEGIN
              ORDER BY 2, 1 LIMIT p_n)
         ) n
         ORDER BY n.distance, n.id);
-    IF p_match <> 'vector' THEN
-        SELECT array_agg(s.id), array_agg(s.score) INTO v_vb_ids, v_vb
-        FROM public.bm25_scores(p_query, ARRAY(SELECT x FROM unnest(v_near) x WHERE x <> ALL(coalesce(p_t_ids, '{}'))),
-                                p_k1, p_b) s;
-    END IF;
     RETURN QUERY
     WITH v AS (
         SELECT x.id, x.rank FROM unnest(v_near) WITH ORDINALITY AS x(id, rank)
@@ -94,26 +87,32 @@ BEGIN
         SELECT x.id, x.bm25, x.rank
         FROM unnest(p_t_ids, p_t_scores) WITH ORDINALITY AS x(id, bm25, rank)
     ),
-    vb AS (
-        SELECT x.id, x.score FROM unnest(v_vb_ids, v_vb) AS x(id, score)
+    q AS MATERIALIZED (
+        SELECT * FROM public.bm25_query_terms(p_query) WHERE p_match <> 'vector'
     ),
-    c AS (
-        SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coalesce(t.bm25, vb.score) AS bm25
-        FROM v FULL JOIN t ON v.id = t.id LEFT JOIN vb ON vb.id = v.id
+    c AS MATERIALIZED (  -- a plain column to look rows up by (an expression over the full join is not a key)
+        SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, t.bm25
+        FROM v FULL JOIN t ON v.id = t.id
     ),
     scored AS (
-        SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
+        SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank,
+               CASE WHEN c.trank IS NOT NULL THEN c.bm25
+                    -- the sum of bm25_scores, on the row fetched here anyway
+                    WHEN p_match <> 'vector' THEN
+                        (SELECT sum(q.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1),
+                                                               length(m.search_vector), q.avgdl, p_k1, p_b))
+                         FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
+               END AS bm25,
                -- a long memory scores by its best piece (its opening or a later window,
                -- migration 0045); a zero vector has no direction: pgvector answers NaN,
                -- counted as no similarity
                coalesce(nullif(1 - least(m.embedding <=> p_vector,
                                          (SELECT min(p <=> p_vector) FROM unnest(m.embedding_pieces) p)),
                                'NaN'::float8), 0) AS sim
-        FROM public.memories m JOIN c ON c.id = m.id
-        -- = ANY(ARRAY(...)): one primary-key lookup per candidate (a plain join was planned as a
-        -- merge join that read every row of the user: 6 ms at 10k memories)
-        WHERE m.user_id = v_user AND m.id = ANY(ARRAY(SELECT c.id FROM c))
-          AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
+        -- OFFSET 0 keeps the lookup a subquery run per candidate: flattened into a join, the
+        -- generic plan (which guesses one row per user) read every row of the user instead
+        FROM c CROSS JOIN LATERAL (SELECT * FROM public.memories m WHERE m.user_id = v_user AND m.id = c.id OFFSET 0) m
+        WHERE public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
     ),
     normed AS (
         SELECT s.*, greatest(s.sim, 0) AS cos,
