@@ -49,7 +49,17 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, Handlers, apply_env, bench_env, machine, percentiles, settings_override, write_json
+from bench.common import (
+    REPO,
+    Handlers,
+    apply_env,
+    backend_cpu,
+    bench_env,
+    machine,
+    percentiles,
+    settings_override,
+    write_json,
+)
 from bench.growth import DATA, _conversations, texts, vectors
 
 PG_DIR = REPO / ".local" / "pg-tenants"
@@ -189,18 +199,6 @@ def storage(pg: Any) -> dict[str, Any]:
             "parts_per_memory": {p: round(b / n) for p, b in parts.items()}}
 
 
-def _backend_cpu(admin: Any, database: str) -> float:
-    total = 0.0
-    for (pid,) in admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND usename = 'coda_app'", (database,)):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / 100
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
 def search_costs(pg: Any, database: str, user: str, queries: list[str], n: int) -> dict[str, Any]:
     """CPU, buffers and latency of ``n`` searches of ``user`` through the real handler."""
     import psycopg
@@ -210,13 +208,13 @@ def search_costs(pg: Any, database: str, user: str, queries: list[str], n: int) 
         for q in queries[:10]:
             api.search(q, user)
         admin.execute("SELECT pg_stat_statements_reset()")
-        cpu0 = _backend_cpu(admin, database)
+        cpu0 = backend_cpu(admin, database)
         lat = []
         for q in queries[10:10 + n]:
             t = time.perf_counter()
             api.search(q, user)
             lat.append((time.perf_counter() - t) * 1000)
-        cpu = (_backend_cpu(admin, database) - cpu0) * 1000 / n
+        cpu = (backend_cpu(admin, database) - cpu0) * 1000 / n
         hit, read, calls = admin.execute(
             "SELECT sum(shared_blks_hit), sum(shared_blks_read), sum(calls) FROM pg_stat_statements s "
             "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s AND s.toplevel", (database,)).fetchone()
@@ -246,9 +244,9 @@ def ingest_costs(pg: Any, database: str, user: str, items: list[str]) -> dict[st
 
         for text in items[:5]:
             ingest(text)
-        cpu0 = _backend_cpu(admin, database)
+        cpu0 = backend_cpu(admin, database)
         lat = [ingest(text) for text in items[5:]]
-        cpu = (_backend_cpu(admin, database) - cpu0) * 1000 / len(lat)
+        cpu = (backend_cpu(admin, database) - cpu0) * 1000 / len(lat)
         admin.execute("DELETE FROM memories WHERE user_id = %s AND source_type = 'bench-write'", (user,))
     return {"pg_cpu_ms": round(cpu, 2), "latency_ms": percentiles(lat)}
 

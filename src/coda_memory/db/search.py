@@ -54,7 +54,7 @@ FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8,
 # other candidates (building and scoring ~80 candidate rows in Python was ~1/6 of the handler's
 # CPU), and the ranking's plan is cached per connection (planning it per call cost ~1 ms).
 _SEARCH_SQL = f"""
-SELECT {{output}}, r.similarity, r.relevance
+SELECT {{output}}, r.similarity, r.relevance, r.match, r.lexical, r.importance AS imp, r.recency
 FROM memory_rank(%(query)s::text, %(q)s::halfvec, %(n)s::integer, {FILTERS}, %(t_ids)s::uuid[],
                  %(t_scores)s::float8[], %(match)s::text, %(w_sim)s::float8, %(w_imp)s::float8, %(w_rec)s::float8,
                  %(decay)s::float8, %(a)s::float8, %(rrf_k)s::integer, %(k1)s::float8, %(b)s::float8,
@@ -171,6 +171,10 @@ def rank(
         row["metadata"] = json.loads(row["metadata"])
         row["similarity"] = float(row["similarity"])
         row["relevance"] = float(row["relevance"])
+        parts = {"cosine": row["similarity"], "lexical": row.pop("lexical"), "match": row.pop("match"),
+                 "importance": row.pop("imp"), "recency": row.pop("recency"), "relevance": row["relevance"]}
+        # to 6 decimals, as every score in an answer
+        row["explain"] = {k: round(float(v), 6) for k, v in parts.items()}
     return rows
 
 

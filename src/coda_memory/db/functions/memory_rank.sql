@@ -20,7 +20,9 @@
 -- search structure), and are ranked by the same formula; the caller adds their lexical
 -- candidates to p_t_ids. Both false (every default search): that branch is never run.
 --
--- Returns ids and scores only; the caller fetches the columns of those few rows. Its statements
+-- Returns ids and scores only (the relevance and its parts: the fused match, the raw BM25, the
+-- importance and the recency term, which POST /search shows with explain: true); the caller
+-- fetches the columns of those few rows. Its statements
 -- are planned once per connection (force_generic_plan: planning the ranking per call cost more
 -- than running it); each candidate is one primary-key lookup (LATERAL, both key columns equal,
 -- so a generic plan cannot pick another index), in the user's partition only (the generic plan
@@ -28,6 +30,10 @@
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8);
+-- (the result columns changed: a replaced function cannot change them)
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                    boolean);
 
 CREATE OR REPLACE FUNCTION memory_rank(
     p_query    text,
@@ -50,7 +56,8 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_archived boolean DEFAULT false,
     p_superseded boolean DEFAULT false
 )
-RETURNS TABLE (id uuid, similarity float8, relevance float8)
+RETURNS TABLE (id uuid, similarity float8, relevance float8, match float8, lexical float8, importance float8,
+               recency float8)
 LANGUAGE plpgsql STABLE ROWS 10
 SET plan_cache_mode = force_generic_plan
 AS $fn$
@@ -112,21 +119,22 @@ BEGIN
                max(greatest(s.sim, 0)) OVER () AS top_cos, max(s.bm25) OVER () AS top_bm25
         FROM scored s
     ),
-    ranked AS (
-        SELECT r.id, r.sim,
-               p_w_sim * (CASE p_match
-                              WHEN 'vector' THEN r.cos
-                              WHEN 'convex' THEN p_a * r.cos / coalesce(nullif(r.top_cos, 0), 1)
-                                                 + (1 - p_a) * coalesce(r.bm25, 0) / coalesce(nullif(r.top_bm25, 0), 1)
-                              ELSE (p_a * coalesce(1.0::float8 / (p_rrf_k + r.vrank), 0)
-                                    + (1 - p_a) * coalesce(1.0::float8 / (p_rrf_k + r.trank), 0)) * (p_rrf_k + 1)
-                          END)
-               + p_w_imp * r.imp
-               + p_w_rec / (1 + greatest(0, extract(epoch FROM now() - r.created_at)::float8 / 86400) * p_decay)
-               AS rel
+    parts AS (
+        SELECT r.id, r.sim, r.imp, coalesce(r.bm25, 0) AS lex,
+               CASE p_match
+                   WHEN 'vector' THEN r.cos
+                   WHEN 'convex' THEN p_a * r.cos / coalesce(nullif(r.top_cos, 0), 1)
+                                      + (1 - p_a) * coalesce(r.bm25, 0) / coalesce(nullif(r.top_bm25, 0), 1)
+                   ELSE (p_a * coalesce(1.0::float8 / (p_rrf_k + r.vrank), 0)
+                         + (1 - p_a) * coalesce(1.0::float8 / (p_rrf_k + r.trank), 0)) * (p_rrf_k + 1)
+               END AS fused,
+               1 / (1 + greatest(0, extract(epoch FROM now() - r.created_at)::float8 / 86400) * p_decay) AS rec
         FROM normed r
+    ),
+    ranked AS (
+        SELECT r.*, p_w_sim * r.fused + p_w_imp * r.imp + p_w_rec * r.rec AS rel FROM parts r
     )
-    SELECT r.id, r.sim, r.rel
+    SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec
     FROM ranked r
     WHERE coalesce(p_min_sim, 0) = 0 OR r.sim >= p_min_sim
     ORDER BY r.rel DESC, r.sim DESC, r.id
