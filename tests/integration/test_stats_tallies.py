@@ -155,7 +155,7 @@ def test_concurrent_writers_of_one_user_lose_no_count(api, admin_conn):
                      "source_type": "test", "tags": sorted({"shared", f"w{worker}", f"j{j}"}, reverse=worker % 2 == 1)}
                     for j in range(5)]})
                 assert r.status == 200, r.body
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:  # reported below, in the test thread
             errors.append(error)
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(3)]
