@@ -20,9 +20,10 @@
 -- search structure), and are ranked by the same formula; the caller adds their lexical
 -- candidates to p_t_ids. Both false (every default search): that branch is never run.
 --
--- Returns ids and scores only (the relevance and its parts: the fused match, the raw BM25, the
--- importance and the recency term, which POST /search shows with explain: true); the caller
--- fetches the columns of those few rows. Its statements
+-- Returns the ranked rows (memory: the row as read in scored, so the caller looks nothing up
+-- again and its statement plans in no time) and their scores (the relevance and its parts: the
+-- fused match, the raw BM25, the importance and the recency term, which POST /search shows with
+-- explain: true). Its statements
 -- are planned once per connection (force_generic_plan: planning the ranking per call cost more
 -- than running it); each candidate is one primary-key lookup (LATERAL, both key columns equal,
 -- so a generic plan cannot pick another index), in the user's partition only (the generic plan
@@ -57,7 +58,7 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_superseded boolean DEFAULT false
 )
 RETURNS TABLE (id uuid, similarity float8, relevance float8, match float8, lexical float8, importance float8,
-               recency float8)
+               recency float8, memory memories)
 LANGUAGE plpgsql STABLE ROWS 10
 SET plan_cache_mode = force_generic_plan
 AS $fn$
@@ -95,7 +96,7 @@ BEGIN
         FROM v FULL JOIN t ON v.id = t.id
     ),
     scored AS (
-        SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank,
+        SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank, m::public.memories AS memory,
                CASE WHEN c.trank IS NOT NULL THEN c.bm25
                     -- the sum of bm25_scores, on the row fetched here anyway
                     WHEN p_match <> 'vector' THEN
@@ -120,7 +121,7 @@ BEGIN
         FROM scored s
     ),
     parts AS (
-        SELECT r.id, r.sim, r.imp, coalesce(r.bm25, 0) AS lex,
+        SELECT r.id, r.sim, r.imp, r.memory, coalesce(r.bm25, 0) AS lex,
                CASE p_match
                    WHEN 'vector' THEN r.cos
                    WHEN 'convex' THEN p_a * r.cos / coalesce(nullif(r.top_cos, 0), 1)
@@ -134,7 +135,7 @@ BEGIN
     ranked AS (
         SELECT r.*, p_w_sim * r.fused + p_w_imp * r.imp + p_w_rec * r.rec AS rel FROM parts r
     )
-    SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec
+    SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec, r.memory
     FROM ranked r
     WHERE coalesce(p_min_sim, 0) = 0 OR r.sim >= p_min_sim
     ORDER BY r.rel DESC, r.sim DESC, r.id
