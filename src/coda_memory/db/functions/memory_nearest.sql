@@ -26,6 +26,7 @@ SET hnsw.iterative_scan = 'relaxed_order'
 -- a user with a graph: walk it, never sort all its vectors (the planner prefers the sort for a
 -- few hundred rows); where no graph exists the sort is the only plan and stays
 SET enable_sort = off
+SET enable_indexscan = on  -- restored at exit: the exact scan below turns it off for itself
 SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
@@ -59,12 +60,15 @@ BEGIN
                    GROUP BY w.memory_id) n', v_user)
         INTO v_ids, v_dist USING p_query, p_filters, p_limit;
     ELSIF NOT v_filtered THEN
+        -- the user's vectors read page by page (bitmap heap scan) rather than one heap access
+        -- per vector: 1,000 vectors 0.63 instead of 0.85 ms (the plan is cached with this setting)
+        PERFORM set_config('enable_indexscan', 'off', true);
         SELECT array_agg(n.memory_id ORDER BY n.d, n.memory_id), array_agg(n.d ORDER BY n.d, n.memory_id)
         INTO v_ids, v_dist
         FROM (SELECT w.memory_id, min(w.d) AS d FROM (
                   SELECT v.memory_id, (v.embedding <=> p_query)::float8 AS d
                   FROM public.memory_vectors v WHERE v.user_id = v_user
-                  ORDER BY 2 LIMIT p_limit) w
+                  ORDER BY 2, 1 LIMIT p_limit) w  -- ties by id: the same answer whatever the scan order
               -- one primary-key lookup per nearest vector (OFFSET 0: a subquery per row; as a
               -- join, the generic plan read every row of the user into a hash table)
               CROSS JOIN LATERAL (SELECT * FROM public.memories m
