@@ -61,6 +61,14 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("0.8/0.15/0.05", {"weight_similarity": 0.8, "weight_importance": 0.15, "weight_recency": 0.05}),
     # the stored pieces of long memories hidden for this variant (see hidden_pieces)
     ("opening only (no pieces)", {"embedding_pieces": 1}),
+    # neighbouring evidence (MEMORY_NEIGHBOUR_*): off, and its settings one at a time
+    ("no neighbours", {"neighbour_seeds": 0}),
+    ("neighbours span 1", {"neighbour_span": 1}),
+    ("neighbours span 3", {"neighbour_span": 3}),
+    ("neighbours weight 0.2", {"neighbour_weight": 0.2}),
+    ("neighbours weight 0.5", {"neighbour_weight": 0.5}),
+    ("neighbours of 3 hits", {"neighbour_seeds": 3}),
+    ("neighbours of 10 hits", {"neighbour_seeds": 10}),
 ]
 
 

@@ -58,7 +58,9 @@ SELECT {{output}}, r.similarity, r.relevance
 FROM memory_rank(%(query)s::text, %(q)s::halfvec, %(n)s::integer, {FILTERS}, %(t_ids)s::uuid[],
                  %(t_scores)s::float8[], %(match)s::text, %(w_sim)s::float8, %(w_imp)s::float8, %(w_rec)s::float8,
                  %(decay)s::float8, %(a)s::float8, %(rrf_k)s::integer, %(k1)s::float8, %(b)s::float8,
-                 %(top_k)s::integer, %(min_sim)s::float8, %(archived)s::boolean, %(superseded)s::boolean) r
+                 %(top_k)s::integer, %(min_sim)s::float8, %(archived)s::boolean, %(superseded)s::boolean,
+                 %(nb_seeds)s::integer, %(nb_span)s::integer, make_interval(secs => %(nb_window)s::float8),
+                 %(nb_weight)s::float8) r
 -- LATERAL: one primary-key lookup per returned row (a join was planned as a scan of the user's
 -- rows: ~10,000 buffers for a 10k-memory user)
 CROSS JOIN LATERAL (SELECT * FROM memories m WHERE m.user_id = %(user_id)s AND m.id = r.id) m
@@ -126,11 +128,16 @@ class Ranking:
     rrf_k: int
     fusion: str = "convex"
     vector_weight: float = 0.5
+    neighbour_seeds: int = 0
+    neighbour_span: int = 2
+    neighbour_window_s: float = 3600.0
+    neighbour_weight: float = 0.3
 
     @classmethod
     def from_settings(cls, s: Settings) -> Ranking:
         return cls(s.weight_similarity, s.weight_importance, s.weight_recency, s.recency_decay,
-                   s.search_mode, s.rrf_k, s.fusion, s.fusion_vector_weight)
+                   s.search_mode, s.rrf_k, s.fusion, s.fusion_vector_weight, s.neighbour_seeds,
+                   s.neighbour_span, s.neighbour_window_seconds, s.neighbour_weight)
 
     @property
     def match_key(self) -> str:
@@ -138,7 +145,9 @@ class Ranking:
 
     def params(self) -> dict[str, Any]:
         return {"w_sim": self.w_sim, "w_imp": self.w_imp, "w_rec": self.w_rec, "decay": self.decay,
-                "a": self.vector_weight, "rrf_k": self.rrf_k}
+                "a": self.vector_weight, "rrf_k": self.rrf_k, "nb_seeds": self.neighbour_seeds,
+                "nb_span": self.neighbour_span, "nb_window": self.neighbour_window_s,
+                "nb_weight": self.neighbour_weight}
 
 
 def rank(

@@ -7,13 +7,21 @@
 --   t       the lexical candidates, in rank order
 --   vb      the exact BM25 of the nearest that are not lexical candidates (hybrid only), so both
 --           lists are scored on both measures (bm25_scores: planned per call, see there)
---   c       their union
+--   links   neighbouring evidence (p_nb_seeds > 0): the memories next to one of the best
+--           p_nb_seeds of either list (the same context_id, at most p_nb_span before and after
+--           it in created_at order, within p_nb_window of it)
+--   c       their union, and those neighbours
 --   scored  the candidates' rows, fetched by primary key, every filter and expiry applied again
 --           in this snapshot (a lexical candidate may have changed since bm25_candidates ran)
 --   normed  each measure divided by its best over the candidates
 -- p_match: 'vector' (cos), 'convex' (a * cos/max_cos + (1 - a) * bm25/max_bm25) or 'rrf'
 -- (a/(k + vrank) + (1 - a)/(k + trank), divided by its best possible value 1/(k + 1)).
 -- p_min_sim: leave out candidates below this cosine (after normalising; 0 or NULL: none).
+-- Neighbouring evidence: a neighbour of one of the p_nb_seeds best candidates (by relevance)
+-- gets p_w_sim * p_nb_weight * that hit's fused match added to its relevance, but never more
+-- than just below the hit's: the memory that holds the answer often sits next to the one that
+-- matches the question (a reply, the next line of the same exchange), and the best hit keeps
+-- its place. p_nb_seeds = 0: off.
 -- p_archived / p_superseded (include_archived / include_superseded): the p_n nearest of the
 -- user's memories in those states join v, found by an exact scan of those rows (they are in no
 -- search structure), and are ranked by the same formula; the caller adds their lexical
@@ -26,6 +34,10 @@
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8);
+-- (neighbouring evidence added four parameters: the old signature would stay as an overload)
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                    boolean);
 
 CREATE OR REPLACE FUNCTION memory_rank(
     p_query    text,
@@ -46,7 +58,11 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_top_k    integer,
     p_min_sim  float8 DEFAULT NULL,
     p_archived boolean DEFAULT false,
-    p_superseded boolean DEFAULT false
+    p_superseded boolean DEFAULT false,
+    p_nb_seeds integer DEFAULT 0,
+    p_nb_span  integer DEFAULT 2,
+    p_nb_window interval DEFAULT '1 hour',
+    p_nb_weight float8 DEFAULT 0.3
 )
 RETURNS TABLE (id uuid, similarity float8, relevance float8)
 LANGUAGE plpgsql STABLE ROWS 10
@@ -57,6 +73,8 @@ DECLARE
     v_near    uuid[];
     v_vb_ids  uuid[];
     v_vb      float8[];
+    v_seed    uuid[];
+    v_nb      uuid[];
 BEGIN
     -- the nearest, best first; then (hybrid only) the exact BM25 of those that are not lexical
     -- candidates. Steps of their own rather than CTEs: a cached plan cannot fold the mode away.
@@ -74,9 +92,33 @@ BEGIN
              ORDER BY 2, 1 LIMIT p_n)
         ) n
         ORDER BY n.distance, n.id);
+    IF p_nb_seeds > 0 THEN
+        -- each side by the (user_id, created_at, id) index, from the hit outwards
+        SELECT array_agg(l.seed), array_agg(l.nb) INTO v_seed, v_nb
+        FROM (
+            SELECT s.id AS seed, n.id AS nb
+            FROM public.memories s
+            CROSS JOIN LATERAL (
+                (SELECT m.id FROM public.memories m
+                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
+                   AND m.created_at >= s.created_at - p_nb_window AND (m.created_at, m.id) < (s.created_at, s.id)
+                   AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
+                 ORDER BY m.created_at DESC, m.id DESC LIMIT p_nb_span)
+                UNION ALL
+                (SELECT m.id FROM public.memories m
+                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
+                   AND m.created_at <= s.created_at + p_nb_window AND (m.created_at, m.id) > (s.created_at, s.id)
+                   AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
+                 ORDER BY m.created_at, m.id LIMIT p_nb_span)
+            ) n
+            WHERE s.user_id = v_user AND s.context_id IS NOT NULL
+              AND s.id = ANY(v_near[1:p_nb_seeds] || p_t_ids[1:p_nb_seeds])
+        ) l;
+    END IF;
     IF p_match <> 'vector' THEN
         SELECT array_agg(s.id), array_agg(s.score) INTO v_vb_ids, v_vb
-        FROM public.bm25_scores(p_query, ARRAY(SELECT x FROM unnest(v_near) x WHERE x <> ALL(coalesce(p_t_ids, '{}'))),
+        FROM public.bm25_scores(p_query, ARRAY(SELECT x FROM unnest(v_near || coalesce(v_nb, '{}')) x
+                                               WHERE x <> ALL(coalesce(p_t_ids, '{}'))),
                                 p_k1, p_b) s;
     END IF;
     RETURN QUERY
@@ -93,6 +135,10 @@ BEGIN
     c AS (
         SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coalesce(t.bm25, vb.score) AS bm25
         FROM v FULL JOIN t ON v.id = t.id LEFT JOIN vb ON vb.id = v.id
+        UNION ALL
+        SELECT DISTINCT x.id, NULL::bigint, NULL::bigint, vb.score
+        FROM unnest(v_nb) x(id) LEFT JOIN vb ON vb.id = x.id
+        WHERE x.id <> ALL(v_near) AND x.id <> ALL(coalesce(p_t_ids, '{}'))
     ),
     scored AS (
         SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
@@ -113,22 +159,36 @@ BEGIN
                max(greatest(s.sim, 0)) OVER () AS top_cos, max(s.bm25) OVER () AS top_bm25
         FROM scored s
     ),
-    ranked AS (
-        SELECT r.id, r.sim,
-               p_w_sim * (CASE p_match
-                              WHEN 'vector' THEN r.cos
-                              WHEN 'convex' THEN p_a * r.cos / coalesce(nullif(r.top_cos, 0), 1)
-                                                 + (1 - p_a) * coalesce(r.bm25, 0) / coalesce(nullif(r.top_bm25, 0), 1)
-                              ELSE (p_a * coalesce(1.0::float8 / (p_rrf_k + r.vrank), 0)
-                                    + (1 - p_a) * coalesce(1.0::float8 / (p_rrf_k + r.trank), 0)) * (p_rrf_k + 1)
-                          END)
-               + p_w_imp * r.imp
-               + p_w_rec / (1 + greatest(0, extract(epoch FROM now() - r.created_at)::float8 / 86400) * p_decay)
-               AS rel
+    parts AS (
+        SELECT r.id, r.sim, r.imp, coalesce(r.bm25, 0) AS lex,
+               CASE p_match
+                   WHEN 'vector' THEN r.cos
+                   WHEN 'convex' THEN p_a * r.cos / coalesce(nullif(r.top_cos, 0), 1)
+                                      + (1 - p_a) * coalesce(r.bm25, 0) / coalesce(nullif(r.top_bm25, 0), 1)
+                   ELSE (p_a * coalesce(1.0::float8 / (p_rrf_k + r.vrank), 0)
+                         + (1 - p_a) * coalesce(1.0::float8 / (p_rrf_k + r.trank), 0)) * (p_rrf_k + 1)
+               END AS fused,
+               1 / (1 + greatest(0, extract(epoch FROM now() - r.created_at)::float8 / 86400) * p_decay) AS rec
         FROM normed r
+    ),
+    ranked AS (
+        SELECT r.*, p_w_sim * r.fused + p_w_imp * r.imp + p_w_rec * r.rec AS own
+        FROM parts r
+    ),
+    -- neighbouring evidence: the best p_nb_seeds candidates lift their neighbours
+    hits AS (
+        SELECT r.id, r.fused, r.own FROM ranked r ORDER BY r.own DESC, r.sim DESC, r.id LIMIT p_nb_seeds
+    ),
+    lifts AS (
+        SELECT l.nb, h.fused, h.own FROM unnest(v_seed, v_nb) l(seed, nb) JOIN hits h ON h.id = l.seed
+    ),
+    lifted AS (
+        SELECT r.*, greatest(r.own, (SELECT max(least(r.own + p_w_sim * p_nb_weight * h.fused, h.own - 1e-9))
+                                     FROM lifts h WHERE h.nb = r.id)) AS rel
+        FROM ranked r
     )
     SELECT r.id, r.sim, r.rel
-    FROM ranked r
+    FROM lifted r
     WHERE coalesce(p_min_sim, 0) = 0 OR r.sim >= p_min_sim
     ORDER BY r.rel DESC, r.sim DESC, r.id
     LIMIT p_top_k;
@@ -137,7 +197,7 @@ $fn$;
 
 REVOKE ALL ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                   boolean) FROM PUBLIC;
+                                   boolean, integer, integer, interval, float8) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                       float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                      boolean) TO coda_app;
+                                      boolean, integer, integer, interval, float8) TO coda_app;
