@@ -50,8 +50,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import REPO, Handlers, apply_env, bench_env, machine, percentiles, settings_override, write_json
-from bench.growth import _conversations, texts, vectors
-from bench.retrieval import DATA
+from bench.growth import DATA, _conversations, texts, vectors
 
 PG_DIR = REPO / ".local" / "pg-tenants"
 SHARED, ALONE = "coda_tenants", "coda_tenants_alone"

@@ -47,6 +47,7 @@ from coda_memory.models import (  # noqa: E402
     RelationType,
     parse_import,
     parse_ingest_events,
+    parse_memory_id,
     parse_model,
 )
 from coda_memory.usecases import ingest, links, memories, transfer  # noqa: E402
@@ -92,7 +93,7 @@ async def ingest_batch(request: Request, who: Caller = Depends(caller)) -> dict:
 async def get_memory(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
                      who: Caller = Depends(caller)) -> dict:
     """One memory of the user."""
-    return memories.get_memory(who, memory_id, user_id)
+    return memories.get_memory(who, parse_memory_id(memory_id), user_id)
 
 
 @app.get("/memories", response_model=MemoryPage, responses=error_responses(*COMMON, 400, 403))
@@ -107,14 +108,15 @@ async def update_memory(
     request: Request, memory_id: str = MemoryIdParam, user_id: str = UserIdQuery, who: Caller = Depends(caller)
 ) -> dict:
     """Change the given fields of a memory; answers the memory with its new version."""
-    return memories.update_memory(who, memory_id, user_id, parse_model(MemoryPatch, await json_body(request)))
+    mid, patch = parse_memory_id(memory_id), parse_model(MemoryPatch, await json_body(request))
+    return memories.update_memory(who, mid, user_id, patch)
 
 
 @app.get("/memory/{id}/history", response_model=MemoryHistory, responses=error_responses(*COMMON, 403, 404))
 async def memory_history(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
                          who: Caller = Depends(caller)) -> dict:
     """Every change of a memory, oldest first."""
-    return memories.memory_history(who, memory_id, user_id)
+    return memories.memory_history(who, parse_memory_id(memory_id), user_id)
 
 
 @app.post("/memory/{id}/relations", response_model=Relation, status_code=201,
@@ -124,8 +126,8 @@ async def memory_history(memory_id: str = MemoryIdParam, user_id: str = UserIdQu
 async def add_relation(request: Request, response: Response, memory_id: str = MemoryIdParam,
                        user_id: str = UserIdQuery, who: Caller = Depends(caller)) -> dict:
     """Relate the memory to another of the user's (extends, derived_from, relates_to)."""
-    spec = parse_model(RelationSpec, await json_body(request))
-    relation, new = links.add_relation(who, memory_id, user_id, spec)
+    mid, spec = parse_memory_id(memory_id), parse_model(RelationSpec, await json_body(request))
+    relation, new = links.add_relation(who, mid, user_id, spec)
     response.status_code = 201 if new else 200
     return relation
 
@@ -134,7 +136,7 @@ async def add_relation(request: Request, response: Response, memory_id: str = Me
 async def list_relations(memory_id: str = MemoryIdParam, user_id: str = UserIdQuery,
                          who: Caller = Depends(caller)) -> dict:
     """The memory's relations, outgoing and incoming, supersession included (type `supersedes`)."""
-    return links.list_relations(who, memory_id, user_id)
+    return links.list_relations(who, parse_memory_id(memory_id), user_id)
 
 
 @app.delete("/memory/{id}/relations/{type}/{target_id}", status_code=204, response_class=Response,
@@ -146,7 +148,7 @@ async def delete_relation(
 ) -> Response:
     """Remove one relation the memory has to another (supersession: PATCH `superseded_by: null`)."""
     spec = parse_model(RelationSpec, {"type": relation_type, "target_id": target_id})
-    links.delete_relation(who, memory_id, user_id, spec)
+    links.delete_relation(who, parse_memory_id(memory_id), user_id, spec)
     return Response(status_code=204)
 
 
@@ -157,7 +159,7 @@ async def delete_memory(
     who: Caller = Depends(caller),
 ) -> dict:
     """Soft-delete a memory (`hard=true`: erase it for good)."""
-    return memories.delete_memory(who, memory_id, user_id, hard)
+    return memories.delete_memory(who, parse_memory_id(memory_id), user_id, hard)
 
 
 @app.delete("/users/{user_id}/memories", response_model=EraseResult, responses=error_responses(*COMMON, 403))

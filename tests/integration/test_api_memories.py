@@ -268,9 +268,9 @@ def test_batch_blocked_by_a_lock_answers_503_and_stores_nothing(api, user_id, ad
 
 
 def test_every_answer_showing_a_memory_has_exactly_the_contracts_fields(api, user_id):
-    """The reads fetch the fields the contract names (contract.Memory, contract.SearchResult), the
-    one list of them: every answer has each of them, and nothing else."""
-    from coda_memory.contract import Memory, SearchResult
+    """The reads fetch the fields the contract names (contract.Memory, HistoryEntry,
+    SearchResult), the one list of them: every answer has each of them, and nothing else."""
+    from coda_memory.contract import HistoryEntry, Memory, SearchResult
 
     mid = api.ingest(user_id=user_id, content="The contract names every field of a memory").body["memory_id"]
     shown = [
@@ -280,5 +280,7 @@ def test_every_answer_showing_a_memory_has_exactly_the_contracts_fields(api, use
     ]
     for memory in shown:
         assert list(memory) == list(Memory.model_fields)
+    history = api.call("GET", f"/memory/{mid}/history", query={"user_id": user_id}).body["history"]
+    assert [list(entry) for entry in history] == [list(HistoryEntry.model_fields)] * 2
     [result] = api.call("POST", "/search", body={"query": "contract field", "user_id": user_id}).body["results"]
     assert list(result) == [name for name, field in SearchResult.model_fields.items() if field.is_required()]

@@ -102,11 +102,11 @@ def write_history(cur: DictCursor, user_id: str, entries: Sequence[NewHistoryEnt
     )
 
 
-def history(cur: DictCursor, user_id: str, memory_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The history of a memory, oldest first (kept after a soft delete)."""
+def history(cur: DictCursor, user_id: str, memory_id: uuid.UUID, columns: Columns) -> list[dict[str, Any]]:
+    """``columns`` of each history entry of a memory, oldest first (kept after a soft delete)."""
     cur.execute(
-        """SELECT version, action, at, actor, changes FROM memory_history
-           WHERE user_id = %s AND memory_id = %s ORDER BY version""",
+        f"""SELECT {prefixed(columns, "h")} FROM memory_history h
+            WHERE h.user_id = %s AND h.memory_id = %s ORDER BY h.version""",  # noqa: S608 - checked names
         (user_id, memory_id),
     )
     return cur.fetchall()
@@ -303,10 +303,10 @@ def ids_taken_by_others(cur: DictCursor, ids: Sequence[uuid.UUID]) -> set[uuid.U
     return {r["id"] for r in cur.fetchall()}
 
 
-def prefixed(columns: Columns) -> str:
-    """``columns`` of alias ``m`` as a select list (names from the code, checked all the same:
+def prefixed(columns: Columns, alias: str = "m") -> str:
+    """``columns`` of ``alias`` as a select list (names from the code, checked all the same:
     they are written into the statement)."""
     for column in columns:
         if not column.isidentifier():
             raise ValueError(f"not a column name: {column!r}")
-    return ", ".join(f"m.{column}" for column in columns)
+    return ", ".join(f"{alias}.{column}" for column in columns)

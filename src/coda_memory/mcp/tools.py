@@ -26,6 +26,7 @@ from ..models import (
     ListQuery,
     MemoryPatch,
     SearchRequest,
+    parse_memory_id,
     parse_model,
 )
 from ..usecases import ingest, links, memories, search
@@ -133,13 +134,14 @@ def get_context(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
 
 def get_memory(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
     ref = parse_model(MemoryRef, arguments)
-    out = memories.get_memory(identity.caller, ref.memory_id, identity.user_id)
+    mid = parse_memory_id(ref.memory_id)
+    out = memories.get_memory(identity.caller, mid, identity.user_id)
     tags = f", tags {', '.join(out['tags'])}" if out.get("tags") else ""
     text = f"[{out['content_type']}, {out['created_at']}{tags}] {out['content']}"
     if out.get("superseded_by"):
         text += f"\nsuperseded by {out['superseded_by']} (out of recall; update_memory superseded_by=null "\
                 "reinstates it)"
-    related = links.list_relations(identity.caller, ref.memory_id, identity.user_id)["relations"]
+    related = links.list_relations(identity.caller, mid, identity.user_id)["relations"]
     text += "".join(f"\n{r['source_id']} {r['type']} {r['target_id']}" for r in related)
     return text, out
 
@@ -170,13 +172,14 @@ def _update_schema() -> dict[str, Any]:
 def update_memory(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
     patch = dict(arguments)
     ref = parse_model(MemoryRef, {"memory_id": patch.pop("memory_id", None)})
-    out = memories.update_memory(identity.caller, ref.memory_id, identity.user_id, parse_model(MemoryPatch, patch))
+    mid, changes = parse_memory_id(ref.memory_id), parse_model(MemoryPatch, patch)
+    out = memories.update_memory(identity.caller, mid, identity.user_id, changes)
     return f"updated {out['id']} (version {out['version']})", out
 
 
 def forget(identity: Identity, arguments: dict[str, Any]) -> ToolResult:
     ref = parse_model(MemoryRef, arguments)
-    out = memories.delete_memory(identity.caller, ref.memory_id, identity.user_id, hard=False)
+    out = memories.delete_memory(identity.caller, parse_memory_id(ref.memory_id), identity.user_id, hard=False)
     return f"forgot {out['memory_id']}", out
 
 

@@ -31,7 +31,7 @@ from ..db import memories as memory_sql
 from ..db import relations as relation_sql
 from ..db.pool import DictCursor
 from ..errors import Conflict, NotFound, ValidationFailed
-from ..models import RelationSpec, check_identifier, parse_memory_id
+from ..models import RelationSpec
 
 
 @dataclass
@@ -102,49 +102,43 @@ def links_of(item: Any) -> Links:
 # --- the relation routes ----------------------------------------------------------------------
 
 
-def _source(caller: Caller, memory_id: str, user_id: str | None) -> tuple[str, uuid.UUID]:
-    user_id = check_identifier(user_id, "user_id")
-    caller.principal.authorize(user_id)
-    return user_id, parse_memory_id(memory_id)
-
-
-def add_relation(caller: Caller, memory_id: str, user_id: str | None,
+def add_relation(caller: Caller, memory_id: uuid.UUID, user_id: str,
                  spec: RelationSpec) -> tuple[dict[str, Any], bool]:
     """Record ``memory --type--> target``; the relation and whether it is new (201) or was
     there already (200, same body)."""
-    user_id, source = _source(caller, memory_id, user_id)
+    caller.principal.authorize(user_id)
     with runtime.database().user_tx(user_id) as cur:
         quotas.lock(cur, user_id)
         plan = LinkPlan(cur, user_id, [Links(relations=[spec])])
-        if source not in relation_sql.lock_visible(cur, user_id, [source]):
+        if memory_id not in relation_sql.lock_visible(cur, user_id, [memory_id]):
             raise NotFound("memory not found")
-        plan.check(source, Links(relations=[spec]), existing=True)
+        plan.check(memory_id, Links(relations=[spec]), existing=True)
         [(link, new)] = relation_sql.add_relations(cur, user_id, plan.relations)
         if new:
-            audit.write(cur, [("relate", str(source), "ok", json.dumps({"type": spec.type}))],
+            audit.write(cur, [("relate", str(memory_id), "ok", json.dumps({"type": spec.type}))],
                         user_id=user_id, actor=caller.principal.key_id, ip=caller.ip,
                         request_id=caller.request_id)
     return link.as_dict(), new
 
 
-def list_relations(caller: Caller, memory_id: str, user_id: str | None) -> dict[str, Any]:
+def list_relations(caller: Caller, memory_id: uuid.UUID, user_id: str) -> dict[str, Any]:
     """Outgoing and incoming relations of a memory, supersession included (``supersedes``)."""
-    user_id, mid = _source(caller, memory_id, user_id)
+    caller.principal.authorize(user_id)
     with runtime.database().user_tx(user_id) as cur:
-        if memory_sql.get_memory(cur, user_id, mid, ("id",)) is None:
+        if memory_sql.get_memory(cur, user_id, memory_id, ("id",)) is None:
             raise NotFound("memory not found")
-        found = relation_sql.links_of(cur, user_id, [mid])[mid]
+        found = relation_sql.links_of(cur, user_id, [memory_id])[memory_id]
     return {"relations": [link.as_dict() for link in found]}
 
 
-def delete_relation(caller: Caller, memory_id: str, user_id: str | None, spec: RelationSpec) -> None:
+def delete_relation(caller: Caller, memory_id: uuid.UUID, user_id: str, spec: RelationSpec) -> None:
     """Remove ``memory --type--> target`` (404 when there is no such relation). Supersession is
     undone with ``PATCH superseded_by: null`` on the older memory instead."""
-    user_id, source = _source(caller, memory_id, user_id)
+    caller.principal.authorize(user_id)
     with runtime.database().user_tx(user_id) as cur:
-        if not relation_sql.delete_relation(cur, user_id, source, spec.type, spec.target_id):
+        if not relation_sql.delete_relation(cur, user_id, memory_id, spec.type, spec.target_id):
             raise NotFound("relation not found")
-        audit.write(cur, [("unrelate", str(source), "ok", json.dumps({"type": spec.type}))],
+        audit.write(cur, [("unrelate", str(memory_id), "ok", json.dumps({"type": spec.type}))],
                     user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id)
 
 

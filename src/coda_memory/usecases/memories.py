@@ -15,7 +15,7 @@ from typing import Any
 from .. import runtime
 from ..auth import Caller
 from ..config import get_settings
-from ..contract import Memory
+from ..contract import HistoryEntry, Memory
 from ..db import audit, quotas
 from ..db import memories as memory_sql
 from ..db import relations as relation_sql
@@ -24,8 +24,6 @@ from ..models import (
     CURSOR_PATTERN,
     ListQuery,
     MemoryPatch,
-    check_identifier,
-    parse_memory_id,
     parse_timestamp,
 )
 from ..text import content_hash
@@ -34,19 +32,14 @@ from .links import LinkPlan, Links
 #: The fields of a memory in an answer (``GET /memory/{id}``, ``PATCH``, ``GET /memories``):
 #: the contract's, which the reads fetch.
 MEMORY_FIELDS = tuple(Memory.model_fields)
+#: The fields of a history entry in ``GET /memory/{id}/history``: the contract's.
+HISTORY_FIELDS = tuple(HistoryEntry.model_fields)
 
 
-def _target(caller: Caller, memory_id: str, user_id: str | None) -> tuple[str, uuid.UUID]:
-    """The validated, authorised (user_id, memory uuid) of a /memory/{id} request."""
-    user_id = check_identifier(user_id, "user_id")
+def get_memory(caller: Caller, memory_id: uuid.UUID, user_id: str) -> dict[str, Any]:
     caller.principal.authorize(user_id)
-    return user_id, parse_memory_id(memory_id)
-
-
-def get_memory(caller: Caller, memory_id: str, user_id: str | None) -> dict[str, Any]:
-    user_id, mid = _target(caller, memory_id, user_id)
     with runtime.database().user_tx(user_id) as cur:
-        row = memory_sql.get_memory(cur, user_id, mid, MEMORY_FIELDS)
+        row = memory_sql.get_memory(cur, user_id, memory_id, MEMORY_FIELDS)
     if row is None:
         raise NotFound("memory not found")
     return memory_json(row)
@@ -95,7 +88,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadRequest("cursor is not valid; pass next_cursor of the previous page unchanged") from None
 
 
-def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: MemoryPatch) -> dict[str, Any]:
+def update_memory(caller: Caller, memory_id: uuid.UUID, user_id: str, patch: MemoryPatch) -> dict[str, Any]:
     """Change the given fields of a memory (``PATCH /memory/{id}``) and return it with its new
     ``version``. ``archived: false`` restores an archived memory (history ``restored``);
     ``superseded_by: null`` reinstates a superseded one (history ``reinstated``), an id marks
@@ -103,7 +96,7 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: Me
     cycle). A new content is embedded again and re-hashed (the full-text vector is a
     generated column); content equal to another live memory of the user is a 409 naming it.
     Every other change is one ``updated`` history entry with the old and new values."""
-    user_id, mid = _target(caller, memory_id, user_id)
+    caller.principal.authorize(user_id)
     wanted = patch.changes()
     supersede = "superseded_by" in wanted
     by: uuid.UUID | None = wanted.pop("superseded_by", None)
@@ -115,16 +108,16 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: Me
               if "content" in wanted else ())
     with runtime.database().user_tx(user_id) as cur:
         quotas.lock(cur, user_id)
-        plan = LinkPlan(cur, user_id, [Links(supersedes=[mid])] if supersede and by is not None else [])
-        row = memory_sql.lock_for_update(cur, user_id, mid, MEMORY_FIELDS)
+        plan = LinkPlan(cur, user_id, [Links(supersedes=[memory_id])] if supersede and by is not None else [])
+        row = memory_sql.lock_for_update(cur, user_id, memory_id, MEMORY_FIELDS)
         if row is None:
             raise NotFound("memory not found")
         if supersede and by is not None and by != row["superseded_by"]:
-            # "mid is superseded by `by`" is "`by` supersedes [mid]"
+            # "memory_id is superseded by `by`" is "`by` supersedes [memory_id]"
             if by not in relation_sql.lock_visible(cur, user_id, [by]):
                 raise NotFound(f"memory {by} not found (named in superseded_by)")
-            plan.locked[mid] = row
-            plan.check(by, Links(supersedes=[mid]), existing=True)
+            plan.locked[memory_id] = row
+            plan.check(by, Links(supersedes=[memory_id]), existing=True)
         changes = {
             k: {"old": _plain(row[k]), "new": _plain(v)} for k, v in wanted.items() if _plain(row[k]) != _plain(v)
         }
@@ -134,21 +127,21 @@ def update_memory(caller: Caller, memory_id: str, user_id: str | None, patch: Me
         if changes:
             embedding = None
             if "content" in changes and new_hash != row["content_hash"]:
-                _check_content_free(cur, user_id, mid, new_hash or "")
+                _check_content_free(cur, user_id, memory_id, new_hash or "")
                 embedding = vector
             values = {k: wanted[k] for k in changes}
-            row = memory_sql.update_memory(cur, user_id, mid, values, embedding, new_hash, list(pieces),
+            row = memory_sql.update_memory(cur, user_id, memory_id, values, embedding, new_hash, list(pieces),
                                            columns=MEMORY_FIELDS)
             action = "restored" if changes.get("archived", {}).get("new") is False else "updated"
             memory_sql.write_history(cur, user_id, [
-                memory_sql.NewHistoryEntry(mid, row["version"], action, caller.principal.key_id, changes)
+                memory_sql.NewHistoryEntry(memory_id, row["version"], action, caller.principal.key_id, changes)
             ])
         if relinked:
-            relation_sql.set_superseded(cur, user_id, [(mid, by)], caller.principal.key_id)
+            relation_sql.set_superseded(cur, user_id, [(memory_id, by)], caller.principal.key_id)
             changes["superseded_by"] = {"old": _plain(row["superseded_by"]), "new": _plain(by)}
-            row = memory_sql.get_memory(cur, user_id, mid, MEMORY_FIELDS) or row
+            row = memory_sql.get_memory(cur, user_id, memory_id, MEMORY_FIELDS) or row
         audit.write(
-            cur, [("update", str(mid), "ok", json.dumps({"fields": sorted(changes)}))],
+            cur, [("update", str(memory_id), "ok", json.dumps({"fields": sorted(changes)}))],
             user_id=user_id, actor=caller.principal.key_id, ip=caller.ip, request_id=caller.request_id,
         )
     return memory_json(row)
@@ -167,14 +160,14 @@ def _check_content_free(cur: Any, user_id: str, mid: uuid.UUID, new_hash: str) -
                    fields={"memory_id": str(other["id"])})
 
 
-def memory_history(caller: Caller, memory_id: str, user_id: str | None) -> dict[str, Any]:
+def memory_history(caller: Caller, memory_id: uuid.UUID, user_id: str) -> dict[str, Any]:
     """Every change of a memory, oldest first (also after a soft delete)."""
-    user_id, mid = _target(caller, memory_id, user_id)
+    caller.principal.authorize(user_id)
     with runtime.database().user_tx(user_id) as cur:
-        rows = memory_sql.history(cur, user_id, mid)
+        rows = memory_sql.history(cur, user_id, memory_id, HISTORY_FIELDS)
     if not rows:
         raise NotFound("memory not found")
-    return {"memory_id": str(mid), "history": [memory_json(r) for r in rows]}
+    return {"memory_id": str(memory_id), "history": [memory_json(r) for r in rows]}
 
 
 def _plain(value: Any) -> Any:
@@ -188,27 +181,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def delete_memory(caller: Caller, memory_id: str, user_id: str | None, hard: bool) -> dict[str, Any]:
-    user_id, mid = _target(caller, memory_id, user_id)
+def delete_memory(caller: Caller, memory_id: uuid.UUID, user_id: str, hard: bool) -> dict[str, Any]:
+    caller.principal.authorize(user_id)
     with runtime.database().user_tx(user_id) as cur:
         if hard:
-            found, was_live = memory_sql.hard_delete(cur, user_id, mid)
+            found, was_live = memory_sql.hard_delete(cur, user_id, memory_id)
         else:
-            found = was_live = memory_sql.soft_delete(cur, user_id, mid, caller.principal.key_id)
+            found = was_live = memory_sql.soft_delete(cur, user_id, memory_id, caller.principal.key_id)
         if found:
             quotas.release(cur, user_id, int(was_live))
             audit.write(
-                cur, [("erase" if hard else "delete", str(mid), "ok", "{}")],
+                cur, [("erase" if hard else "delete", str(memory_id), "ok", "{}")],
                 user_id=user_id, actor=caller.principal.key_id, ip=caller.ip,
                 request_id=caller.request_id,
             )
     if not found:
         raise NotFound("memory not found")
-    return {"memory_id": str(mid), "status": "erased" if hard else "deleted"}
+    return {"memory_id": str(memory_id), "status": "erased" if hard else "deleted"}
 
 
 def erase_user(caller: Caller, user_id: str) -> dict[str, Any]:
-    user_id = check_identifier(user_id, "user_id")
     caller.principal.authorize(user_id)
     with runtime.database().user_tx(user_id) as cur:
         erased = memory_sql.erase_user(cur, user_id)

@@ -29,7 +29,7 @@ from ..db import audit, quotas
 from ..db import memories as memory_sql
 from ..db import relations as relation_sql
 from ..errors import MemoryServiceError, QuotaExceeded, ValidationFailed
-from ..models import ImportLine, NumberedLine, SearchFilters, check_identifier
+from ..models import ImportLine, NumberedLine, SearchFilters
 from ..text import content_hash, score_importance
 from .ingest import lock_quota_and_find_existing, quota_message, seconds_to_utc_midnight
 from .links import LinkPlan, links_of, restore_links
@@ -56,7 +56,7 @@ def export_page(
     """One page of the user's visible memories (archived included; superseded ones with
     ``include_superseded``), oldest first. Each line lists the memory's relations, both
     directions and supersession included (``links``)."""
-    user_id = _authorized(caller, user_id)
+    caller.principal.authorize(user_id)
     if cursor is not None and len(cursor) > 200:
         raise ValidationFailed("cursor has at most 200 characters")
     after = decode_cursor(cursor) if cursor else None
@@ -113,7 +113,7 @@ def import_memories(caller: Caller, user_id: str, lines: Sequence[NumberedLine])
     """Store the numbered, validated import lines (``models.parse_import``) for ``user_id``:
     ``{"created", "duplicate", "rejected": [{"line", "error"}]}`` (line numbers from 1; a line
     that failed validation comes as its error and is rejected alone)."""
-    user_id = _authorized(caller, user_id)
+    caller.principal.authorize(user_id)
     records: list[tuple[int, ImportLine]] = []
     rejected: list[dict[str, Any]] = []
     for number, line in lines:
@@ -127,12 +127,6 @@ def import_memories(caller: Caller, user_id: str, lines: Sequence[NumberedLine])
             continue
         records.append((number, line))
     return _import(caller, user_id, records, rejected)
-
-
-def _authorized(caller: Caller, user_id: str) -> str:
-    user_id = check_identifier(user_id, "user_id")
-    caller.principal.authorize(user_id)
-    return user_id
 
 
 def _rejected(number: int, exc: MemoryServiceError) -> dict[str, Any]:

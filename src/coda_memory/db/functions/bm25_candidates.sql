@@ -7,8 +7,9 @@
 -- Cost bounded by the query, not by the user's memory: per query lexeme one df lookup and at
 -- most p_per_term postings read in impact order, index-only, from the btree of migration 0031
 -- (a lexeme in fewer memories is read in full); the best 1.5 * p_limit candidates by
--- sum(idf * impact) are then scored exactly by bm25_scores (all query lexemes, the user's
--- current statistics), so every returned score is the exact BM25 of that memory.
+-- sum(idf * impact) are then scored exactly (all query lexemes, the user's current statistics,
+-- tf and length from the memory's tsvector, as bm25_scores), so every returned score is the
+-- exact BM25 of that memory.
 -- A common lexeme (the user's and the assistant's names, everyday words) costs at most
 -- p_per_term postings like any other; skipping lexemes in more than half of the memories was
 -- tried and dropped: it saved ~0.1 ms per such lexeme and lost memories made only of common
@@ -32,16 +33,21 @@ CREATE OR REPLACE FUNCTION bm25_candidates(
     p_per_term integer        DEFAULT 200
 )
 RETURNS TABLE (id uuid, score float8)
-LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE SET search_path = pg_catalog, public AS $fn$
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE SET search_path = pg_catalog, public
+-- planned once per connection: the plan does not depend on the user (it prunes to the user's
+-- partition when it starts)
+SET plan_cache_mode = force_generic_plan AS $fn$
 DECLARE
     v_user    text   := NULLIF(current_setting('app.current_user_id', true), '');
     v_lexemes text[] := tsvector_to_array(to_tsvector('english', coalesce(p_query, '')));
     v_n       float8;
+    v_avgdl   float8;
 BEGIN
     IF v_user IS NULL OR cardinality(v_lexemes) = 0 OR coalesce(p_limit, 0) < 1 THEN
         RETURN;  -- no user, only stop words, or nothing asked for
     END IF;
-    SELECT t.docs INTO v_n FROM public.memory_lexicon_totals t WHERE t.user_id = v_user;
+    SELECT t.docs, t.total_length::float8 / t.docs INTO v_n, v_avgdl
+    FROM public.memory_lexicon_totals t WHERE t.user_id = v_user AND t.docs > 0;
     IF coalesce(v_n, 0) < 1 THEN
         RETURN;
     END IF;
@@ -65,15 +71,23 @@ BEGIN
             LIMIT p_per_term
         ) p
     ),
-    partial AS (  -- the best candidates by the lexemes read so far
+    partial AS MATERIALIZED (  -- the best candidates by the lexemes read so far
         SELECT h.id
         FROM hits h GROUP BY h.id
         ORDER BY sum(h.partial) DESC, h.id
         LIMIT p_limit + p_limit / 2
     )
-    SELECT s.id, s.score
-    FROM public.bm25_scores(p_query, ARRAY(SELECT c.id FROM partial c), p_k1, p_b) s
-    ORDER BY s.score DESC, s.id
+    -- their exact BM25, as bm25_scores computes it, each row looked up by primary key in the
+    -- same statement (OFFSET 0: a subquery per candidate; flattened into a join, the generic
+    -- plan, which guesses one row per user, read every row of the user instead)
+    SELECT c.id,
+           (SELECT sum(t.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1), length(m.search_vector),
+                                                  v_avgdl, p_k1, p_b))
+            FROM unnest(m.search_vector) AS l JOIN terms t ON t.lexeme = l.lexeme)::float8 AS score
+    FROM partial c
+    CROSS JOIN LATERAL (SELECT m.search_vector FROM public.memories m
+                        WHERE m.user_id = v_user AND m.id = c.id AND NOT m.deleted OFFSET 0) m
+    ORDER BY 2 DESC, 1
     LIMIT p_limit;
 END
 $fn$;

@@ -19,7 +19,10 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
     FROM public.memory_lexicon_totals t
     JOIN public.memory_lexicon x ON x.user_id = t.user_id
     WHERE t.user_id = NULLIF(current_setting('app.current_user_id', true), '') AND t.docs > 0
-      AND x.lexeme = ANY(tsvector_to_array(to_tsvector('english', coalesce(p_query, '')))) AND x.df > 0
+      -- ARRAY(SELECT ...): the lexemes computed once per statement, an index key (written as a plain
+      -- expression, a generic plan re-ran to_tsvector for every lexicon row of the user)
+      AND x.lexeme = ANY(ARRAY(SELECT unnest(tsvector_to_array(to_tsvector('english', coalesce(p_query, ''))))))
+      AND x.df > 0
 $fn$;
 
 DROP FUNCTION IF EXISTS bm25_scores_probe(text, uuid[], float8, float8);

@@ -8,7 +8,7 @@
 --   * a user with a graph of its own (memory_vector_graphs_sync) walks it (hnsw.ef_search 200,
 --     400 past 20,000 vectors; iterative scan until p_limit visible memories are found);
 --   * any other user is scanned exactly: each vector by primary key, top-N sort, then only the
---     p_limit nearest are looked up in memories for visibility;
+--     p_limit nearest are looked up in memories (by primary key) for visibility;
 --   * if that came back short while the user has more searchable memories (a selective filter,
 --     expired memories), the exact scan runs once more with visibility checked on every row.
 -- The walk is planned per call with the user's id written in as a literal (format %L), so the
@@ -65,7 +65,10 @@ BEGIN
                   SELECT v.memory_id, (v.embedding <=> p_query)::float8 AS d
                   FROM public.memory_vectors v WHERE v.user_id = v_user
                   ORDER BY 2 LIMIT p_limit) w
-              JOIN public.memories m ON m.user_id = v_user AND m.id = w.memory_id
+              -- one primary-key lookup per nearest vector (OFFSET 0: a subquery per row; as a
+              -- join, the generic plan read every row of the user into a hash table)
+              CROSS JOIN LATERAL (SELECT * FROM public.memories m
+                                  WHERE m.user_id = v_user AND m.id = w.memory_id OFFSET 0) m
               WHERE public.memory_visible(m, p_filters)
               GROUP BY w.memory_id) n;
     END IF;

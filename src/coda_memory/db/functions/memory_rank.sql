@@ -5,32 +5,35 @@
 -- candidates the caller found (bm25_candidates: p_t_ids best first, their BM25 in p_t_scores).
 --   v       the nearest, in rank order
 --   t       the lexical candidates, in rank order
---   vb      the exact BM25 of the nearest that are not lexical candidates (hybrid only), so both
---           lists are scored on both measures (bm25_scores: planned per call, see there)
---   links   neighbouring evidence (p_nb_seeds > 0): the memories next to one of the best
+--   q       the query's lexemes with their IDF and the user's mean length (hybrid only)
+--   v_nb    neighbouring evidence (p_nb_seeds > 0): the memories next to one of the best
 --           p_nb_seeds of either list (the same context_id, at most p_nb_span before and after
---           it in created_at order, within p_nb_window of it)
+--           it in created_at order, within p_nb_window of it), v_seed the memory each is next to
 --   c       their union, and those neighbours
 --   scored  the candidates' rows, fetched by primary key, every filter and expiry applied again
---           in this snapshot (a lexical candidate may have changed since bm25_candidates ran)
+--           in this snapshot (a lexical candidate may have changed since bm25_candidates ran);
+--           a nearest memory that is not a lexical candidate gets its exact BM25 here, from the
+--           row's own tsvector (hybrid only), so both lists are scored on both measures
 --   normed  each measure divided by its best over the candidates
+--   lifted  the relevance, a neighbour of one of the p_nb_seeds best lifted toward it (below)
 -- p_match: 'vector' (cos), 'convex' (a * cos/max_cos + (1 - a) * bm25/max_bm25) or 'rrf'
 -- (a/(k + vrank) + (1 - a)/(k + trank), divided by its best possible value 1/(k + 1)).
 -- p_min_sim: leave out candidates below this cosine (after normalising; 0 or NULL: none).
 -- Neighbouring evidence: a neighbour of one of the p_nb_seeds best candidates (by relevance)
 -- gets p_w_sim * p_nb_weight * that hit's fused match added to its relevance, but never more
 -- than just below the hit's: the memory that holds the answer often sits next to the one that
--- matches the question (a reply, the next line of the same exchange), and the best hit keeps
--- its place. p_nb_seeds = 0: off.
+-- matches the question (the reply to it, the next line of the exchange) and shares no word with
+-- the question; the best hit keeps its place. p_nb_seeds = 0: off.
 -- p_archived / p_superseded (include_archived / include_superseded): the p_n nearest of the
 -- user's memories in those states join v, found by an exact scan of those rows (they are in no
 -- search structure), and are ranked by the same formula; the caller adds their lexical
 -- candidates to p_t_ids. Both false (every default search): that branch is never run.
 --
--- Returns ids and scores only; the caller fetches the columns of those few rows. Planned per
--- call (force_custom_plan: the user's id is a constant to the planner, which then prunes to the
--- user's partition and looks candidates up by primary key; a cached generic plan probed the id
--- index of all 32 partitions per candidate: ~100 ms on 10,000 users).
+-- Returns ids and scores only; the caller fetches the columns of those few rows. Its statements
+-- are planned once per connection (force_generic_plan: planning the ranking per call cost more
+-- than running it); each candidate is one primary-key lookup (LATERAL, both key columns equal,
+-- so a generic plan cannot pick another index), in the user's partition only (the generic plan
+-- prunes the other 31 when it starts: the user is known then).
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8);
@@ -66,20 +69,16 @@ CREATE OR REPLACE FUNCTION memory_rank(
 )
 RETURNS TABLE (id uuid, similarity float8, relevance float8)
 LANGUAGE plpgsql STABLE ROWS 10
-SET plan_cache_mode = force_custom_plan
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_user    text := NULLIF(current_setting('app.current_user_id', true), '');
     v_near    uuid[];
-    v_vb_ids  uuid[];
-    v_vb      float8[];
     v_seed    uuid[];
     v_nb      uuid[];
 BEGIN
-    -- the nearest, best first; then (hybrid only) the exact BM25 of those that are not lexical
-    -- candidates. Steps of their own rather than CTEs: a cached plan cannot fold the mode away.
-    -- (with include_archived / include_superseded, also the p_n nearest of the user's memories
-    -- in those states, by an exact scan: they are in no search structure)
+    -- the nearest, best first (with include_archived / include_superseded, also the p_n nearest
+    -- of the user's memories in those states, by an exact scan: they are in no search structure)
     v_near := ARRAY(
         SELECT n.id FROM (
             SELECT n.id, n.distance FROM public.memory_nearest(p_vector, p_n, p_filters) n
@@ -115,12 +114,6 @@ BEGIN
               AND s.id = ANY(v_near[1:p_nb_seeds] || p_t_ids[1:p_nb_seeds])
         ) l;
     END IF;
-    IF p_match <> 'vector' THEN
-        SELECT array_agg(s.id), array_agg(s.score) INTO v_vb_ids, v_vb
-        FROM public.bm25_scores(p_query, ARRAY(SELECT x FROM unnest(v_near || coalesce(v_nb, '{}')) x
-                                               WHERE x <> ALL(coalesce(p_t_ids, '{}'))),
-                                p_k1, p_b) s;
-    END IF;
     RETURN QUERY
     WITH v AS (
         SELECT x.id, x.rank FROM unnest(v_near) WITH ORDINALITY AS x(id, rank)
@@ -129,30 +122,36 @@ BEGIN
         SELECT x.id, x.bm25, x.rank
         FROM unnest(p_t_ids, p_t_scores) WITH ORDINALITY AS x(id, bm25, rank)
     ),
-    vb AS (
-        SELECT x.id, x.score FROM unnest(v_vb_ids, v_vb) AS x(id, score)
+    q AS MATERIALIZED (
+        SELECT * FROM public.bm25_query_terms(p_query) WHERE p_match <> 'vector'
     ),
-    c AS (
-        SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, coalesce(t.bm25, vb.score) AS bm25
-        FROM v FULL JOIN t ON v.id = t.id LEFT JOIN vb ON vb.id = v.id
+    c AS MATERIALIZED (  -- a plain column to look rows up by (an expression over the full join is not a key)
+        SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, t.bm25
+        FROM v FULL JOIN t ON v.id = t.id
         UNION ALL
-        SELECT DISTINCT x.id, NULL::bigint, NULL::bigint, vb.score
-        FROM unnest(v_nb) x(id) LEFT JOIN vb ON vb.id = x.id
+        SELECT DISTINCT x.id, NULL::bigint, NULL::bigint, NULL::float8
+        FROM unnest(v_nb) x(id)
         WHERE x.id <> ALL(v_near) AND x.id <> ALL(coalesce(p_t_ids, '{}'))
     ),
     scored AS (
-        SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank, c.bm25,
+        SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank,
+               CASE WHEN c.trank IS NOT NULL THEN c.bm25
+                    -- the sum of bm25_scores, on the row fetched here anyway
+                    WHEN p_match <> 'vector' THEN
+                        (SELECT sum(q.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1),
+                                                               length(m.search_vector), q.avgdl, p_k1, p_b))
+                         FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
+               END AS bm25,
                -- a long memory scores by its best piece (its opening or a later window,
                -- migration 0045); a zero vector has no direction: pgvector answers NaN,
                -- counted as no similarity
                coalesce(nullif(1 - least(m.embedding <=> p_vector,
                                          (SELECT min(p <=> p_vector) FROM unnest(m.embedding_pieces) p)),
                                'NaN'::float8), 0) AS sim
-        FROM public.memories m JOIN c ON c.id = m.id
-        -- = ANY(ARRAY(...)): one primary-key lookup per candidate (a plain join was planned as a
-        -- merge join that read every row of the user: 6 ms at 10k memories)
-        WHERE m.user_id = v_user AND m.id = ANY(ARRAY(SELECT c.id FROM c))
-          AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
+        -- OFFSET 0 keeps the lookup a subquery run per candidate: flattened into a join, the
+        -- generic plan (which guesses one row per user) read every row of the user instead
+        FROM c CROSS JOIN LATERAL (SELECT * FROM public.memories m WHERE m.user_id = v_user AND m.id = c.id OFFSET 0) m
+        WHERE public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
     ),
     normed AS (
         SELECT s.*, greatest(s.sim, 0) AS cos,
