@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -64,10 +65,10 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     # neighbouring evidence (MEMORY_NEIGHBOUR_*): off, and its settings one at a time
     ("no neighbours", {"neighbour_seeds": 0}),
     ("neighbours span 1", {"neighbour_span": 1}),
-    ("neighbours span 3", {"neighbour_span": 3}),
+    ("neighbours span 2", {"neighbour_span": 2}),
     ("neighbours weight 0.2", {"neighbour_weight": 0.2}),
     ("neighbours weight 0.5", {"neighbour_weight": 0.5}),
-    ("neighbours of 3 hits", {"neighbour_seeds": 3}),
+    ("neighbours of 5 hits", {"neighbour_seeds": 5}),
     ("neighbours of 10 hits", {"neighbour_seeds": 10}),
 ]
 
@@ -289,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", type=float, nargs="*", default=[],
                         help="also measure these min_relevance values under the default ranking")
     parser.add_argument("--limit", type=int, default=0, help="at most this many conversations per data set")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every variant this many times, interleaved; cost = the median")
     args = parser.parse_args(argv)
     if args.locomo is None and args.beam is None:
         parser.error("set LOCOMO_DIR and/or BEAM_DIR (or pass --locomo / --beam)")
@@ -327,11 +330,18 @@ def main(argv: list[str] | None = None) -> int:
 
     variants = [v for v in VARIANTS if v[0] == "default" or not args.only or any(o in v[0] for o in args.only)]
     results: dict[str, Any] = {}
+    costs: dict[str, list[dict[str, float]]] = defaultdict(list)
+    # round-robin: on a shared machine the cost of one pass drifts with the load; the median of
+    # several interleaved passes per variant compares them (the scores are the same each pass)
+    for _ in range(args.rounds):
+        for name, overrides in variants:
+            with hidden_pieces(pg.admin_url, overrides.get("embedding_pieces") == 1), settings_override(**overrides):
+                results[name] = run_variant(api, conversations, stored["sources"], pg.admin_url)
+            costs[name].append(results[name]["cost"])
+            print(f"  {name:<32} cost {results[name]['cost']}", flush=True)
     for name, overrides in variants:
-        with hidden_pieces(pg.admin_url, overrides.get("embedding_pieces") == 1), settings_override(**overrides):
-            results[name] = run_variant(api, conversations, stored["sources"], pg.admin_url)
         results[name]["settings"] = overrides
-        print(f"  {name:<32} cost {results[name]['cost']}", flush=True)
+        results[name]["cost"] = {k: round(statistics.median(c[k] for c in costs[name]), 2) for k in costs[name][0]}
     cv = cross_validate(results, conversations, args.folds) if args.folds and len(results) > 1 else None
     print_report(results, cv)
     thresholds = threshold_recall(api, conversations, stored["sources"], args.thresholds) if args.thresholds else None

@@ -128,10 +128,11 @@ class Ranking:
     rrf_k: int
     fusion: str = "convex"
     vector_weight: float = 0.5
+    # neighbouring evidence (memory_rank.sql); off unless the settings turn it on
     neighbour_seeds: int = 0
-    neighbour_span: int = 2
-    neighbour_window_s: float = 3600.0
-    neighbour_weight: float = 0.3
+    neighbour_span: int = 0
+    neighbour_window_s: float = 0.0
+    neighbour_weight: float = 0.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> Ranking:

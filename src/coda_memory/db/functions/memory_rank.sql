@@ -62,10 +62,11 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_min_sim  float8 DEFAULT NULL,
     p_archived boolean DEFAULT false,
     p_superseded boolean DEFAULT false,
+    -- neighbouring evidence; the defaults leave it off (the service passes its settings)
     p_nb_seeds integer DEFAULT 0,
-    p_nb_span  integer DEFAULT 2,
-    p_nb_window interval DEFAULT '1 hour',
-    p_nb_weight float8 DEFAULT 0.3
+    p_nb_span  integer DEFAULT 0,
+    p_nb_window interval DEFAULT '0',
+    p_nb_weight float8 DEFAULT 0
 )
 RETURNS TABLE (id uuid, similarity float8, relevance float8)
 LANGUAGE plpgsql STABLE ROWS 10
