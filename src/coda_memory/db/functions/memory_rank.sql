@@ -141,7 +141,12 @@ BEGIN
                     WHEN p_match <> 'vector' THEN
                         (SELECT sum(q.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1),
                                                                length(m.search_vector), q.avgdl, p_k1, p_b))
-                         FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
+                         -- the row's entries of the query's lexemes only: setweight marks them and
+                         -- ts_filter keeps them, both in C (search_vector is unweighted, all D);
+                         -- unnesting a long memory's whole tsvector cost ~0.1 ms a row
+                         FROM unnest(ts_filter(setweight(m.search_vector, 'A', (SELECT array_agg(q.lexeme) FROM q)),
+                                               '{a}')) AS l
+                         JOIN q ON q.lexeme = l.lexeme)::float8
                END AS bm25,
                -- a long memory scores by its best piece (its opening or a later window,
                -- migration 0045); a zero vector has no direction: pgvector answers NaN,
