@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d
 MODEL  := layers/model/build/model/manifest.json
 MODEL_INPUTS := layers/model/build.py layers/model/requirements-build.txt
 
-.PHONY: help venv lock layer run test test-unit test-fast test-ts mcp-ts lint build bench bench-retrieval bench-tenants openapi clean
+.PHONY: help venv lock layer console run test test-unit test-fast test-ts mcp-ts lint build bench bench-retrieval bench-tenants openapi clean
 
 help:
 	@echo "make run    - set up and start the local stack (API on :3000, Lambda invoke on :3001)"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-unit - the pure tests only (no database, no Redis): seconds"
 	@echo "make test-ts - TypeScript client tests (node --test) against a local stack"
 	@echo "make layer  - build the int8 ONNX model (cached)"
+	@echo "make console - build the web console (console/ -> functions/console/static; cached)"
 	@echo "make lock   - re-resolve requirements.lock from pyproject.toml (after adding or changing a dependency)"
 	@echo "make lint   - ruff + mypy on the core + the layer contracts (import-linter, pyproject.toml)"
 	@echo "make build  - sam build (no container) into .aws-sam/build"
@@ -50,10 +51,31 @@ $(MODEL): $(MODEL_INPUTS)
 
 layer: $(MODEL)
 
-run: venv layer
+# The web console: a Vite build of console/ (and the TypeScript client it uses) into
+# functions/console/static, which the ConsoleFunction serves; rebuilt when a source changes.
+CONSOLE      := functions/console/static/index.html
+CONSOLE_DEPS := console/node_modules/.installed
+CONSOLE_SRC  := $(shell find console/src clients/typescript/src -type f 2>/dev/null) \
+                console/index.html console/vite.config.ts console/tsconfig.json
+
+$(CONSOLE_DEPS): console/package-lock.json
+	cd console && npm ci --no-audit --no-fund
+	@touch $(CONSOLE_DEPS)
+
+$(CONSOLE): $(CONSOLE_DEPS) $(CONSOLE_SRC)
+	cd console && npm run build
+
+console:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(CONSOLE); \
+	else \
+		echo "WARNING: node/npm not found: the web console is not built (its tests are skipped)"; \
+	fi
+
+run: venv layer console
 	$(PY) -m local.run
 
-test: venv layer mcp-ts
+test: venv layer mcp-ts console
 	$(PY) -m pytest
 	$(MAKE) test-ts
 

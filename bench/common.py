@@ -81,8 +81,8 @@ class Handlers:
     def __init__(self) -> None:
         self._api = InProcessApi()
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        result = self._api(method, path, body=body, api_key=BENCH_KEY, source_ip="127.0.0.1")
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> tuple[int, Any]:
+        result = self._api(method, path, body=body, query=query, api_key=BENCH_KEY, source_ip="127.0.0.1")
         raw = result.get("body") or ""
         return int(result["statusCode"]), json.loads(raw) if raw else None
 
@@ -105,6 +105,20 @@ class Handlers:
             raise RuntimeError(f"/search answered {status}: {body}")
         results: list[dict[str, Any]] = body["results"]
         return results
+
+
+def backend_cpu(admin: Any, database: str) -> float:
+    """CPU seconds (user + system, from /proc) of the app role's backends on ``database``: the
+    PostgreSQL side of what a benchmark's requests cost, whatever the wall clock says."""
+    total = 0.0
+    for (pid,) in admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND usename = 'coda_app'", (database,)):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / 100  # clock ticks (USER_HZ 100)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def percentile(samples: list[float], q: float) -> float:

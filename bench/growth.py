@@ -34,7 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import BENCH_PG_DIR, REPO, Handlers, apply_env, bench_env, percentiles, settings_override, write_json
+from bench.common import (
+    BENCH_PG_DIR,
+    REPO,
+    Handlers,
+    apply_env,
+    backend_cpu,
+    bench_env,
+    percentiles,
+    settings_override,
+    write_json,
+)
 
 #: the LoCoMo dev conversations (one JSON file each), found through LOCOMO_DIR
 DATA = Path(os.environ["LOCOMO_DIR"]) if os.environ.get("LOCOMO_DIR") else None
@@ -144,19 +154,6 @@ def archive(admin: Any, count: int) -> None:
                 time.sleep(1)
 
 
-def _backend_cpu(admin: Any) -> float:
-    """CPU seconds (user + system) of the app role's backends on the growth database."""
-    total = 0.0
-    for (pid,) in admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND usename = 'coda_app'", (DATABASE,)):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / 100  # clock ticks (USER_HZ 100)
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
 def pg_cpu_per_search(admin: Any, api: Handlers, queries: list[str], n: int) -> dict[str, float]:
     """Mean PostgreSQL backend CPU (ms) per in-process search, per mode (blocks of n)."""
     out: dict[str, float] = {}
@@ -164,10 +161,10 @@ def pg_cpu_per_search(admin: Any, api: Handlers, queries: list[str], n: int) -> 
         with settings_override(search_mode=mode):
             for q in queries[:20]:
                 api.search(q, USER)
-            before = _backend_cpu(admin)
+            before = backend_cpu(admin, DATABASE)
             for q in queries[:n]:
                 api.search(q, USER)
-            out[mode] = round((_backend_cpu(admin) - before) * 1000 / n, 2)
+            out[mode] = round((backend_cpu(admin, DATABASE) - before) * 1000 / n, 2)
     return out
 
 

@@ -25,8 +25,8 @@ import sys
 import time
 from typing import Any
 
-from bench.common import BENCH_PG_DIR, Handlers, apply_env, bench_env, machine, percentiles, write_json
-from bench.growth import DATA, _backend_cpu, _conversations, texts, vectors
+from bench.common import BENCH_PG_DIR, Handlers, apply_env, backend_cpu, bench_env, machine, percentiles, write_json
+from bench.growth import DATA, _conversations, texts, vectors
 
 DATABASE = "coda_bench_supersede"
 USERS = {"plain": "sup-plain", "heavy": "sup-heavy"}
@@ -104,9 +104,9 @@ def run(live: int, superseded: int, samples: int) -> dict[str, Any]:
     for q in questions[:samples]:
         for key, user, extra in (("plain", USERS["plain"], {}), ("heavy", USERS["heavy"], {}),
                                  ("heavy_include_superseded", USERS["heavy"], {"include_superseded": True})):
-            before = _backend_cpu(admin)
+            before = backend_cpu(admin, DATABASE)
             ms[key].append(timed(lambda u=user, e=extra, q=q: search(u, q, **e)))
-            cpu[key] += _backend_cpu(admin) - before
+            cpu[key] += backend_cpu(admin, DATABASE) - before
     for key, values in ms.items():
         res["search"][key] = {**percentiles(values), "pg_cpu_ms_per_search": round(cpu[key] * 1000 / len(values), 2)}
 

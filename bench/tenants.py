@@ -49,7 +49,17 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, Handlers, apply_env, bench_env, machine, percentiles, settings_override, write_json
+from bench.common import (
+    REPO,
+    Handlers,
+    apply_env,
+    backend_cpu,
+    bench_env,
+    machine,
+    percentiles,
+    settings_override,
+    write_json,
+)
 from bench.growth import DATA, _conversations, texts, vectors
 
 PG_DIR = REPO / ".local" / "pg-tenants"
@@ -189,18 +199,6 @@ def storage(pg: Any) -> dict[str, Any]:
             "parts_per_memory": {p: round(b / n) for p, b in parts.items()}}
 
 
-def _backend_cpu(admin: Any, database: str) -> float:
-    total = 0.0
-    for (pid,) in admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND usename = 'coda_app'", (database,)):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / 100
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
 def search_costs(pg: Any, database: str, user: str, queries: list[str], n: int) -> dict[str, Any]:
     """CPU, buffers and latency of ``n`` searches of ``user`` through the real handler."""
     import psycopg
@@ -210,13 +208,13 @@ def search_costs(pg: Any, database: str, user: str, queries: list[str], n: int) 
         for q in queries[:10]:
             api.search(q, user)
         admin.execute("SELECT pg_stat_statements_reset()")
-        cpu0 = _backend_cpu(admin, database)
+        cpu0 = backend_cpu(admin, database)
         lat = []
         for q in queries[10:10 + n]:
             t = time.perf_counter()
             api.search(q, user)
             lat.append((time.perf_counter() - t) * 1000)
-        cpu = (_backend_cpu(admin, database) - cpu0) * 1000 / n
+        cpu = (backend_cpu(admin, database) - cpu0) * 1000 / n
         hit, read, calls = admin.execute(
             "SELECT sum(shared_blks_hit), sum(shared_blks_read), sum(calls) FROM pg_stat_statements s "
             "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s AND s.toplevel", (database,)).fetchone()
@@ -246,9 +244,9 @@ def ingest_costs(pg: Any, database: str, user: str, items: list[str]) -> dict[st
 
         for text in items[:5]:
             ingest(text)
-        cpu0 = _backend_cpu(admin, database)
+        cpu0 = backend_cpu(admin, database)
         lat = [ingest(text) for text in items[5:]]
-        cpu = (_backend_cpu(admin, database) - cpu0) * 1000 / len(lat)
+        cpu = (backend_cpu(admin, database) - cpu0) * 1000 / len(lat)
         admin.execute("DELETE FROM memories WHERE user_id = %s AND source_type = 'bench-write'", (user,))
     return {"pg_cpu_ms": round(cpu, 2), "latency_ms": percentiles(lat)}
 
@@ -281,8 +279,10 @@ def vector_step(pg: Any, user: str, qvecs: list[np.ndarray], old: bool = False) 
 
         exact_sql = ("SELECT memory_id FROM memory_vectors WHERE user_id = %(u)s "
                      "ORDER BY embedding <=> %(q)s::halfvec LIMIT 50")
-        _, exact = run(exact_sql)
-        cpu, exact = run(exact_sql)
+        # no index scan: the user's graph would answer the ORDER BY (approximately, ef_search 40)
+        exact_only = ", set_config('enable_indexscan', 'off', true)"
+        _, exact = run(exact_sql, exact_only)
+        cpu, exact = run(exact_sql, exact_only)
         out["exact scan of the user's vectors"] = {"pg_cpu_ms": cpu, "recall_top50": 1.0}
         run("SELECT id FROM memory_nearest(%(q)s::halfvec, 50)")
         cpu, got = run("SELECT id FROM memory_nearest(%(q)s::halfvec, 50)")
@@ -342,7 +342,8 @@ def _with_db(pg: Any, database: str) -> Any:
     return other
 
 
-def run(n_users: int, searches: int, reuse: bool, old: bool, scale: float = 1.0) -> dict[str, Any]:
+def run(n_users: int, searches: int, reuse: bool, old: bool, scale: float = 1.0,
+        access: dict[str, str] | None = None) -> dict[str, Any]:
     import psycopg
 
     assert DATA is not None
@@ -377,7 +378,7 @@ def run(n_users: int, searches: int, reuse: bool, old: bool, scale: float = 1.0)
     qvecs = [runtime.embedder().embed_one(q) for q in questions[:40]]
     res["users"] = {}
     for database, pg in ((SHARED, shared), (ALONE, alone)):
-        apply_env({**bench_env(pg.app_url), "MEMORY_DB_POOL_MAX": "1"})
+        apply_env({**bench_env(pg.app_url), "MEMORY_DB_POOL_MAX": "1", **(access or {})})
         for label, user in PROBES.items():
             log(f"{database}: {label} ...")
             with settings_override(search_mode="hybrid"):
@@ -387,7 +388,7 @@ def run(n_users: int, searches: int, reuse: bool, old: bool, scale: float = 1.0)
             costs["vector_step"] = vector_step(pg, user, qvecs)
             res["users"].setdefault(label, {})[database] = costs
             log(f"  {json.dumps(costs)}")
-    apply_env({**bench_env(shared.app_url), "MEMORY_DB_POOL_MAX": "1"})
+    apply_env({**bench_env(shared.app_url), "MEMORY_DB_POOL_MAX": "1", **(access or {})})
     new_texts = texts(turns, POOL + 60)[POOL:]
     res["ingest"] = ingest_costs(shared, SHARED, "crowd-00", new_texts)
     log(f"ingest: {json.dumps(res['ingest'])}")
@@ -422,7 +423,8 @@ def shared_graph_baseline(pg: Any, part: int, qvecs: list[np.ndarray]) -> dict[s
 
 def report(res: dict[str, Any]) -> None:
     print(f"\n{res['population']['users']:,} users, {res['population']['memories']:,} memories "
-          f"({res['date']}); {res['searches_per_user']} searches per user\n")
+          f"({res['date']}); {res['searches_per_user']} searches per user; access statistics: "
+          f"{res.get('access_stats', 'transaction')}\n")
     print("| user | database | PG CPU ms / hybrid search | / vector-mode search | buffers (kB) / search "
           "| latency p50/p95/p99 ms | vector step: CPU ms, recall of exact top 50 |")
     print("|---|---|---:|---:|---:|---|---|")
@@ -457,11 +459,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true", help="keep the databases a previous run built")
     p.add_argument("--skip-before", action="store_true", help="skip the shared-graph baseline")
     p.add_argument("--scale", type=float, default=1.0, help="size factor of the large users (quick runs)")
+    p.add_argument("--access-stats", choices=("transaction", "redis"), default="transaction",
+                   help="redis: access statistics counted in a Redis this run starts (read-only search, "
+                        "the template's setting)")
     args = p.parse_args(argv)
     if DATA is None:
         print("tenants benchmark skipped: set LOCOMO_DIR to the LoCoMo dev conversations (its text source)")
         return 0
-    res = run(args.users, args.searches, args.reuse, not args.skip_before, args.scale)
+    access, redis_server = {}, None
+    if args.access_stats == "redis":
+        from local.services import start_redis
+
+        redis_server = start_redis()
+        access = {"MEMORY_ACCESS_STATS": "redis", "REDIS_URL": redis_server.url}
+    try:
+        res = run(args.users, args.searches, args.reuse, not args.skip_before, args.scale, access)
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+    res["access_stats"] = args.access_stats
     report(res)
     print(f"\nwrote {write_json('tenants', res)}")
     return 0

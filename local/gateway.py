@@ -89,6 +89,7 @@ def make_gateway_app(
     from samcli.local.apigw.local_apigw_service import LocalApigwService
 
     require_key = api_key_check is not None and template.api_key_required()
+    open_routes = template.open_routes()
 
     class Gateway(LocalApigwService):
         def _generate_lambda_event(self, flask_request: Any, route: Any, method: str, endpoint: str) -> dict:
@@ -109,6 +110,10 @@ def make_gateway_app(
     service = Gateway(api=template.api, lambda_runner=runner, port=port, host=host)
     service.create()
     app = service._app
+    # API Gateway matches a resource with or without a trailing slash (/console/ is the console's
+    # page); Flask's rules are strict about it by default.
+    for rule in app.url_map.iter_rules():
+        rule.strict_slashes = False
     route_of = {}
     for route in template.api.routes:
         for method in route.methods:
@@ -145,7 +150,10 @@ def make_gateway_app(
         g.t0 = time.perf_counter()
         if request.routing_exception is not None:
             return None  # unknown route: API Gateway answers 403 Missing Authentication Token
-        if require_key and api_key_check is not None and not api_key_check(request.headers.get("X-API-Key")):
+        path = request.path.rstrip("/") or "/"
+        keyless = any(r.match(request.method, path) is not None for r in open_routes)
+        if (require_key and not keyless and api_key_check is not None
+                and not api_key_check(request.headers.get("X-API-Key"))):
             g.denied = True
             return make_response(jsonify(UNAUTHORIZED), 401)
         # SAM CLI decodes the body and query string as UTF-8 and answers anything else with a

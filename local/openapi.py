@@ -25,10 +25,13 @@ OPENAPI_FILE = REPO_ROOT / "openapi.json"
 
 
 def template_operations(template: LocalTemplate) -> dict[str, set[tuple[str, str]]]:
-    """{function logical id: {(METHOD, path)}} for every API route of the template."""
+    """{function logical id: {(METHOD, path)}} for every API route of the template (the routes
+    without an API key serve the console's static files, not the API: not documented)."""
     out: dict[str, set[tuple[str, str]]] = {}
+    static = {(r.method, r.path) for r in template.open_routes()}
     for route in template.routes:
-        out.setdefault(route.function, set()).add((route.method, route.path))
+        if (route.method, route.path) not in static:
+            out.setdefault(route.function, set()).add((route.method, route.path))
     return out
 
 

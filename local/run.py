@@ -139,6 +139,7 @@ class LocalRuntime:
     _threads: list[threading.Thread] = field(default_factory=list)
     _scheduler: Any = None
     runner: Any = None
+    _environ_before: dict[str, str] | None = None
 
     def start(self) -> LocalRuntime:
         from werkzeug.serving import make_server
@@ -147,6 +148,9 @@ class LocalRuntime:
         from .lambda_invoke import InProcessRunner, make_invoke_app
 
         self.template = load(self.template_path)
+        # the functions run in this process: their environment (the template's values among it,
+        # e.g. MEMORY_ACCESS_STATS) is this process's until stop() gives the old one back
+        self._environ_before = dict(os.environ)
         apply_environment(self.template, self.env)
         self._reset_cached_settings()
 
@@ -227,6 +231,11 @@ class LocalRuntime:
         self._threads.clear()
         if self.runner is not None:
             self.runner.shutdown()
+        if self._environ_before is not None:
+            os.environ.clear()
+            os.environ.update(self._environ_before)
+            self._environ_before = None
+            self._reset_cached_settings()
 
 
 # --- backing services ------------------------------------------------------------------------
@@ -333,6 +342,7 @@ def _banner(rt: LocalRuntime, backing: Backing, key: str, generated: bool,
     for name, error in rt.load_errors.items():
         lines.append(f"  NOT LOADED           {name}: {error}")
     lines += [
+        f"  Console:  open {rt.api_url}/console/ and paste the API key above",
         f"  Try:   curl -s -H 'X-API-Key: {key}' {rt.api_url}/health",
         "  Fire a job now:  python -m local.run fire archival   (quota_reset, retention_purge, consolidation)",
         "  Ctrl-C stops everything.",

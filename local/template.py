@@ -80,7 +80,8 @@ class Route:
         """The path parameters when ``method path`` is this route, else None."""
         if method.upper() != self.method:
             return None
-        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+        pattern = re.sub(r"\\\{(\w+)\\\+\\\}", r"(?P<\1>.+)", re.escape(self.path))  # {proxy+}: the rest
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", pattern)
         found = re.fullmatch(pattern, path)
         return found.groupdict() if found else None
 
@@ -132,6 +133,20 @@ class LocalTemplate:
             if name in (spec.logical_id, spec.function_name):
                 return spec.logical_id
         return name
+
+    def open_routes(self) -> list[Route]:
+        """Routes whose ``Api`` event turns the API key off (``Auth: {ApiKeyRequired: false}``):
+        the console's static assets, which a browser fetches without a key."""
+        found = []
+        for spec in self.functions.values():
+            for event in (spec.events or {}).values():
+                if not isinstance(event, dict) or event.get("Type") != "Api":
+                    continue
+                props = event.get("Properties") or {}
+                if (props.get("Auth") or {}).get("ApiKeyRequired") is False:
+                    found.append(Route(str(props.get("Method", "")).upper(), str(props.get("Path", "")),
+                                       spec.logical_id))
+        return found
 
     def api_key_required(self) -> bool:
         """True when the template's REST API requires an API key (``Auth.ApiKeyRequired``)."""

@@ -219,11 +219,26 @@ class MemoryHistory(BaseModel):
     history: list[HistoryEntry] = Field(description="oldest first")
 
 
+class ScoreParts(BaseModel):
+    """Why a result ranked where it did (``explain: true``):
+    ``relevance = w_sim * match + w_imp * importance + w_rec * recency + neighbour``."""
+
+    cosine: float = Field(description="cosine similarity of query and memory")
+    lexical: float = Field(description="BM25 score of the memory for the query's words (0: no word in common)")
+    match: float = Field(description="cosine and BM25 fused over the candidates (hybrid), or the cosine (vector)")
+    importance: float
+    recency: float = Field(description="1 / (1 + age_days * decay)")
+    neighbour: float = Field(description="lift from one of the best hits this memory sits next to "
+                                         "(same context_id, close in time); 0 for most results")
+    relevance: float
+
+
 class SearchResult(MemoryView):
     similarity: float = Field(description="cosine similarity of query and memory")
     relevance: float = Field(description="blended score the results are ordered by")
     archived: bool = Field(description="true only with include_archived")
     superseded_by: MemoryId | None = Field(description="set only with include_superseded")
+    explain: ScoreParts | None = Field(None, description="with explain: true, the parts of the score")
 
 
 class Relation(BaseModel):
@@ -272,6 +287,72 @@ class ImportResult(BaseModel):
     created: int
     duplicate: int
     rejected: list[RejectedLine]
+
+
+class StateCounts(BaseModel):
+    """Memories by state; each memory is in exactly one."""
+
+    live: int = Field(description="searchable: not deleted, expired, archived or superseded")
+    archived: int
+    superseded: int
+    expired: int = Field(description="expires_at passed, until the retention purge erases them")
+    deleted: int = Field(description="soft-deleted, until the retention purge erases them")
+
+
+class RecallBuckets(BaseModel):
+    """Live memories by how often a search returned them."""
+
+    never: int
+    one_to_four: int
+    five_plus: int
+
+
+class TagCount(BaseModel):
+    tag: str
+    count: int
+
+
+class DayCount(BaseModel):
+    day: str = Field(json_schema_extra={"format": "date"})
+    count: int
+
+
+class QuotaUse(BaseModel):
+    memory_count: int
+    max_memories: int
+    daily_ingestions: int = Field(description="today (UTC)")
+    max_daily_ingestions: int
+
+
+class BusyUser(BaseModel):
+    user_id: str
+    live: int
+    accesses: int = Field(description="sum of the access counts of the user's live memories")
+
+
+class _Stats(BaseModel):
+    counts: StateCounts
+    recall: RecallBuckets
+    archival_due: int = Field(description="memories the next archival run would archive")
+    content_types: dict[str, int] = Field(description="live memories by content type")
+    source_types: dict[str, int] = Field(description="live memories by source type")
+    top_tags: list[TagCount] = Field(description="the most used tags of live memories")
+    created_per_day: list[DayCount] = Field(description="memories created per UTC day, the last 90 days "
+                                            "(days without any left out)")
+
+
+class UserStats(_Stats):
+    """``GET /users/{user_id}/stats``."""
+
+    user_id: str
+    quota: QuotaUse
+
+
+class ServiceStats(_Stats):
+    """``GET /stats`` (service key only): the same over every user."""
+
+    users: int = Field(description="users with at least one memory row")
+    busiest_users: list[BusyUser] = Field(description="users with the most live memories")
 
 
 class HealthModel(BaseModel):

@@ -595,8 +595,8 @@ def _query(value: str) -> str:
     return value
 
 
-class SearchRequest(_Strict):
-    """``POST /search`` body (and the shared part of ``POST /context``)."""
+class _SearchCommon(_Strict):
+    """What ``POST /search`` and ``POST /context`` share."""
 
     query: str = Field(examples=["what does the user drink in the morning?"], json_schema_extra=_CONTENT_SCHEMA)
     user_id: Identifier = Field(examples=["alice"])
@@ -626,7 +626,14 @@ class SearchRequest(_Strict):
         return value
 
 
-class ContextRequest(SearchRequest):
+class SearchRequest(_SearchCommon):
+    """``POST /search`` body."""
+
+    explain: bool = Field(False, description="give each result the parts of its score (`explain`: cosine, "
+                          "lexical BM25, the fused match, importance, recency, relevance)")
+
+
+class ContextRequest(_SearchCommon):
     """``POST /context`` body: a search plus a token budget."""
 
     max_tokens: int = Field(2000, ge=1, json_schema_extra={"maximum": _limit("max_context_tokens")})

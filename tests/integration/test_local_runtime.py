@@ -369,3 +369,20 @@ def test_docker_compose_and_env_json_match_the_runner_and_template():
     given = dict(kv.split("=", 1) for kv in (REPO_ROOT / "local/sam-local-parameters.txt").read_text().split())
     required = {k for k, v in raw["Parameters"].items() if "Default" not in v}
     assert required <= set(given)
+
+
+def test_a_stopped_runtime_gives_the_process_its_environment_back(postgres, redis_server):
+    """The functions run in the test process: what the runtime exported for them (its env and
+    the template's values, e.g. MEMORY_ACCESS_STATS=redis) must not outlive it, or later tests
+    run under settings they never asked for (found as access counts that went to Redis)."""
+    before = dict(os.environ)
+    local = LocalRuntime(env={"DATABASE_URL": postgres.app_url, "REDIS_URL": redis_server.url,
+                              "MEMORY_API_KEY": SERVICE_KEY, "CODA_TEST_MARKER": "on"},
+                         api_port=free_port(), invoke_port=free_port(), scheduler=False, preload=False, workers=1)
+    local.start()
+    try:
+        assert os.environ["CODA_TEST_MARKER"] == "on"
+        assert os.environ["MEMORY_ACCESS_STATS"] == "redis"  # the template's value, for the functions
+    finally:
+        local.stop()
+    assert dict(os.environ) == before

@@ -88,3 +88,13 @@ def test_a_neighbour_outside_the_filters_stays_out(api, user_id, chat):
     before_the_answer = (START + timedelta(seconds=10)).isoformat()
     r = api.search(query=QUERY, user_id=user_id, top_k=3, filters={"created_before": before_the_answer})
     assert [x["id"] for x in r.body["results"]] == [chat["hit"]]
+
+
+def test_explain_shows_the_lift_as_its_own_part(api, user_id, chat):
+    results = api.search(query=QUERY, user_id=user_id, top_k=10, explain=True).body["results"]
+    for r in results:
+        parts = r["explain"]
+        assert r["relevance"] == pytest.approx(0.6 * parts["match"] + 0.3 * parts["importance"]
+                                               + 0.1 * parts["recency"] + parts["neighbour"], abs=1e-5)
+        expected = 0.6 * 0.3 * 1.0 if r["id"] == chat["answer"] else 0.0
+        assert parts["neighbour"] == pytest.approx(expected, abs=1e-5)

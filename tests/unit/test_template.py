@@ -55,7 +55,10 @@ def test_each_function_serves_exactly_the_routes_the_template_gives_it(tpl):
     function's app serves, and the app serves nothing the template does not route to it."""
     assert all(r.event_type == "Api" for r in tpl.api.routes)  # REST (v1 proxy events)
     by_function: dict[str, set[tuple[str, str]]] = {}
+    static = {(r.method, r.path) for r in tpl.open_routes()}
     for route in tpl.routes:
+        if (route.method, route.path) in static:
+            continue  # the console's files (test_console_function.py)
         by_function.setdefault(route.function, set()).add((route.method, re.sub(r"\{\w+\}", "{}", route.path)))
     assert {"IngestFunction", "RetrieveFunction"} <= set(by_function)
     for function, routes in by_function.items():
@@ -85,7 +88,8 @@ def test_api_requires_a_key_with_usage_plan_throttling_and_access_logs(raw, tpl)
 def test_functions_runtime_handlers_and_code(tpl, raw):
     assert raw["Globals"]["Function"]["Runtime"] == "python3.12"
     expected = {"IngestFunction": "app.handler", "RetrieveFunction": "app.handler", "McpFunction": "app.handler",
-                **JOB_FUNCTIONS, "AccessFoldFunction": "app.access_fold_handler", "MigrationFunction": "app.handler"}
+                **JOB_FUNCTIONS, "AccessFoldFunction": "app.access_fold_handler", "MigrationFunction": "app.handler",
+                "ConsoleFunction": "app.handler"}
     assert {k: v.handler for k, v in tpl.functions.items()} == expected
     assert tpl.functions["MigrationFunction"].module_file == REPO_ROOT / "functions" / "migrate" / "app.py"
     for spec in tpl.functions.values():
@@ -256,7 +260,8 @@ def test_database_choice_is_one_condition_and_the_existing_path_is_unchanged(raw
     asserted = str(rule["Assertions"])
     assert "DatabaseUrlSecretArn" in asserted and "DatabaseSecurityGroupId" in asserted
     for name, fn in res.items():  # every function may read whichever connection secret is in use
-        if fn["Type"] == "AWS::Serverless::Function" and name != "MigrationFunction":
+        # (the migration function reads the master secret; the console's reads none)
+        if fn["Type"] == "AWS::Serverless::Function" and name not in ("MigrationFunction", "ConsoleFunction"):
             arns = [p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"] for p in fn["Properties"]["Policies"]
                     if "AWSSecretsManagerGetSecretValuePolicy" in p]
             assert {"Fn::If": ["CreateDb", {"Ref": "AppDatabaseSecret"}, {"Ref": "DatabaseUrlSecretArn"}]} in arns

@@ -104,6 +104,8 @@ export interface SearchRequest {
   include_archived?: boolean;
   /** Also rank superseded memories (an exact scan of them). */
   include_superseded?: boolean;
+  /** Give each result the parts of its score (`explain`). */
+  explain?: boolean;
 }
 
 /** The fields of a memory that every answer showing one has (search results too). */
@@ -243,6 +245,19 @@ export interface SearchResult extends MemoryView {
   archived: boolean;
   /** Set only with include_superseded. */
   superseded_by: string | null;
+  /** With explain: relevance = w_sim * match + w_imp * importance + w_rec * recency + neighbour. */
+  explain?: ScoreParts | null;
+}
+
+export interface ScoreParts {
+  cosine: number;
+  lexical: number;
+  match: number;
+  importance: number;
+  recency: number;
+  /** Lift from one of the best hits this memory sits next to (same context_id, close in time). */
+  neighbour: number;
+  relevance: number;
 }
 
 export interface SearchResponse {
@@ -262,6 +277,69 @@ export interface ContextRequest {
   include_superseded?: boolean;
   /** Add the memories the selected ones extend or are derived_from, after them, within max_tokens. */
   expand_relations?: boolean;
+}
+
+export interface StateCounts {
+  live: number;
+  archived: number;
+  superseded: number;
+  expired: number;
+  deleted: number;
+}
+
+export interface RecallBuckets {
+  never: number;
+  one_to_four: number;
+  five_plus: number;
+}
+
+export interface TagCount {
+  tag: string;
+  count: number;
+}
+
+export interface DayCount {
+  day: string;
+  count: number;
+}
+
+export interface QuotaUse {
+  memory_count: number;
+  max_memories: number;
+  daily_ingestions: number;
+  max_daily_ingestions: number;
+}
+
+export interface BusyUser {
+  user_id: string;
+  live: number;
+  accesses: number;
+}
+
+/** `GET /users/{user_id}/stats`. */
+export interface UserStats {
+  user_id: string;
+  counts: StateCounts;
+  recall: RecallBuckets;
+  archival_due: number;
+  content_types: Record<string, number>;
+  source_types: Record<string, number>;
+  top_tags: TagCount[];
+  created_per_day: DayCount[];
+  quota: QuotaUse;
+}
+
+/** `GET /stats` (service key only). */
+export interface ServiceStats {
+  counts: StateCounts;
+  recall: RecallBuckets;
+  archival_due: number;
+  content_types: Record<string, number>;
+  source_types: Record<string, number>;
+  top_tags: TagCount[];
+  created_per_day: DayCount[];
+  users: number;
+  busiest_users: BusyUser[];
 }
 
 export interface ContextResponse {
@@ -521,6 +599,16 @@ export class MemoryClient {
     const body = typeof memories === "string" ? memories : memories.map((m) => JSON.stringify(m)).join("\n") + "\n";
     return this.request<ImportResult>("POST", `/users/${encodeURIComponent(userId)}/import`, body, signal,
       { contentType: "application/x-ndjson" });
+  }
+
+  /** What the user's memory holds: states, types, tags, memories per day, recall, quota. */
+  userStats(userId: string, signal?: AbortSignal): Promise<UserStats> {
+    return this.request<UserStats>("GET", `/users/${encodeURIComponent(userId)}/stats`, undefined, signal);
+  }
+
+  /** The same over every user (service key only: 403 otherwise). */
+  serviceStats(signal?: AbortSignal): Promise<ServiceStats> {
+    return this.request<ServiceStats>("GET", "/stats", undefined, signal);
   }
 
   health(signal?: AbortSignal): Promise<Record<string, unknown>> {

@@ -49,21 +49,21 @@ FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8,
 # (db/functions/memory_rank.sql) takes the query, its vector and the lexical candidates, finds
 # the n nearest (memory_nearest: the user's own vectors, walked in the user's own graph or
 # scanned exactly, filters and expiry applied), scores the union on both measures with the
-# formula of the module docstring, and answers ids and scores; this statement fetches the
-# columns of those rows only (metadata as text, decoded for them alone). Python never sees the
+# formula of the module docstring, and answers those rows and their scores; this statement
+# selects the columns asked for (metadata as text, decoded for them alone). Python never sees the
 # other candidates (building and scoring ~80 candidate rows in Python was ~1/6 of the handler's
 # CPU), and the ranking's plan is cached per connection (planning it per call cost ~1 ms).
 _SEARCH_SQL = f"""
-SELECT {{output}}, r.similarity, r.relevance
+SELECT {{output}}, r.similarity, r.relevance, r.match, r.lexical, r.importance AS imp, r.recency,
+       r.neighbour
 FROM memory_rank(%(query)s::text, %(q)s::halfvec, %(n)s::integer, {FILTERS}, %(t_ids)s::uuid[],
                  %(t_scores)s::float8[], %(match)s::text, %(w_sim)s::float8, %(w_imp)s::float8, %(w_rec)s::float8,
                  %(decay)s::float8, %(a)s::float8, %(rrf_k)s::integer, %(k1)s::float8, %(b)s::float8,
                  %(top_k)s::integer, %(min_sim)s::float8, %(archived)s::boolean, %(superseded)s::boolean,
                  %(nb_seeds)s::integer, %(nb_span)s::integer, make_interval(secs => %(nb_window)s::float8),
                  %(nb_weight)s::float8) r
--- LATERAL: one primary-key lookup per returned row (a join was planned as a scan of the user's
--- rows: ~10,000 buffers for a 10k-memory user)
-CROSS JOIN LATERAL (SELECT * FROM memories m WHERE m.user_id = %(user_id)s AND m.id = r.id) m
+-- the columns of the row memory_rank read (no lookup, nothing to plan)
+CROSS JOIN LATERAL (SELECT (r.memory).*) m
 ORDER BY r.relevance DESC, r.similarity DESC, r.id"""
 
 
@@ -181,6 +181,11 @@ def rank(
         row["metadata"] = json.loads(row["metadata"])
         row["similarity"] = float(row["similarity"])
         row["relevance"] = float(row["relevance"])
+        parts = {"cosine": row["similarity"], "lexical": row.pop("lexical"), "match": row.pop("match"),
+                 "importance": row.pop("imp"), "recency": row.pop("recency"), "neighbour": row.pop("neighbour"),
+                 "relevance": row["relevance"]}
+        # to 6 decimals, as every score in an answer
+        row["explain"] = {k: round(float(v), 6) for k, v in parts.items()}
     return rows
 
 

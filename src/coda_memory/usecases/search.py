@@ -62,7 +62,7 @@ def _search_rows(
     return rows
 
 
-def _hidden(request: SearchRequest) -> search_sql.Hidden:
+def _hidden(request: SearchRequest | ContextRequest) -> search_sql.Hidden:
     return search_sql.Hidden(archived=request.include_archived, superseded=request.include_superseded)
 
 
@@ -71,8 +71,9 @@ def search(caller: Caller, request: SearchRequest) -> dict[str, Any]:
     started = time.perf_counter()
     rows = _search_rows(request.user_id, request.query, request.top_k, request.filters, request.min_relevance,
                         _hidden(request))
+    fields = (*_RESULT_FIELDS, "explain") if request.explain else _RESULT_FIELDS
     return {
-        "results": [memory_json(r, _RESULT_FIELDS) for r in rows],
+        "results": [memory_json(r, fields) for r in rows],
         "took_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 

@@ -29,7 +29,10 @@
 -- search structure), and are ranked by the same formula; the caller adds their lexical
 -- candidates to p_t_ids. Both false (every default search): that branch is never run.
 --
--- Returns ids and scores only; the caller fetches the columns of those few rows. Its statements
+-- Returns the ranked rows (memory: the row as read in scored, so the caller looks nothing up
+-- again and its statement plans in no time) and their scores (the relevance and its parts: the
+-- fused match, the raw BM25, the importance and the recency term, which POST /search shows with
+-- explain: true). Its statements
 -- are planned once per connection (force_generic_plan: planning the ranking per call cost more
 -- than running it); each candidate is one primary-key lookup (LATERAL, both key columns equal,
 -- so a generic plan cannot pick another index), in the user's partition only (the generic plan
@@ -37,7 +40,8 @@
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8);
--- (neighbouring evidence added four parameters: the old signature would stay as an overload)
+-- (the result columns changed: a replaced function cannot change them; neighbouring evidence
+-- added four parameters: the old signature would stay as an overload)
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean);
@@ -68,7 +72,8 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_nb_window interval DEFAULT '0',
     p_nb_weight float8 DEFAULT 0
 )
-RETURNS TABLE (id uuid, similarity float8, relevance float8)
+RETURNS TABLE (id uuid, similarity float8, relevance float8, match float8, lexical float8, importance float8,
+               recency float8, neighbour float8, memory memories)
 LANGUAGE plpgsql STABLE ROWS 10
 SET plan_cache_mode = force_generic_plan
 AS $fn$
@@ -135,7 +140,7 @@ BEGIN
         WHERE x.id <> ALL(v_near) AND x.id <> ALL(coalesce(p_t_ids, '{}'))
     ),
     scored AS (
-        SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank,
+        SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank, m::public.memories AS memory,
                CASE WHEN c.trank IS NOT NULL THEN c.bm25
                     -- the sum of bm25_scores, on the row fetched here anyway
                     WHEN p_match <> 'vector' THEN
@@ -165,7 +170,7 @@ BEGIN
         FROM scored s
     ),
     parts AS (
-        SELECT r.id, r.sim, r.imp, coalesce(r.bm25, 0) AS lex,
+        SELECT r.id, r.sim, r.imp, r.memory, coalesce(r.bm25, 0) AS lex,
                CASE p_match
                    WHEN 'vector' THEN r.cos
                    WHEN 'convex' THEN p_a * r.cos / coalesce(nullif(r.top_cos, 0), 1)
@@ -192,7 +197,7 @@ BEGIN
                                      FROM lifts h WHERE h.nb = r.id)) AS rel
         FROM ranked r
     )
-    SELECT r.id, r.sim, r.rel
+    SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec, r.rel - r.own, r.memory
     FROM lifted r
     WHERE coalesce(p_min_sim, 0) = 0 OR r.sim >= p_min_sim
     ORDER BY r.rel DESC, r.sim DESC, r.id
