@@ -45,6 +45,11 @@ DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean);
+-- (and this signature too: its result columns change with the score parts it returns, which a
+-- replaced function cannot do; nothing depends on it, the caller's statement names it by name)
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                    boolean, integer, integer, interval, float8);
 
 CREATE OR REPLACE FUNCTION memory_rank(
     p_query    text,
