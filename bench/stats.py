@@ -12,7 +12,14 @@ never read them). Then, interleaved in one run so they see the same machine:
   and the PostgreSQL CPU per call (the app role's backends, /proc);
 * the baseline of the same run: ``GET /memories?limit=20`` for the same user (the console's first
   page: one index range, the cheapest read of that user);
-* ``GET /stats`` (service key: every user) over all loaded memories.
+* ``GET /stats`` (service key: every user) over all loaded memories;
+* what counting on write costs the writes: ``POST /ingest`` and 20-item batches with the tally
+  triggers on and off, alternating.
+
+Twice: as loaded (every memory older than a year and rarely recalled is still live, and the
+expired ones are not purged: the worst case, since ``archival_due`` and the expired memories
+are read from the rows), and after the archival and retention-purge runs a deployment makes
+every night.
 
 The route's target: at most 50 ms p95 for a 50k-memory user.
 """
@@ -24,6 +31,7 @@ import json
 import random
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench import synth
@@ -45,6 +53,7 @@ def log(msg: str) -> None:
 def load(admin: Any, user: str, count: int, seed: int) -> None:
     """``count`` memories of ``user`` in every state, in batches of 2,000 rows."""
     rng = random.Random(seed)
+    now = datetime.now(UTC)
     items = list(synth.memories(user, count, seed))
     for a in range(0, count, 2000):
         chunk = items[a:a + 2000]
@@ -52,7 +61,7 @@ def load(admin: Any, user: str, count: int, seed: int) -> None:
         for it in chunk:
             rows["c"].append(it["content"])
             rows["t"].append(it["content_type"])
-            rows["at"].append(it["created_at"])
+            rows["at"].append((now - timedelta(minutes=rng.randint(0, 730 * 24 * 60))).isoformat())
             rows["tags"].append("{" + ",".join(rng.sample(TAGS, rng.randint(0, 4))) + "}")
             rows["acc"].append(min(int(rng.paretovariate(1.2)) - 1, 500))
             rows["imp"].append(round(rng.uniform(0.2, 0.95), 2))
@@ -115,30 +124,71 @@ def run(sizes: list[int], samples: int) -> dict[str, Any]:
     routes = {f"user_{size}": f"/users/{user}/stats" for size, user in users.items()}
     routes |= {f"list_{size}": f"/memories?user_id={user}&limit=20" for size, user in users.items()}
     routes["all_users"] = "/stats"
-    for path in routes.values():  # plans, caches
-        for _ in range(3):
-            get(path)
-    ms: dict[str, list[float]] = {k: [] for k in routes}
-    cpu: dict[str, float] = dict.fromkeys(routes, 0.0)
-    for _ in range(samples):
-        for key, path in routes.items():
-            before = backend_cpu(admin, DATABASE)
-            ms[key].append(timed(lambda p=path: get(p)))
-            cpu[key] += backend_cpu(admin, DATABASE) - before
-    res: dict[str, Any] = {"sizes": sizes, "memories": total, "machine": machine(), "server": memory, "routes": {}}
-    for key, values in ms.items():
-        res["routes"][key] = {"path": routes[key], **percentiles(values),
-                              "pg_cpu_ms_per_call": round(cpu[key] * 1000 / len(values), 2)}
+    res: dict[str, Any] = {"sizes": sizes, "memories": total, "machine": machine(), "server": memory, "phases": {}}
+    for phase in ("before the nightly jobs", "after the nightly jobs"):
+        if phase.startswith("after"):
+            from coda_memory import runtime
+            from coda_memory.usecases import jobs
+
+            for job in ("archival", "retention_purge"):
+                t1 = time.perf_counter()
+                done = jobs.run_job(job, runtime.database())
+                log(f"{job}: {done.affected} rows in {time.perf_counter() - t1:.0f} s")
+            admin.execute("VACUUM ANALYZE memories")
+        for path in routes.values():  # plans, caches
+            for _ in range(3):
+                get(path)
+        ms: dict[str, list[float]] = {k: [] for k in routes}
+        cpu: dict[str, float] = dict.fromkeys(routes, 0.0)
+        for _ in range(samples):
+            for key, path in routes.items():
+                before = backend_cpu(admin, DATABASE)
+                ms[key].append(timed(lambda p=path: get(p)))
+                cpu[key] += backend_cpu(admin, DATABASE) - before
+        res["phases"][phase] = {key: {"path": routes[key], **percentiles(values),
+                                      "pg_cpu_ms_per_call": round(cpu[key] * 1000 / len(values), 2)}
+                                for key, values in ms.items()}
+    res["write_cost"] = write_cost(api, admin, users[sizes[-1]], samples)
     admin.close()
     return res
+
+
+TRIGGERS = ("memories_tallies_insert", "memories_tallies_update", "memories_tallies_delete")
+
+
+def write_cost(api: Handlers, admin: Any, user: str, samples: int) -> dict[str, Any]:
+    """What counting on write costs a write: single ingests and 20-item batches with the tally
+    triggers on and off, alternating in blocks of 10 (ALTER TABLE between blocks), same user."""
+    out: dict[str, dict[str, list[float]]] = {"on": {"ingest": [], "batch": []}, "off": {"ingest": [], "batch": []}}
+    n = 0
+    for block in range(max(2, samples // 10)):
+        mode = "on" if block % 2 == 0 else "off"
+        for trigger in TRIGGERS:
+            admin.execute(f"ALTER TABLE memories {'ENABLE' if mode == 'on' else 'DISABLE'} TRIGGER {trigger}")
+        for _ in range(10):
+            n += 1
+            body = {"user_id": user, "content": f"write cost probe {n} about the weekend plans",
+                    "content_type": "fact", "source_type": "bench", "tags": ["probe", f"p{n % 7}"]}
+            out[mode]["ingest"].append(timed(lambda b=body: api.call("POST", "/ingest", b)))
+            items = [{**body, "content": f"write cost batch {n} item {j}"} for j in range(20)]
+            out[mode]["batch"].append(timed(lambda i=items: api.call("POST", "/ingest/batch", {"items": i})))
+    for trigger in TRIGGERS:
+        admin.execute(f"ALTER TABLE memories ENABLE TRIGGER {trigger}")
+    return {mode: {kind: percentiles(v) for kind, v in kinds.items()} for mode, kinds in out.items()}
 
 
 def report(res: dict[str, Any]) -> None:
     print(f"\n{res['memories']} memories, shared_buffers {res['server']['shared_buffers']}, prewarmed "
           f"{res['server']['prewarmed']}; p50 / p95 / p99 ms, PostgreSQL CPU ms per call")
-    for key, row in res["routes"].items():
-        print(f"  {key:<12} {row['path']:<44} {row['p50']:>7} {row['p95']:>7} {row['p99']:>7}"
-              f"   pg {row['pg_cpu_ms_per_call']}")
+    for phase, routes in res["phases"].items():
+        print(f" {phase}")
+        for key, row in routes.items():
+            print(f"  {key:<12} {row['path']:<44} {row['p50']:>7} {row['p95']:>7} {row['p99']:>7}"
+                  f"   pg {row['pg_cpu_ms_per_call']}")
+    print(" writes with the tally triggers on / off (p50 / p95 ms)")
+    for kind in ("ingest", "batch"):
+        on, off = res["write_cost"]["on"][kind], res["write_cost"]["off"][kind]
+        print(f"  {kind:<8} on {on['p50']} / {on['p95']}   off {off['p50']} / {off['p95']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args.sizes, args.samples)
     report(res)
     write_json("stats", res)
-    print(json.dumps(res["routes"], indent=2), file=sys.stderr)
+    print(json.dumps(res["phases"], indent=2), file=sys.stderr)
     return 0
 
 

@@ -327,7 +327,7 @@ class QuotaUse(BaseModel):
 class BusyUser(BaseModel):
     user_id: str
     live: int
-    accesses: int = Field(description="sum of the access counts of the user's live memories")
+    recalled: int = Field(description="how many of the user's live memories were recalled at least once")
 
 
 class _Stats(BaseModel):

@@ -124,7 +124,8 @@ def test_search_sql_uses_the_definer_function():
     assert params == {"filters": (None,) * len(SearchFilters.model_fields)}
 
 
-def test_a_search_reads_its_candidates_by_key_not_every_row_of_the_user(app_conn, admin_conn):
+@pytest.mark.parametrize("graph", [False, True], ids=["exact vector scan", "own graph"])
+def test_a_search_reads_its_candidates_by_key_not_every_row_of_the_user(app_conn, admin_conn, graph):
     """The lexical, vector and ranking steps run on plans cached per connection (generic: the
     planner does not know the user): each candidate must still be one primary-key lookup. A plan that
     scanned the user's rows instead costs in proportion to the user's memory (measured: 100+ ms
@@ -135,6 +136,9 @@ def test_a_search_reads_its_candidates_by_key_not_every_row_of_the_user(app_conn
         "SELECT %s, 'zebra note ' || g || ' about topic ' || (g %% 11), 'fact', 'test', md5(%s || g), "
         "       (SELECT array_agg(sin(g * 0.37 + i))::vector FROM generate_series(1, 384) i) "
         "FROM generate_series(1, 1000) g", (user, user))
+    if graph:
+        admin_conn.execute("SELECT memory_vector_graphs_sync(500)")
+        assert admin_conn.execute("SELECT 1 FROM memory_vector_graphs WHERE user_id = %s", (user,)).fetchone()
     part = admin_conn.execute("SELECT tableoid FROM memories WHERE user_id = %s LIMIT 1", (user,)).fetchone()[0]
     with app_conn.transaction():
         app_conn.execute("SELECT set_config('app.current_user_id', %s, true)", (user,))

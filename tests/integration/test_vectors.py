@@ -133,6 +133,19 @@ def test_a_users_own_graph_serves_its_search_and_a_short_walk_is_completed(app_c
     assert admin_conn.execute("SELECT to_regclass(%s)", (index,)).fetchone() == (None,)
 
 
+def test_a_graph_walk_never_answers_an_expired_memory(app_conn, admin_conn, spread_user):
+    """Without filters the walk reads the vectors alone and checks expiry after it: asked for the
+    vector of an expired memory, it must walk again with the check inside and answer the live
+    nearest, never the expired one."""
+    user, rows, _ = spread_user
+    admin_conn.execute("SELECT memory_vector_graphs_sync(100)")
+    assert admin_conn.execute("SELECT 1 FROM memory_vector_graphs WHERE user_id = %s", (user,)).fetchone()
+    expired = next(v for v, i in rows.values() if i == 11)
+    got = _nearest(app_conn, user, expired, 50)
+    assert got == _exact(rows, expired, 50)  # 300 vectors, ef_search 200: the walk is exact here
+    assert not {rows[g][1] for g in got} & {11, 12}
+
+
 def test_nothing_without_a_user(app_conn, spread_user):
     _, _, q = spread_user
     with app_conn.transaction():

@@ -313,7 +313,8 @@ export interface QuotaUse {
 export interface BusyUser {
   user_id: string;
   live: number;
-  accesses: number;
+  /** live memories recalled at least once */
+  recalled: number;
 }
 
 /** `GET /users/{user_id}/stats`. */
