@@ -277,11 +277,17 @@ def print_report(results: dict[str, Any], cv: dict[str, Any] | None) -> None:
                   f" vs default {c['default_held_out']['r@10']:.3f}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def data_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A parser with the data sets' folders (--locomo, --beam; defaults from the environment)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     env_path = lambda name: Path(os.environ[name]) if os.environ.get(name) else None  # noqa: E731
     parser.add_argument("--locomo", type=Path, default=env_path("LOCOMO_DIR"), help="default: $LOCOMO_DIR")
     parser.add_argument("--beam", type=Path, default=env_path("BEAM_DIR"), help="default: $BEAM_DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = data_arguments(__doc__)
     parser.add_argument("--reuse", action="store_true", help="keep the built database between runs")
     parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these")
     parser.add_argument("--folds", type=int, default=3, help="cross-validation folds per data set (0: none)")

@@ -20,7 +20,6 @@ chosen and scored on the held-out one. A variant is kept only when it wins on bo
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pickle
@@ -28,13 +27,12 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.common import BENCH_PG_DIR, REPO
-from bench.retrieval import DATABASE, KS, MAP_FILE, TOP_K
+from bench.retrieval import DATABASE, KS, MAP_FILE, TOP_K, data_arguments
 from bench.retrieval_data import Conversation, load
 
 CACHE = REPO / ".local" / "bench-recall-scores"
@@ -232,10 +230,7 @@ def cross_validate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    env_path = lambda name: Path(os.environ[name]) if os.environ.get(name) else None  # noqa: E731
-    parser.add_argument("--locomo", type=Path, default=env_path("LOCOMO_DIR"), help="default: $LOCOMO_DIR")
-    parser.add_argument("--beam", type=Path, default=env_path("BEAM_DIR"), help="default: $BEAM_DIR")
+    parser = data_arguments(__doc__)
     parser.add_argument("--only", nargs="*", help="only the variants whose name contains one of these")
     args = parser.parse_args(argv)
     all_users = list(users(load(args.locomo, args.beam)))
