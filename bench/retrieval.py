@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -61,6 +62,14 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("0.8/0.15/0.05", {"weight_similarity": 0.8, "weight_importance": 0.15, "weight_recency": 0.05}),
     # the stored pieces of long memories hidden for this variant (see hidden_pieces)
     ("opening only (no pieces)", {"embedding_pieces": 1}),
+    # neighbouring evidence (MEMORY_NEIGHBOUR_*): off, and its settings one at a time
+    ("no neighbours", {"neighbour_seeds": 0}),
+    ("neighbours span 1", {"neighbour_span": 1}),
+    ("neighbours span 2", {"neighbour_span": 2}),
+    ("neighbours weight 0.2", {"neighbour_weight": 0.2}),
+    ("neighbours weight 0.5", {"neighbour_weight": 0.5}),
+    ("neighbours of 5 hits", {"neighbour_seeds": 5}),
+    ("neighbours of 10 hits", {"neighbour_seeds": 10}),
 ]
 
 
@@ -268,11 +277,17 @@ def print_report(results: dict[str, Any], cv: dict[str, Any] | None) -> None:
                   f" vs default {c['default_held_out']['r@10']:.3f}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def data_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A parser with the data sets' folders (--locomo, --beam; defaults from the environment)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     env_path = lambda name: Path(os.environ[name]) if os.environ.get(name) else None  # noqa: E731
     parser.add_argument("--locomo", type=Path, default=env_path("LOCOMO_DIR"), help="default: $LOCOMO_DIR")
     parser.add_argument("--beam", type=Path, default=env_path("BEAM_DIR"), help="default: $BEAM_DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = data_arguments(__doc__)
     parser.add_argument("--reuse", action="store_true", help="keep the built database between runs")
     parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these")
     parser.add_argument("--folds", type=int, default=3, help="cross-validation folds per data set (0: none)")
@@ -281,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", type=float, nargs="*", default=[],
                         help="also measure these min_relevance values under the default ranking")
     parser.add_argument("--limit", type=int, default=0, help="at most this many conversations per data set")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every variant this many times, interleaved; cost = the median")
     args = parser.parse_args(argv)
     if args.locomo is None and args.beam is None:
         parser.error("set LOCOMO_DIR and/or BEAM_DIR (or pass --locomo / --beam)")
@@ -319,11 +336,18 @@ def main(argv: list[str] | None = None) -> int:
 
     variants = [v for v in VARIANTS if v[0] == "default" or not args.only or any(o in v[0] for o in args.only)]
     results: dict[str, Any] = {}
+    costs: dict[str, list[dict[str, float]]] = defaultdict(list)
+    # round-robin: on a shared machine the cost of one pass drifts with the load; the median of
+    # several interleaved passes per variant compares them (the scores are the same each pass)
+    for _ in range(args.rounds):
+        for name, overrides in variants:
+            with hidden_pieces(pg.admin_url, overrides.get("embedding_pieces") == 1), settings_override(**overrides):
+                results[name] = run_variant(api, conversations, stored["sources"], pg.admin_url)
+            costs[name].append(results[name]["cost"])
+            print(f"  {name:<32} cost {results[name]['cost']}", flush=True)
     for name, overrides in variants:
-        with hidden_pieces(pg.admin_url, overrides.get("embedding_pieces") == 1), settings_override(**overrides):
-            results[name] = run_variant(api, conversations, stored["sources"], pg.admin_url)
         results[name]["settings"] = overrides
-        print(f"  {name:<32} cost {results[name]['cost']}", flush=True)
+        results[name]["cost"] = {k: round(statistics.median(c[k] for c in costs[name]), 2) for k in costs[name][0]}
     cv = cross_validate(results, conversations, args.folds) if args.folds and len(results) > 1 else None
     print_report(results, cv)
     thresholds = threshold_recall(api, conversations, stored["sources"], args.thresholds) if args.thresholds else None

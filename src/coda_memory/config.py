@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     fusion_vector_weight: float = Field(0.5, ge=0, le=1)
     rrf_k: int = Field(20, ge=1)
     candidate_pool: int = Field(50, ge=1, le=1_000)
+    # neighbouring evidence: a memory next to one of the best few hits (same context_id, at most
+    # neighbour_span before/after it in time, within the window) is lifted toward that hit, never
+    # above it; 0 seeds: off. Measured on LoCoMo and BEAM, see docs/retrieval.md
+    neighbour_seeds: int = Field(3, ge=0, le=50)
+    neighbour_span: int = Field(3, ge=1, le=20)
+    neighbour_window_seconds: float = Field(3600, gt=0, le=31 * 86_400)
+    neighbour_weight: float = Field(0.3, ge=0, le=1)
     # vectors per memory at most: a text longer than the model reads (256 tokens) is also
     # embedded in overlapping windows, and search scores a memory by its best piece. 1 (only
     # the opening) by default: pieces did not win on the BEAM chat measured; see docs/retrieval.md

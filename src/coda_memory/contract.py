@@ -221,13 +221,15 @@ class MemoryHistory(BaseModel):
 
 class ScoreParts(BaseModel):
     """Why a result ranked where it did (``explain: true``):
-    ``relevance = w_sim * match + w_imp * importance + w_rec * recency``."""
+    ``relevance = w_sim * match + w_imp * importance + w_rec * recency + neighbour``."""
 
     cosine: float = Field(description="cosine similarity of query and memory")
     lexical: float = Field(description="BM25 score of the memory for the query's words (0: no word in common)")
     match: float = Field(description="cosine and BM25 fused over the candidates (hybrid), or the cosine (vector)")
     importance: float
     recency: float = Field(description="1 / (1 + age_days * decay)")
+    neighbour: float = Field(description="lift from one of the best hits this memory sits next to "
+                                         "(same context_id, close in time); 0 for most results")
     relevance: float
 
 

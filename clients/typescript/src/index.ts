@@ -245,7 +245,7 @@ export interface SearchResult extends MemoryView {
   archived: boolean;
   /** Set only with include_superseded. */
   superseded_by: string | null;
-  /** With explain: relevance = w_sim * match + w_imp * importance + w_rec * recency. */
+  /** With explain: relevance = w_sim * match + w_imp * importance + w_rec * recency + neighbour. */
   explain?: ScoreParts | null;
 }
 
@@ -255,6 +255,8 @@ export interface ScoreParts {
   match: number;
   importance: number;
   recency: number;
+  /** Lift from one of the best hits this memory sits next to (same context_id, close in time). */
+  neighbour: number;
   relevance: number;
 }
 

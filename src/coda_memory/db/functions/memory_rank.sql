@@ -6,15 +6,24 @@
 --   v       the nearest, in rank order
 --   t       the lexical candidates, in rank order
 --   q       the query's lexemes with their IDF and the user's mean length (hybrid only)
---   c       their union
+--   v_nb    neighbouring evidence (p_nb_seeds > 0): the memories next to one of the best
+--           p_nb_seeds of either list (the same context_id, at most p_nb_span before and after
+--           it in created_at order, within p_nb_window of it), v_seed the memory each is next to
+--   c       their union, and those neighbours
 --   scored  the candidates' rows, fetched by primary key, every filter and expiry applied again
 --           in this snapshot (a lexical candidate may have changed since bm25_candidates ran);
 --           a nearest memory that is not a lexical candidate gets its exact BM25 here, from the
 --           row's own tsvector (hybrid only), so both lists are scored on both measures
 --   normed  each measure divided by its best over the candidates
+--   lifted  the relevance, a neighbour of one of the p_nb_seeds best lifted toward it (below)
 -- p_match: 'vector' (cos), 'convex' (a * cos/max_cos + (1 - a) * bm25/max_bm25) or 'rrf'
 -- (a/(k + vrank) + (1 - a)/(k + trank), divided by its best possible value 1/(k + 1)).
 -- p_min_sim: leave out candidates below this cosine (after normalising; 0 or NULL: none).
+-- Neighbouring evidence: a neighbour of one of the p_nb_seeds best candidates (by relevance)
+-- gets p_w_sim * p_nb_weight * that hit's fused match added to its relevance, but never more
+-- than just below the hit's: the memory that holds the answer often sits next to the one that
+-- matches the question (the reply to it, the next line of the exchange) and shares no word with
+-- the question; the best hit keeps its place. p_nb_seeds = 0: off.
 -- p_archived / p_superseded (include_archived / include_superseded): the p_n nearest of the
 -- user's memories in those states join v, found by an exact scan of those rows (they are in no
 -- search structure), and are ranked by the same formula; the caller adds their lexical
@@ -31,10 +40,16 @@
 -- SECURITY INVOKER: as coda_app row-level security applies on top.
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8);
--- (the result columns changed: a replaced function cannot change them)
+-- (the result columns changed: a replaced function cannot change them; neighbouring evidence
+-- added four parameters: the old signature would stay as an overload)
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean);
+-- (and this signature too: its result columns change with the score parts it returns, which a
+-- replaced function cannot do; nothing depends on it, the caller's statement names it by name)
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                    boolean, integer, integer, interval, float8);
 
 CREATE OR REPLACE FUNCTION memory_rank(
     p_query    text,
@@ -55,16 +70,23 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_top_k    integer,
     p_min_sim  float8 DEFAULT NULL,
     p_archived boolean DEFAULT false,
-    p_superseded boolean DEFAULT false
+    p_superseded boolean DEFAULT false,
+    -- neighbouring evidence; the defaults leave it off (the service passes its settings)
+    p_nb_seeds integer DEFAULT 0,
+    p_nb_span  integer DEFAULT 0,
+    p_nb_window interval DEFAULT '0',
+    p_nb_weight float8 DEFAULT 0
 )
 RETURNS TABLE (id uuid, similarity float8, relevance float8, match float8, lexical float8, importance float8,
-               recency float8, memory memories)
+               recency float8, neighbour float8, memory memories)
 LANGUAGE plpgsql STABLE ROWS 10
 SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     v_user    text := NULLIF(current_setting('app.current_user_id', true), '');
     v_near    uuid[];
+    v_seed    uuid[];
+    v_nb      uuid[];
 BEGIN
     -- the nearest, best first (with include_archived / include_superseded, also the p_n nearest
     -- of the user's memories in those states, by an exact scan: they are in no search structure)
@@ -80,6 +102,29 @@ BEGIN
              ORDER BY 2, 1 LIMIT p_n)
         ) n
         ORDER BY n.distance, n.id);
+    IF p_nb_seeds > 0 THEN
+        -- each side by the (user_id, created_at, id) index, from the hit outwards
+        SELECT array_agg(l.seed), array_agg(l.nb) INTO v_seed, v_nb
+        FROM (
+            SELECT s.id AS seed, n.id AS nb
+            FROM public.memories s
+            CROSS JOIN LATERAL (
+                (SELECT m.id FROM public.memories m
+                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
+                   AND m.created_at >= s.created_at - p_nb_window AND (m.created_at, m.id) < (s.created_at, s.id)
+                   AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
+                 ORDER BY m.created_at DESC, m.id DESC LIMIT p_nb_span)
+                UNION ALL
+                (SELECT m.id FROM public.memories m
+                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
+                   AND m.created_at <= s.created_at + p_nb_window AND (m.created_at, m.id) > (s.created_at, s.id)
+                   AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
+                 ORDER BY m.created_at, m.id LIMIT p_nb_span)
+            ) n
+            WHERE s.user_id = v_user AND s.context_id IS NOT NULL
+              AND s.id = ANY(v_near[1:p_nb_seeds] || p_t_ids[1:p_nb_seeds])
+        ) l;
+    END IF;
     RETURN QUERY
     WITH v AS (
         SELECT x.id, x.rank FROM unnest(v_near) WITH ORDINALITY AS x(id, rank)
@@ -94,6 +139,10 @@ BEGIN
     c AS MATERIALIZED (  -- a plain column to look rows up by (an expression over the full join is not a key)
         SELECT coalesce(v.id, t.id) AS id, v.rank AS vrank, t.rank AS trank, t.bm25
         FROM v FULL JOIN t ON v.id = t.id
+        UNION ALL
+        SELECT DISTINCT x.id, NULL::bigint, NULL::bigint, NULL::float8
+        FROM unnest(v_nb) x(id)
+        WHERE x.id <> ALL(v_near) AND x.id <> ALL(coalesce(p_t_ids, '{}'))
     ),
     scored AS (
         SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank, m::public.memories AS memory,
@@ -102,7 +151,12 @@ BEGIN
                     WHEN p_match <> 'vector' THEN
                         (SELECT sum(q.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1),
                                                                length(m.search_vector), q.avgdl, p_k1, p_b))
-                         FROM unnest(m.search_vector) AS l JOIN q ON q.lexeme = l.lexeme)::float8
+                         -- the row's entries of the query's lexemes only: setweight marks them and
+                         -- ts_filter keeps them, both in C (search_vector is unweighted, all D);
+                         -- unnesting a long memory's whole tsvector cost ~0.1 ms a row
+                         FROM unnest(ts_filter(setweight(m.search_vector, 'A', (SELECT array_agg(q.lexeme) FROM q)),
+                                               '{a}')) AS l
+                         JOIN q ON q.lexeme = l.lexeme)::float8
                END AS bm25,
                -- a long memory scores by its best piece (its opening or a later window,
                -- migration 0045); a zero vector has no direction: pgvector answers NaN,
@@ -133,10 +187,23 @@ BEGIN
         FROM normed r
     ),
     ranked AS (
-        SELECT r.*, p_w_sim * r.fused + p_w_imp * r.imp + p_w_rec * r.rec AS rel FROM parts r
+        SELECT r.*, p_w_sim * r.fused + p_w_imp * r.imp + p_w_rec * r.rec AS own
+        FROM parts r
+    ),
+    -- neighbouring evidence: the best p_nb_seeds candidates lift their neighbours
+    hits AS (
+        SELECT r.id, r.fused, r.own FROM ranked r ORDER BY r.own DESC, r.sim DESC, r.id LIMIT p_nb_seeds
+    ),
+    lifts AS (
+        SELECT l.nb, h.fused, h.own FROM unnest(v_seed, v_nb) l(seed, nb) JOIN hits h ON h.id = l.seed
+    ),
+    lifted AS (
+        SELECT r.*, greatest(r.own, (SELECT max(least(r.own + p_w_sim * p_nb_weight * h.fused, h.own - 1e-9))
+                                     FROM lifts h WHERE h.nb = r.id)) AS rel
+        FROM ranked r
     )
-    SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec, r.memory
-    FROM ranked r
+    SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec, r.rel - r.own, r.memory
+    FROM lifted r
     WHERE coalesce(p_min_sim, 0) = 0 OR r.sim >= p_min_sim
     ORDER BY r.rel DESC, r.sim DESC, r.id
     LIMIT p_top_k;
@@ -145,7 +212,7 @@ $fn$;
 
 REVOKE ALL ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                   boolean) FROM PUBLIC;
+                                   boolean, integer, integer, interval, float8) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                       float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                      boolean) TO coda_app;
+                                      boolean, integer, integer, interval, float8) TO coda_app;

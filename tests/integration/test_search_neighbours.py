@@ -1,0 +1,100 @@
+"""Neighbouring evidence: the answer to a question often sits next to the memory that matches
+it (the reply to it, the next line of the exchange) and shares no word with the question. A
+search lifts the neighbours of its best hits (same ``context_id``, close in time) toward them,
+never above them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+QUERY = "Which hotel did we pick for the Lisbon trip?"
+HIT = "Which hotel should we pick for the Lisbon trip?"
+ANSWER = "Reserved the little guesthouse in Alfama, three nights from May 3."
+# other contexts, each closer to the question than the answer is
+DISTRACTORS = [
+    "The hotel in Porto had a lovely breakfast",
+    "We picked the Madrid hotel near the station",
+    "Lisbon trams are famous and always crowded",
+    "My sister recommends boutique hotels for city trips",
+    "Trip budget for Lisbon and Porto: 1200 euros",
+    "Packing list for the spring trip: sandals and a raincoat",
+]
+START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def _store(api, user_id, content, context_id, at):
+    return api.ingest(user_id=user_id, content=content, content_type="conversation", context_id=context_id,
+                      importance=0.5, created_at=at.isoformat()).body["memory_id"]
+
+
+@pytest.fixture()
+def chat(api, user_id):
+    """The question's exchange in one context; distractors in others, hours apart."""
+    ids = {"hit": _store(api, user_id, HIT, "chat-7", START),
+           "answer": _store(api, user_id, ANSWER, "chat-7", START + timedelta(seconds=30))}
+    for i, text in enumerate(DISTRACTORS):
+        ids[text] = _store(api, user_id, text, f"chat-{i}", START + timedelta(hours=3 + i))
+    return ids
+
+
+def _results(api, user_id, top_k=4):
+    return api.search(query=QUERY, user_id=user_id, top_k=top_k).body["results"]
+
+
+def _ids(api, user_id, top_k=4):
+    return [r["id"] for r in _results(api, user_id, top_k)]
+
+
+def test_the_answer_next_to_the_best_hit_is_lifted_into_the_top(api, user_id, chat, settings_env):
+    found = _ids(api, user_id)
+    assert found[0] == chat["hit"] and chat["answer"] in found
+    settings_env(MEMORY_NEIGHBOUR_SEEDS="0")
+    found = _ids(api, user_id)
+    assert found[0] == chat["hit"] and chat["answer"] not in found
+
+
+def test_the_lift_is_the_documented_share_of_the_hits_match(api, user_id, chat, settings_env):
+    """relevance + w_sim * weight * the hit's match (1 here: the best by meaning and by words)."""
+    def answer_relevance() -> float:
+        return next(r["relevance"] for r in _results(api, user_id, 10) if r["id"] == chat["answer"])
+
+    lifted = answer_relevance()
+    settings_env(MEMORY_NEIGHBOUR_SEEDS="0")
+    assert lifted == pytest.approx(answer_relevance() + 0.6 * 0.3 * 1.0, abs=1e-4)
+
+
+def test_a_neighbour_never_outranks_its_hit(api, user_id, chat, settings_env):
+    settings_env(MEMORY_NEIGHBOUR_WEIGHT="1")
+    results = _results(api, user_id)
+    assert [r["id"] for r in results[:2]] == [chat["hit"], chat["answer"]]
+    assert results[1]["relevance"] <= results[0]["relevance"]
+
+
+def test_only_the_same_context_close_in_time_counts(api, user_id, settings_env):
+    # the same exchange, but the answer in another context / two hours later: not lifted
+    hit = _store(api, user_id, HIT, "chat-7", START)
+    other_context = _store(api, user_id, ANSWER, "chat-8", START + timedelta(seconds=30))
+    later = _store(api, user_id, ANSWER + " (confirmed)", "chat-7", START + timedelta(hours=2))
+    for i, text in enumerate(DISTRACTORS):
+        _store(api, user_id, text, f"chat-{i}", START + timedelta(hours=3 + i))
+    found = _ids(api, user_id)
+    assert found[0] == hit
+    assert other_context not in found and later not in found
+
+
+def test_a_neighbour_outside_the_filters_stays_out(api, user_id, chat):
+    before_the_answer = (START + timedelta(seconds=10)).isoformat()
+    r = api.search(query=QUERY, user_id=user_id, top_k=3, filters={"created_before": before_the_answer})
+    assert [x["id"] for x in r.body["results"]] == [chat["hit"]]
+
+
+def test_explain_shows_the_lift_as_its_own_part(api, user_id, chat):
+    results = api.search(query=QUERY, user_id=user_id, top_k=10, explain=True).body["results"]
+    for r in results:
+        parts = r["explain"]
+        assert r["relevance"] == pytest.approx(0.6 * parts["match"] + 0.3 * parts["importance"]
+                                               + 0.1 * parts["recency"] + parts["neighbour"], abs=1e-5)
+        expected = 0.6 * 0.3 * 1.0 if r["id"] == chat["answer"] else 0.0
+        assert parts["neighbour"] == pytest.approx(expected, abs=1e-5)
