@@ -193,6 +193,8 @@ VARIANTS: dict[str, Ranker] = {
     **{f"feedback beta={b}, m={m}": feedback(b, m) for b, m in ((0.2, 3), (0.5, 3), (0.2, 5))},
     **{f"MMR lambda={lam}": diversity(lam) for lam in (0.8, 0.9, 0.95)},
     **{f"BM25^{p}, no neighbours": service(bm25_power=p, seeds=0) for p in (0.7, 1.5)},
+    **{f"BM25^{p} with neighbours": service(bm25_power=p) for p in (0.6, 0.7, 0.85)},
+    **{f"convex a={a}, BM25^{p} with neighbours": service(a=a, bm25_power=p) for a in (0.55,) for p in (0.7, 0.85)},
 }
 BASELINE = "no neighbours (before)"
 
@@ -213,14 +215,14 @@ def mean(rows: list[dict[str, Any]], metric: str = "r@10") -> float:
     return float(np.mean([r[metric] for r in rows])) if rows else 0.0
 
 
-def cross_validate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    convs = sorted({(r["data_set"], r["conversation"]) for r in results[BASELINE]})
+def cross_validate(results: dict[str, list[dict[str, Any]]], baseline: str = BASELINE) -> dict[str, Any]:
+    convs = sorted({(r["data_set"], r["conversation"]) for r in results[baseline]})
     chosen: dict[str, list[dict[str, Any]]] = defaultdict(list)
     picks: dict[str, int] = defaultdict(int)
     for _, held in convs:
         def gain(name: str, held: str = held) -> float:
             return min(mean([r for r in results[name] if r["data_set"] == ds and r["conversation"] != held])
-                       - mean([r for r in results[BASELINE] if r["data_set"] == ds and r["conversation"] != held])
+                       - mean([r for r in results[baseline] if r["data_set"] == ds and r["conversation"] != held])
                        for ds in ("locomo", "beam"))
         best = max(results, key=gain)
         picks[best] += 1
@@ -232,21 +234,22 @@ def cross_validate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = data_arguments(__doc__)
     parser.add_argument("--only", nargs="*", help="only the variants whose name contains one of these")
+    parser.add_argument("--baseline", default=BASELINE, help="the variant gains are measured against")
     args = parser.parse_args(argv)
     all_users = list(users(load(args.locomo, args.beam)))
     results = {name: evaluate(all_users, rank) for name, rank in VARIANTS.items()
-               if name == BASELINE or not args.only or any(o in name for o in args.only)}
+               if name in (BASELINE, args.baseline) or not args.only or any(o in name for o in args.only)}
     data_sets = sorted({u.data_set for u in all_users})
     metrics = (*(f"r@{k}" for k in KS), "hit@10")
     print("| variant | " + " | ".join(f"{ds} {m}" for ds in data_sets for m in metrics) + " |")
     for name, rows in results.items():
         print(f"| {name} | " + " | ".join(f"{mean([r for r in rows if r['data_set'] == ds], m):.3f}"
                                            for ds in data_sets for m in metrics) + " |")
-    cv = cross_validate(results)
+    cv = cross_validate(results, args.baseline)
     print(f"\ncross-validation by conversation (both data sets), chosen: {cv['picks']}")
     for ds in data_sets:
         held = [r for r in cv["held_out"] if r["data_set"] == ds]
-        base = [r for r in results[BASELINE] if r["data_set"] == ds]
+        base = [r for r in results[args.baseline] if r["data_set"] == ds]
         print(f"{ds}: held out " + ", ".join(f"{m} {mean(held, m):.3f} (before {mean(base, m):.3f})" for m in metrics))
         for cat in sorted({r["category"] for r in held}):
             print(f"  {cat}: r@10 {mean([r for r in held if r['category'] == cat]):.3f}"
