@@ -37,6 +37,7 @@ from coda_memory.http_messages import json_body, raw_body  # noqa: E402
 from coda_memory.models import (  # noqa: E402
     CURSOR_SCHEMA,
     ID_PATTERN,
+    UUID_SCHEMA,
     BatchRequest,
     ImportLine,
     ImportRequest,
@@ -54,10 +55,10 @@ from coda_memory.usecases import ingest, links, memories, transfer  # noqa: E402
 
 app = create_app("coda-memory ingest")
 
-MemoryIdParam = Path(alias="id", description="the memory's id (UUID)", json_schema_extra={"format": "uuid"})
+MemoryIdParam = Path(alias="id", description="the memory's id (UUID)", json_schema_extra=UUID_SCHEMA)
 UserIdQuery = Query(pattern=ID_PATTERN, description="the user the memory belongs to")
 RelationTypeParam = Path(alias="type", description="extends, derived_from or relates_to")
-TargetIdParam = Path(description="the related memory's id (UUID)", json_schema_extra={"format": "uuid"})
+TargetIdParam = Path(description="the related memory's id (UUID)", json_schema_extra=UUID_SCHEMA)
 
 
 @app.post(

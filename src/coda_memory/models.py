@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import JsonDict, JsonValue, SkipJsonSchema
+from pydantic.json_schema import JsonDict, JsonValue, SkipJsonSchema, WithJsonSchema
 
 from .config import DEFAULT_CONTENT_TYPES, Settings, get_settings
 from .errors import BadRequest, MemoryServiceError, ValidationFailed
@@ -34,6 +34,12 @@ from .text import sanitize, sanitize_json
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,255}$"
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+#: A memory id as every answer writes it. The document gives the pattern beside ``format: uuid``
+#: (which schema validators and generators may ignore), so a client generated from it sends ids
+#: the API accepts.
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+UUID_SCHEMA: JsonDict = {"type": "string", "format": "uuid", "pattern": UUID_PATTERN}
+MemoryId = Annotated[uuid.UUID, WithJsonSchema(UUID_SCHEMA)]
 _CLOCK_SKEW = timedelta(minutes=5)
 M = TypeVar("M", bound=BaseModel)
 
@@ -205,7 +211,7 @@ class RelationSpec(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True)  # hashable: repeats are dropped
 
     type: RelationType = Field(description="extends | derived_from | relates_to")
-    target_id: uuid.UUID
+    target_id: MemoryId
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -229,7 +235,7 @@ class IngestItem(_Strict):
     confidence: Score = 1.0
     created_at: UtcDateTime | None = Field(None, description=CREATED_AT_RULE, json_schema_extra=CREATED_AT_SCHEMA)
     expires_at: UtcDateTime | None = Field(None, description=EXPIRES_AT_RULE, json_schema_extra=EXPIRES_AT_SCHEMA)
-    supersedes: list[uuid.UUID] = Field(
+    supersedes: list[MemoryId] = Field(
         default_factory=list, max_length=MAX_LINKS,
         description="ids of the user's memories this one replaces: they leave search, context and listings "
                     "(readable by id, superseded_by set)")
@@ -285,9 +291,9 @@ class LinkLine(_Strict):
     """A relation as the export writes it on each line it touches (both ends): the import
     restores it once both memories exist, whichever line comes last."""
 
-    source_id: uuid.UUID
+    source_id: MemoryId
     type: LinkType
-    target_id: uuid.UUID
+    target_id: MemoryId
     created_at: UtcDateTime | None = None
 
 
@@ -299,11 +305,11 @@ class ImportLine(IngestItem):
 
     user_id: Identifier | None = None  # type: ignore[assignment]
     source_type: Identifier = "import"
-    id: uuid.UUID | None = None
+    id: MemoryId | None = None
     event_id: Identifier | None = None
     archived: bool = False
     #: shown by the export; restored through ``links`` (kept here so a line reads back as written)
-    superseded_by: uuid.UUID | None = None
+    superseded_by: MemoryId | None = None
     superseded_at: UtcDateTime | None = None
     links: list[LinkLine] = Field(default_factory=list, max_length=1000)
     embedding: list[float] | None = Field(None, min_length=EMBEDDING_DIM, max_length=EMBEDDING_DIM)
@@ -399,7 +405,7 @@ class MemoryPatch(_Strict):
     archived: bool | SkipJsonSchema[None] = Field(None, json_schema_extra=optional())
     #: null reinstates a superseded memory (back in search); an id of another of the user's
     #: memories marks this one superseded by it
-    superseded_by: uuid.UUID | None = Field(None, description="null: reinstate (back in search); an id: "
+    superseded_by: MemoryId | None = Field(None, description="null: reinstate (back in search); an id: "
                                                               "superseded by that memory")
 
     @field_validator("content")

@@ -116,3 +116,34 @@ def test_links_name_existing_operations_and_their_parameters(document):
                     assert set(link["parameters"]) <= names, link
                     found += 1
     assert found >= 4
+
+
+def test_every_uuid_the_api_reads_is_described_by_its_pattern(document):
+    """``format: uuid`` alone lets schema-driven clients and fuzzers generate any string (the
+    format is an annotation to most of them): every id the API reads also carries the pattern
+    of the canonical form, so a generated request is one the API can serve."""
+    import re
+
+    from coda_memory.models import UUID_PATTERN
+
+    found: list[str] = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("format") == "uuid":
+                found.append(where)
+                assert node.get("pattern") == UUID_PATTERN, where
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}/{i}")
+
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            walk(op.get("parameters", []), f"{method.upper()} {path} parameters")
+            walk(op.get("requestBody", {}), f"{method.upper()} {path} body")
+    for name in ("MemoryPatch", "IngestItem", "RelationSpec"):
+        walk(document["components"]["schemas"][name], name)
+    assert len(found) >= 8, found  # the path ids, superseded_by, supersedes, relation targets
+    assert re.fullmatch(UUID_PATTERN, "3f0c1b2a-0000-4000-8000-00000000abcd")

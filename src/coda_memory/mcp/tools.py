@@ -19,6 +19,7 @@ from .. import contract
 from ..auth import Caller
 from ..errors import ValidationFailed
 from ..models import (
+    UUID_SCHEMA,
     ContentTypeName,
     ContextRequest,
     Identifier,
@@ -48,7 +49,7 @@ class MemoryRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    memory_id: str = Field(description="the memory's id (UUID)", json_schema_extra={"format": "uuid"})
+    memory_id: str = Field(description="the memory's id (UUID)", json_schema_extra=UUID_SCHEMA)
 
 
 def input_schema(model: type[BaseModel]) -> dict[str, Any]:
