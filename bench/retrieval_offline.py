@@ -130,7 +130,7 @@ def _neighbours(u: User, i: int, span: int) -> list[int]:
 
 
 def service(a: float = 0.5, pool: int = POOL, seeds: int = 3, span: int = 3, weight: float = 0.3,
-            bm25_power: float = 1.0) -> Ranker:
+            bm25_power: float = 1.0, per_hit: int = 0) -> Ranker:
     """memory_rank.sql: convex fusion; neighbouring evidence (seeds = 0: off)."""
     def rank(u: User, q: dict[str, Any]) -> np.ndarray:
         cos, bm25 = q["cos"], q["bm25"] ** bm25_power
@@ -144,8 +144,12 @@ def service(a: float = 0.5, pool: int = POOL, seeds: int = 3, span: int = 3, wei
         at = {int(k): n for n, k in enumerate(idx)}
         hits = set(idx[np.lexsort((-cos[idx], -rel))[:seeds]].tolist())
         lifted = rel.copy()
+        best: dict[int, list[tuple[float, int]]] = defaultdict(list)  # per hit: its neighbours by own score
         for j, k in links:
             if j in hits:
+                best[j].append((rel[at[k]], k))
+        for j, ks in best.items():
+            for _, k in sorted(ks, reverse=True)[:per_hit or None]:
                 lifted[at[k]] = max(lifted[at[k]], min(rel[at[k]] + 0.6 * weight * fused[at[j]], rel[at[j]] - 1e-9))
         return idx[np.lexsort((-cos[idx], -lifted))]
     return rank
@@ -194,6 +198,7 @@ VARIANTS: dict[str, Ranker] = {
     **{f"MMR lambda={lam}": diversity(lam) for lam in (0.8, 0.9, 0.95)},
     **{f"BM25^{p}, no neighbours": service(bm25_power=p, seeds=0) for p in (0.7, 1.5)},
     **{f"BM25^{p} with neighbours": service(bm25_power=p) for p in (0.6, 0.7, 0.85)},
+    **{f"neighbours: the best {n} of each hit's lifted": service(per_hit=n) for n in (1, 2, 3)},
     **{f"convex a={a}, BM25^{p} with neighbours": service(a=a, bm25_power=p) for a in (0.55,) for p in (0.7, 0.85)},
 }
 BASELINE = "no neighbours (before)"

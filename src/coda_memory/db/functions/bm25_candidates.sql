@@ -83,7 +83,10 @@ BEGIN
     SELECT c.id,
            (SELECT sum(t.idf * public.bm25_weight(coalesce(cardinality(l.positions), 1), length(m.search_vector),
                                                   v_avgdl, p_k1, p_b))
-            FROM unnest(m.search_vector) AS l JOIN terms t ON t.lexeme = l.lexeme)::float8 AS score
+            -- only the row's entries of the query's lexemes (marked by setweight, kept by
+            -- ts_filter, both in C; search_vector is unweighted), as memory_rank scores
+            FROM unnest(ts_filter(setweight(m.search_vector, 'A', v_lexemes), '{a}')) AS l
+            JOIN terms t ON t.lexeme = l.lexeme)::float8 AS score
     FROM partial c
     CROSS JOIN LATERAL (SELECT m.search_vector FROM public.memories m
                         WHERE m.user_id = v_user AND m.id = c.id AND NOT m.deleted OFFSET 0) m
