@@ -176,7 +176,8 @@ def _valid_metadata(value: dict[str, Any]) -> dict[str, Any]:
 
 
 CREATED_AT_RULE = "when the memory was made (imports keep original times): 1970 or later, not in the future"
-EXPIRES_AT_RULE = "when the memory stops showing up: in the future, before the year 9999 (in UTC)"
+EXPIRES_AT_RULE = ("when the memory stops showing up: in the future (up to 5 minutes of clock skew: it then expires "
+                   "at once), before the year 9999 (in UTC)")
 # JSON Schema cannot say "not in the future" or "in the future"; the patterns state what holds
 # for every accepted value (a year from 1970, a year from 2026 to 9998), so values generated
 # from the document are mostly ones the service takes.
@@ -186,11 +187,13 @@ EXPIRES_AT_SCHEMA: JsonDict = {
 
 
 def _valid_expires_at(value: datetime | None) -> datetime | None:
-    """A future instant (UTC); None = never expires."""
+    """A future instant (UTC); None = never expires. Up to the clock skew in the past is taken
+    (the memory expires at once), as created_at takes the skew the other way: a client whose
+    clock runs ahead, or one that asks for "expire now", is not refused."""
     if value is None:
         return None
-    if value <= datetime.now(UTC):
-        raise ValueError("expires_at must be in the future")
+    if value <= datetime.now(UTC) - _CLOCK_SKEW:
+        raise ValueError("expires_at must be in the future (5 minutes of clock skew allowed)")
     if value.year > 9999 - 1:
         raise ValueError("expires_at is too far in the future")
     return value

@@ -44,6 +44,22 @@ def test_expires_at_must_be_a_future_instant(api, user_id, value):
     assert batch.body["results"][0]["status"] == "rejected"
 
 
+def test_expires_at_within_the_clock_skew_is_taken_and_expires_at_once(api, user_id):
+    """A client clock a little ahead (or "expire now") is not refused: up to 5 minutes in the
+    past is taken and the memory is expired from the start; further back is a 422."""
+    now = datetime.now(UTC)
+    r = api.ingest(user_id=user_id, content="expire right away", expires_at=(now - timedelta(minutes=1)).isoformat())
+    assert r.status == 201, r.body
+    assert api.call("GET", f"/memory/{r.body['memory_id']}", query={"user_id": user_id}).status == 404
+    assert api.search(query="expire right away", user_id=user_id).body["results"] == []
+    kept = api.ingest(user_id=user_id, content="patched to expire now").body["memory_id"]
+    r = api.call("PATCH", f"/memory/{kept}", query={"user_id": user_id}, body={"expires_at": now.isoformat()})
+    assert r.status == 200, r.body
+    assert api.call("GET", f"/memory/{kept}", query={"user_id": user_id}).status == 404
+    r = api.ingest(user_id=user_id, content="too far back", expires_at=(now - timedelta(minutes=10)).isoformat())
+    assert r.status == 422 and "expires_at" in r.body["error"]["message"]
+
+
 def test_an_expired_memory_is_invisible_everywhere(api, user_id, admin_conn):
     kept = api.ingest(user_id=user_id, content="The deploy pipeline uses Terraform for infrastructure").body
     gone = api.ingest(user_id=user_id, content="Temporary: the staging infrastructure password rotates Friday",
