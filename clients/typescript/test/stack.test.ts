@@ -187,6 +187,26 @@ describe("memory lifecycle against the local stack", () => {
     assert.deepEqual(strict.results, []);
   });
 
+  it("reads a user's statistics and why a result ranked where it did", async () => {
+    const user = `ts-stats-${randomUUID().slice(0, 8)}`;
+    const client = new MemoryClient({ baseUrl, apiKey, timeoutMs: 30_000 });
+    for (const content of ["Ana plays the violin", "Ana bakes sourdough on Sundays"]) {
+      await client.ingest({ content, content_type: "fact", source_type: "test", user_id: user, tags: ["ana"] });
+    }
+    const stats = await client.userStats(user);
+    assert.equal(stats.counts.live, 2);
+    assert.deepEqual(stats.top_tags, [{ tag: "ana", count: 2 }]);
+    assert.equal(stats.quota.memory_count, 2);
+    const all = await client.serviceStats();
+    assert.ok(all.users >= 1 && all.counts.live >= 2);
+
+    const found = await client.search({ query: "violin", user_id: user, top_k: 1, explain: true });
+    const parts = found.results[0]?.explain;
+    assert.ok(parts, "explain: true gives the score parts");
+    assert.equal(typeof parts.cosine, "number");
+    assert.ok(Math.abs(parts.relevance - found.results[0]!.relevance) < 1e-5);
+  });
+
   it("exports and imports NDJSON", async () => {
     const exported: ExportedMemory[] = [];
     for await (const m of client.exportAll(owner)) exported.push(m);
