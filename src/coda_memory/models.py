@@ -178,12 +178,13 @@ def _valid_metadata(value: dict[str, Any]) -> dict[str, Any]:
 CREATED_AT_RULE = "when the memory was made (imports keep original times): 1970 or later, not in the future"
 EXPIRES_AT_RULE = ("when the memory stops showing up: in the future (up to 5 minutes of clock skew: it then expires "
                    "at once), before the year 9999 (in UTC)")
-# JSON Schema cannot say "not in the future" or "in the future"; the patterns state what holds
-# for every accepted value (a year from 1970, a year from 2026 to 9998), so values generated
-# from the document are mostly ones the service takes.
+# JSON Schema cannot say "not in the future" or "in the future": the patterns narrow the years
+# so that values generated from the document are ones the service takes (created_at from 1970;
+# expires_at from 2027 to 9998 -- a year that has begun would let generators pick instants
+# already past; the service also takes the rest of the current year).
 CREATED_AT_SCHEMA: JsonDict = {"pattern": r"^(?:19[7-9]\d|[2-9]\d{3})-"}
 EXPIRES_AT_SCHEMA: JsonDict = {
-    "pattern": r"^(?:202[6-9]|20[3-9]\d|2[1-9]\d{2}|[3-8]\d{3}|9[0-8]\d{2}|99[0-8]\d|999[0-8])-"}
+    "pattern": r"^(?:202[7-9]|20[3-9]\d|2[1-9]\d{2}|[3-8]\d{3}|9[0-8]\d{2}|99[0-8]\d|999[0-8])-"}
 
 
 def _valid_expires_at(value: datetime | None) -> datetime | None:
