@@ -21,7 +21,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from . import __version__
-from .errors import MemoryServiceError
+from .errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    MemoryServiceError,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from .models import optional
 
 REF = "#/components/schemas/{model}"
@@ -49,20 +62,21 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-#: What each documented error status means on this API (the description in the document).
+#: What each documented error status means on this API (the description in the document); the
+#: codes come from the errors' classes.
 ERROR_STATUSES: dict[int, str] = {
-    400: "The body is not a JSON object, or the cursor is not one this API gave (bad_request).",
-    401: "Missing or unknown X-API-Key (unauthorized); also answered by the gateway.",
-    403: "The API key may not act for this user (forbidden).",
-    404: "No such memory for this user, or a memory named in the body is not one of the user's (not_found; "
-         "the message names it).",
+    400: f"The body is not a JSON object, or the cursor is not one this API gave ({BadRequest.code}).",
+    401: f"Missing or unknown X-API-Key ({Unauthorized.code}); also answered by the gateway.",
+    403: f"The API key may not act for this user ({Forbidden.code}).",
+    404: "No such memory for this user, or a memory named in the body is not one of the user's "
+         f"({NotFound.code}; the message names it).",
     409: "Another memory of the user already has this content, or a supersession is taken or would close "
-         "a cycle (conflict; the error names the memory_id).",
-    413: "The body is larger than the configured limit (payload_too_large).",
-    415: "The body is not application/json (unsupported_media_type).",
-    422: "A field, path or query parameter is invalid (validation_error); the message names it.",
-    429: "Rate limit or quota exceeded (rate_limited, quota_exceeded); see Retry-After.",
-    503: "The database is unavailable (service_unavailable); retry after Retry-After.",
+         f"a cycle ({Conflict.code}; the error names the memory_id).",
+    413: f"The body is larger than the configured limit ({PayloadTooLarge.code}).",
+    415: f"The body is not application/json ({UnsupportedMediaType.code}).",
+    422: f"A field, path or query parameter is invalid ({ValidationFailed.code}); the message names it.",
+    429: f"Rate limit or quota exceeded ({RateLimited.code}, {QuotaExceeded.code}); see Retry-After.",
+    503: f"The database is unavailable ({ServiceUnavailable.code}); retry after Retry-After.",
 }
 
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}

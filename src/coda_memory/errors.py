@@ -62,16 +62,14 @@ class UnsupportedMediaType(MemoryServiceError):
 class RateLimited(MemoryServiceError):
     status, code = 429, "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float, code: str = "rate_limited"):
+    def __init__(self, message: str, *, retry_after: float):
         seconds = max(1, int(retry_after + 0.999))
         super().__init__(message, headers={"Retry-After": str(seconds)})
-        self.code = code
         self.retry_after = seconds
 
 
 class QuotaExceeded(RateLimited):
-    def __init__(self, message: str, *, retry_after: float):
-        super().__init__(message, retry_after=retry_after, code="quota_exceeded")
+    code = "quota_exceeded"
 
 
 class ServiceUnavailable(MemoryServiceError):
@@ -91,5 +89,5 @@ def _all(cls: type[MemoryServiceError]) -> list[type[MemoryServiceError]]:
     return [cls, *(sub for direct in cls.__subclasses__() for sub in _all(direct))]
 
 
-#: status -> code, from the classes above (RateLimited's code for 429; QuotaExceeded sets its own).
+#: status -> code, from the classes above (a status's first class: RateLimited's code for 429).
 _CODES = {cls.status: cls.code for cls in reversed(_all(MemoryServiceError)) if cls.status != 500}

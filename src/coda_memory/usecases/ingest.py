@@ -1,6 +1,7 @@
-"""The ingest path, shared by ``POST /ingest``, ``POST /ingest/batch`` and the subscriber's
-direct invokes: validate, sanitise, tag, score importance, hash, embed, then store with dedup,
-quotas and audit in one transaction per user."""
+"""The ingest path, shared by ``POST /ingest``, ``POST /ingest/batch``, MCP ``remember`` and
+the subscriber's direct invokes: items validated (and sanitised) by their handlers come in as
+``IngestItem``; here they are authorised, tagged, scored, hashed and embedded, then stored with
+dedup, quotas and audit in one transaction per user."""
 
 from __future__ import annotations
 
