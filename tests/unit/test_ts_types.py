@@ -20,7 +20,8 @@ RENAMED = {"IngestRequest": "IngestItem", "ApiErrorBody": "ErrorBody"}
 REQUIRED = {"IngestRequest", "IngestResult", "BatchResponse", "SearchFilters", "SearchRequest",
             "SearchResult", "SearchResponse", "ContextRequest", "ContextResponse", "Memory", "MemoryPage",
             "MemoryPatch", "HistoryEntry", "MemoryHistory", "ImportResult", "DeleteResult", "EraseResult",
-            "ApiErrorBody"}
+            "ApiErrorBody", "UserStats", "ServiceStats", "StateCounts", "RecallBuckets", "BusyUser", "QuotaUse",
+            "ScoreParts"}
 
 _INTERFACE = re.compile(r"export interface (\w+)(?: extends (\w+))? \{\n(.*?)\n\}", re.S)
 _FIELD = re.compile(r"^  (\w+)(\??): (.+?);$", re.M)

@@ -317,9 +317,8 @@ export interface BusyUser {
   recalled: number;
 }
 
-/** `GET /users/{user_id}/stats`. */
-export interface UserStats {
-  user_id: string;
+/** What both statistics answers hold (states, breakdowns of live memories, the last 90 days). */
+export interface StatsCommon {
   counts: StateCounts;
   recall: RecallBuckets;
   archival_due: number;
@@ -327,18 +326,16 @@ export interface UserStats {
   source_types: Record<string, number>;
   top_tags: TagCount[];
   created_per_day: DayCount[];
+}
+
+/** `GET /users/{user_id}/stats`. */
+export interface UserStats extends StatsCommon {
+  user_id: string;
   quota: QuotaUse;
 }
 
 /** `GET /stats` (service key only). */
-export interface ServiceStats {
-  counts: StateCounts;
-  recall: RecallBuckets;
-  archival_due: number;
-  content_types: Record<string, number>;
-  source_types: Record<string, number>;
-  top_tags: TagCount[];
-  created_per_day: DayCount[];
+export interface ServiceStats extends StatsCommon {
   users: number;
   busiest_users: BusyUser[];
 }
