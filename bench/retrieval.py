@@ -70,6 +70,13 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("neighbours weight 0.5", {"neighbour_weight": 0.5}),
     ("neighbours of 5 hits", {"neighbour_seeds": 5}),
     ("neighbours of 10 hits", {"neighbour_seeds": 10}),
+    # the long-memory factor (MEMORY_LONG_MEMORY_*): off, and its settings one at a time
+    ("no long-memory factor", {"long_memory_lexemes": 0}),
+    ("long memories from 40 words", {"long_memory_lexemes": 40}),
+    ("long memories from 100 words", {"long_memory_lexemes": 100}),
+    ("long-memory power 0.5", {"long_memory_power": 0.5}),
+    ("long-memory power 2", {"long_memory_power": 2.0}),
+    ("convex a0.65", {"fusion_vector_weight": 0.65}),
 ]
 
 

@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     neighbour_span: int = Field(3, ge=1, le=20)
     neighbour_window_seconds: float = Field(3600, gt=0, le=31 * 86_400)
     neighbour_weight: float = Field(0.3, ge=0, le=1)
+    # the long-memory factor: a memory of more than long_memory_lexemes distinct words has its
+    # match multiplied by (long_memory_lexemes / its count) ** long_memory_power, never below
+    # long_memory_floor; 0 lexemes: off. Long texts matched many questions loosely and crowded
+    # out the short statements that hold the facts; see docs/retrieval.md
+    long_memory_lexemes: int = Field(60, ge=0, le=100_000)
+    long_memory_power: float = Field(1.0, gt=0, le=4)
+    long_memory_floor: float = Field(0.25, ge=0, le=1)
     # vectors per memory at most: a text longer than the model reads (256 tokens) is also
     # embedded in overlapping windows, and search scores a memory by its best piece. 1 (only
     # the opening) by default: pieces did not win on the BEAM chat measured; see docs/retrieval.md

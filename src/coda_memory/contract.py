@@ -239,11 +239,14 @@ class ScoreParts(BaseModel):
 
     cosine: float = Field(description="cosine similarity of query and memory")
     lexical: float = Field(description="BM25 score of the memory for the query's words (0: no word in common)")
-    match: float = Field(description="cosine and BM25 fused over the candidates (hybrid), or the cosine (vector)")
+    match: float = Field(description="cosine and BM25 fused over the candidates (hybrid), or the cosine (vector), "
+                                     "times length_factor")
     importance: float
     recency: float = Field(description="1 / (1 + age_days * decay)")
     neighbour: float = Field(description="lift from one of the best hits this memory sits next to "
                                          "(same context_id, close in time); 0 for most results")
+    length_factor: float = Field(description="what a long memory's match was multiplied by: 1 for a memory of at "
+                                             "most MEMORY_LONG_MEMORY_LEXEMES distinct words, less for a longer one")
     relevance: float
 
 

@@ -190,8 +190,9 @@ def test_search_shows_the_score_parts_the_api_reports(page, stack, api, user) ->
     for i, hit in enumerate(expected):
         cells = rows.nth(i).locator("td").all_inner_texts()
         assert cells[1] == hit["content"]
-        assert cells[2:9] == [f"{hit['explain'][k]:.3f}" for k in
-                              ("cosine", "lexical", "match", "importance", "recency", "neighbour", "relevance")]
+        assert cells[2:10] == [f"{hit['explain'][k]:.3f}" for k in ("cosine", "lexical", "match", "importance",
+                                                                     "recency", "neighbour", "length_factor",
+                                                                     "relevance")]
     assert "tokens" in page.inner_text(".context h3") and "roadmap" in page.inner_text(".context pre")
     shot(page, "search")
     assert page.errors == []

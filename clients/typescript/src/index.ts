@@ -245,7 +245,7 @@ export interface SearchResult extends MemoryView {
   archived: boolean;
   /** Set only with include_superseded. */
   superseded_by: string | null;
-  /** With explain: relevance = w_sim * match + w_imp * importance + w_rec * recency + neighbour. */
+  /** With explain: relevance = w_sim * match + w_imp * importance + w_rec * recency + neighbour (match includes length_factor). */
   explain?: ScoreParts | null;
 }
 
@@ -257,6 +257,8 @@ export interface ScoreParts {
   recency: number;
   /** Lift from one of the best hits this memory sits next to (same context_id, close in time). */
   neighbour: number;
+  /** What a long memory's match was multiplied by (1 for a memory of at most MEMORY_LONG_MEMORY_LEXEMES distinct words). */
+  length_factor: number;
   relevance: number;
 }
 

@@ -44,14 +44,16 @@ export function searchView(session: Session, root: HTMLElement): void {
       status.textContent = `${found.results.length} results in ${found.took_ms} ms`;
       const table = h("table", { class: "scores" },
         h("caption", {}, "relevance = 0.6·match + 0.3·importance + 0.1·recency (default weights) + neighbour; "
-          + "match fuses cosine and BM25, neighbour lifts a memory next to one of the best hits"),
+          + "match fuses cosine and BM25 (times the length factor of a long memory), neighbour lifts a memory next to "
+          + "one of the best hits"),
         h("thead", {}, h("tr", {}, ...["#", "content", "cosine", "lexical", "match", "importance", "recency",
-          "neighbour", "relevance", "created"].map((c) => h("th", { scope: "col" }, c)))),
+          "neighbour", "length", "relevance", "created"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, ...found.results.map((r, i) => h("tr", {},
           h("td", {}, i + 1), h("td", { class: "content" }, r.content),
           h("td", {}, num(r.explain?.cosine)), h("td", {}, num(r.explain?.lexical)), h("td", {}, num(r.explain?.match)),
           h("td", {}, num(r.explain?.importance)), h("td", {}, num(r.explain?.recency)),
-          h("td", {}, num(r.explain?.neighbour)), h("td", {}, num(r.explain?.relevance)), h("td", {}, formatDate(r.created_at))))));
+          h("td", {}, num(r.explain?.neighbour)), h("td", {}, num(r.explain?.length_factor)),
+          h("td", {}, num(r.explain?.relevance)), h("td", {}, formatDate(r.created_at))))));
       show(results, found.results.length ? table : h("p", {}, "Nothing found."));
       show(context, h("h3", {}, `Context for an agent: ${ctx.token_count} tokens`,
         ctx.truncated ? " (truncated to the budget)" : ""), h("pre", { class: "context-text" }, ctx.context || "(empty)"));

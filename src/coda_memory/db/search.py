@@ -55,13 +55,14 @@ FROM bm25_candidates(%(query)s::text, %(n)s::integer, {FILTERS}, %(k1)s::float8,
 # CPU), and the ranking's plan is cached per connection (planning it per call cost ~1 ms).
 _SEARCH_SQL = f"""
 SELECT {{output}}, r.similarity, r.relevance, r.match, r.lexical, r.importance AS imp, r.recency,
-       r.neighbour
+       r.neighbour, r.length_factor
 FROM memory_rank(%(query)s::text, %(q)s::halfvec, %(n)s::integer, {FILTERS}, %(t_ids)s::uuid[],
                  %(t_scores)s::float8[], %(match)s::text, %(w_sim)s::float8, %(w_imp)s::float8, %(w_rec)s::float8,
                  %(decay)s::float8, %(a)s::float8, %(rrf_k)s::integer, %(k1)s::float8, %(b)s::float8,
                  %(top_k)s::integer, %(min_sim)s::float8, %(archived)s::boolean, %(superseded)s::boolean,
                  %(nb_seeds)s::integer, %(nb_span)s::integer, make_interval(secs => %(nb_window)s::float8),
-                 %(nb_weight)s::float8) r
+                 %(nb_weight)s::float8, %(long_lexemes)s::integer, %(long_power)s::float8,
+                 %(long_floor)s::float8) r
 -- the columns of the row memory_rank read (no lookup, nothing to plan)
 CROSS JOIN LATERAL (SELECT (r.memory).*) m
 ORDER BY r.relevance DESC, r.similarity DESC, r.id"""
@@ -133,12 +134,17 @@ class Ranking:
     neighbour_span: int = 0
     neighbour_window_s: float = 0.0
     neighbour_weight: float = 0.0
+    # the long-memory factor (memory_rank.sql); off unless the settings turn it on
+    long_memory_lexemes: int = 0
+    long_memory_power: float = 1.0
+    long_memory_floor: float = 0.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> Ranking:
         return cls(s.weight_similarity, s.weight_importance, s.weight_recency, s.recency_decay,
                    s.search_mode, s.rrf_k, s.fusion, s.fusion_vector_weight, s.neighbour_seeds,
-                   s.neighbour_span, s.neighbour_window_seconds, s.neighbour_weight)
+                   s.neighbour_span, s.neighbour_window_seconds, s.neighbour_weight, s.long_memory_lexemes,
+                   s.long_memory_power, s.long_memory_floor)
 
     @property
     def match_key(self) -> str:
@@ -148,7 +154,8 @@ class Ranking:
         return {"w_sim": self.w_sim, "w_imp": self.w_imp, "w_rec": self.w_rec, "decay": self.decay,
                 "a": self.vector_weight, "rrf_k": self.rrf_k, "nb_seeds": self.neighbour_seeds,
                 "nb_span": self.neighbour_span, "nb_window": self.neighbour_window_s,
-                "nb_weight": self.neighbour_weight}
+                "nb_weight": self.neighbour_weight, "long_lexemes": self.long_memory_lexemes,
+                "long_power": self.long_memory_power, "long_floor": self.long_memory_floor}
 
 
 def rank(
@@ -183,7 +190,7 @@ def rank(
         row["relevance"] = float(row["relevance"])
         parts = {"cosine": row["similarity"], "lexical": row.pop("lexical"), "match": row.pop("match"),
                  "importance": row.pop("imp"), "recency": row.pop("recency"), "neighbour": row.pop("neighbour"),
-                 "relevance": row["relevance"]}
+                 "length_factor": row.pop("length_factor"), "relevance": row["relevance"]}
         # to 6 decimals, as every score in an answer
         row["explain"] = {k: round(float(v), 6) for k, v in parts.items()}
     return rows

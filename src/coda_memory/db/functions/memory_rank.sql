@@ -24,6 +24,12 @@
 -- than just below the hit's: the memory that holds the answer often sits next to the one that
 -- matches the question (the reply to it, the next line of the exchange) and shares no word with
 -- the question; the best hit keeps its place. p_nb_seeds = 0: off.
+-- The long-memory factor (p_long_lexemes > 0): a memory of more than p_long_lexemes distinct
+-- words (its tsvector's length) has its match multiplied by (p_long_lexemes / that) ^ p_long_power,
+-- never less than p_long_floor. A long text (an assistant's essay, a pasted page) is near many
+-- questions by topic and shares many of their words, and it crowded out the short statement
+-- that holds the fact (measured: docs/retrieval.md); a memory of a sentence or a paragraph is
+-- untouched. length_factor is that factor (1 for most memories).
 -- p_archived / p_superseded (include_archived / include_superseded): the p_n nearest of the
 -- user's memories in those states join v, found by an exact scan of those rows (they are in no
 -- search structure), and are ranked by the same formula; the caller adds their lexical
@@ -31,7 +37,8 @@
 --
 -- Returns the ranked rows (memory: the row as read in scored, so the caller looks nothing up
 -- again and its statement plans in no time) and their scores (the relevance and its parts: the
--- fused match, the raw BM25, the importance and the recency term, which POST /search shows with
+-- fused match (times the long-memory factor), the raw BM25, the importance, the recency term,
+-- the neighbour lift and the long-memory factor, which POST /search shows with
 -- explain: true). Its statements
 -- are planned once per connection (force_generic_plan: planning the ranking per call cost more
 -- than running it); each candidate is one primary-key lookup (LATERAL, both key columns equal,
@@ -47,6 +54,10 @@ DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid
                                     boolean);
 -- (and this signature too: its result columns change with the score parts it returns, which a
 -- replaced function cannot do; nothing depends on it, the caller's statement names it by name)
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                    boolean, integer, integer, interval, float8);
+-- (and this one: the long-memory factor added three parameters and a result column)
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean, integer, integer, interval, float8);
@@ -75,10 +86,14 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_nb_seeds integer DEFAULT 0,
     p_nb_span  integer DEFAULT 0,
     p_nb_window interval DEFAULT '0',
-    p_nb_weight float8 DEFAULT 0
+    p_nb_weight float8 DEFAULT 0,
+    -- the long-memory factor; the defaults leave it off (the service passes its settings)
+    p_long_lexemes integer DEFAULT 0,
+    p_long_power float8 DEFAULT 1,
+    p_long_floor float8 DEFAULT 0
 )
 RETURNS TABLE (id uuid, similarity float8, relevance float8, match float8, lexical float8, importance float8,
-               recency float8, neighbour float8, memory memories)
+               recency float8, neighbour float8, length_factor float8, memory memories)
 LANGUAGE plpgsql STABLE ROWS 10
 SET plan_cache_mode = force_generic_plan
 AS $fn$
@@ -146,6 +161,10 @@ BEGIN
     ),
     scored AS (
         SELECT m.id, m.created_at, m.importance::float8 AS imp, c.vrank, c.trank, m::public.memories AS memory,
+               CASE WHEN p_long_lexemes > 0 THEN
+                   greatest(p_long_floor,
+                            least(1, p_long_lexemes::float8 / greatest(length(m.search_vector), 1)) ^ p_long_power)
+                    ELSE 1 END AS lenf,
                CASE WHEN c.trank IS NOT NULL THEN c.bm25
                     -- the sum of bm25_scores, on the row fetched here anyway
                     WHEN p_match <> 'vector' THEN
@@ -175,8 +194,8 @@ BEGIN
         FROM scored s
     ),
     parts AS (
-        SELECT r.id, r.sim, r.imp, r.memory, coalesce(r.bm25, 0) AS lex,
-               CASE p_match
+        SELECT r.id, r.sim, r.imp, r.memory, coalesce(r.bm25, 0) AS lex, r.lenf,
+               r.lenf * CASE p_match
                    WHEN 'vector' THEN r.cos
                    WHEN 'convex' THEN p_a * r.cos / coalesce(nullif(r.top_cos, 0), 1)
                                       + (1 - p_a) * coalesce(r.bm25, 0) / coalesce(nullif(r.top_bm25, 0), 1)
@@ -202,7 +221,7 @@ BEGIN
                                      FROM lifts h WHERE h.nb = r.id)) AS rel
         FROM ranked r
     )
-    SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec, r.rel - r.own, r.memory
+    SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec, r.rel - r.own, r.lenf, r.memory
     FROM lifted r
     WHERE coalesce(p_min_sim, 0) = 0 OR r.sim >= p_min_sim
     ORDER BY r.rel DESC, r.sim DESC, r.id
@@ -212,7 +231,7 @@ $fn$;
 
 REVOKE ALL ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                   boolean, integer, integer, interval, float8) FROM PUBLIC;
+                                   boolean, integer, integer, interval, float8, integer, float8, float8) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                       float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                      boolean, integer, integer, interval, float8) TO coda_app;
+                                      boolean, integer, integer, interval, float8, integer, float8, float8) TO coda_app;
