@@ -268,14 +268,36 @@ class Embedder:
         mask = np.array([enc.attention_mask], dtype=np.int64)
         return self._run(ids, mask)[0]
 
-    def _run(
-        self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.float32]:
+    def token_vectors(self, text: str, max_windows: int = 1) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """The model's output per token of ``text`` (its last hidden state, before pooling), as
+        unit vectors, with the tokens' strings; [CLS] and [SEP] left out. The model reads the
+        first ``max_seq_length`` tokens; with ``max_windows`` > 1 a longer text is read on in
+        the windows of :meth:`embed_pieces`, their tokens appended. Late interaction (ColBERT's
+        MaxSim, measured in bench/rerank_offline.py) compares these, token by token."""
+        enc = self._piece_tokenizer().encode(str(text))
+        tokens: list[str] = []
+        vectors: list[npt.NDArray[np.float32]] = []
+        for window in [enc, *enc.overflowing[: max(0, max_windows - 1)]]:
+            ids = np.array([window.ids], dtype=np.int64)
+            hidden = self._hidden(ids, np.ones_like(ids))[0]
+            keep = [i for i, special in enumerate(window.special_tokens_mask) if not special]
+            tokens += [window.tokens[i] for i in keep]
+            vectors.append(hidden[keep])
+        out = np.concatenate(vectors)
+        out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        return tokens, out
+
+    def _hidden(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         feeds: dict[str, npt.NDArray[np.int64]] = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
         (hidden,) = self._session.run([self._output_name], feeds)
-        hidden = np.asarray(hidden, dtype=np.float32)
+        return np.asarray(hidden, dtype=np.float32)
+
+    def _run(
+        self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        hidden = self._hidden(ids, mask)
         # Mean pooling over real tokens, then L2 normalisation (as sentence-transformers).
         m = mask[:, :, None].astype(np.float32)
         summed = (hidden * m).sum(axis=1)

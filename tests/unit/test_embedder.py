@@ -217,3 +217,22 @@ def test_home_fallback_when_unwritable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", "/nonexistent/definitely/not/here")
     mod._ensure_writable_home()
     assert os.environ["HOME"] == tempfile.gettempdir()
+
+
+def test_token_vectors_are_one_unit_vector_per_word_piece(embedder: Embedder) -> None:
+    tokens, vectors = embedder.token_vectors("I bought a Fujifilm camera for Iceland.")
+    assert tokens[0] == "i" and tokens[-1] == "." and "[CLS]" not in tokens and "[SEP]" not in tokens
+    assert vectors.shape == (len(tokens), DIMENSION) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # what late interaction relies on: a word is nearest the same word in another sentence
+    q_tokens, q = embedder.token_vectors("Which camera did you take to Iceland?")
+    best = (q @ vectors.T).argmax(axis=1)
+    assert tokens[best[q_tokens.index("camera")]] == "camera"
+
+
+def test_token_vectors_read_further_windows_of_a_long_text(embedder: Embedder) -> None:
+    text = " ".join(f"word{i}" for i in range(400))
+    first, _ = embedder.token_vectors(text)
+    assert len(first) == embedder.max_seq_length - 2  # the model's window, [CLS] and [SEP] left out
+    more, vectors = embedder.token_vectors(text, max_windows=3)
+    assert more[: len(first)] == first and len(more) > len(first) and len(vectors) == len(more)
