@@ -70,6 +70,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("neighbours weight 0.5", {"neighbour_weight": 0.5}),
     ("neighbours of 5 hits", {"neighbour_seeds": 5}),
     ("neighbours of 10 hits", {"neighbour_seeds": 10}),
+    ("replies capped below their question", {"neighbour_reply_passes": False}),
     # the long-memory factor (MEMORY_LONG_MEMORY_*): off, and its settings one at a time
     ("no long-memory factor", {"long_memory_lexemes": 0}),
     ("long memories from 40 words", {"long_memory_lexemes": 40}),

@@ -1,7 +1,7 @@
 """Neighbouring evidence: the answer to a question often sits next to the memory that matches
 it (the reply to it, the next line of the exchange) and shares no word with the question. A
 search lifts the neighbours of its best hits (same ``context_id``, close in time) toward them,
-never above them."""
+never above them, except the reply to a hit that asks a question."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 QUERY = "Which hotel did we pick for the Lisbon trip?"
-HIT = "Which hotel should we pick for the Lisbon trip?"
+HIT = "Still have to pick the hotel for the Lisbon trip."
+QUESTION_HIT = "Which hotel should we pick for the Lisbon trip?"
 ANSWER = "Reserved the little guesthouse in Alfama, three nights from May 3."
 # other contexts, each closer to the question than the answer is
 DISTRACTORS = [
@@ -29,14 +30,19 @@ def _store(api, user_id, content, context_id, at):
                       importance=0.5, created_at=at.isoformat()).body["memory_id"]
 
 
-@pytest.fixture()
-def chat(api, user_id):
-    """The question's exchange in one context; distractors in others, hours apart."""
-    ids = {"hit": _store(api, user_id, HIT, "chat-7", START),
-           "answer": _store(api, user_id, ANSWER, "chat-7", START + timedelta(seconds=30))}
+def _exchange(api, user_id, hit, *after):
+    """``hit`` and what follows it in one context; distractors in others, hours apart."""
+    ids = {"hit": _store(api, user_id, hit, "chat-7", START)}
+    for n, (name, text) in enumerate(after, 1):
+        ids[name] = _store(api, user_id, text, "chat-7", START + timedelta(seconds=30 * n))
     for i, text in enumerate(DISTRACTORS):
         ids[text] = _store(api, user_id, text, f"chat-{i}", START + timedelta(hours=3 + i))
     return ids
+
+
+@pytest.fixture()
+def chat(api, user_id):
+    return _exchange(api, user_id, HIT, ("answer", ANSWER))
 
 
 def _results(api, user_id, top_k=4):
@@ -98,3 +104,34 @@ def test_explain_shows_the_lift_as_its_own_part(api, user_id, chat):
                                                + 0.1 * parts["recency"] + parts["neighbour"], abs=1e-5)
         expected = 0.6 * 0.3 * 1.0 if r["id"] == chat["answer"] else 0.0
         assert parts["neighbour"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_reply_to_a_question_may_pass_it(api, user_id, settings_env):
+    """A question is not an answer: the memory right after a hit that asks one is not capped
+    (weight 1: a lift large enough to pass the question, which matches the query near-verbatim)."""
+    settings_env(MEMORY_NEIGHBOUR_WEIGHT="1")
+    ids = _exchange(api, user_id, QUESTION_HIT, ("answer", ANSWER))
+    assert _ids(api, user_id)[:2] == [ids["answer"], ids["hit"]]
+    settings_env(MEMORY_NEIGHBOUR_REPLY_PASSES="false")
+    assert _ids(api, user_id)[:2] == [ids["hit"], ids["answer"]]
+
+
+def test_only_the_next_memory_is_the_reply(api, user_id, settings_env):
+    settings_env(MEMORY_NEIGHBOUR_WEIGHT="1")
+    ids = _exchange(api, user_id, QUESTION_HIT, ("filler", "Good question, let me look."), ("answer", ANSWER))
+    found = _ids(api, user_id, top_k=10)
+    assert found.index(ids["hit"]) < found.index(ids["answer"])
+
+
+def test_a_long_reply_does_not_pass_the_question(api, user_id, settings_env):
+    """A long text after a question (length factor < 1) is not the short answer to it."""
+    settings_env(MEMORY_NEIGHBOUR_WEIGHT="1")
+    essay = ANSWER + " " + " ".join(
+        f"{word} is one of the things we saw on day {n}." for n, word in enumerate(
+            "tiles trams castles viewpoints bakeries pastries fado museums gardens bridges ferries beaches "
+            "markets bookshops churches monasteries palaces towers cafes river hills alleys stairs squares "
+            "fountains statues libraries theatres galleries parks harbours lighthouses cliffs caves forests "
+            "vineyards cellars mills farms villages towns cities islands lagoons dunes valleys lakes".split()))
+    ids = _exchange(api, user_id, QUESTION_HIT, ("answer", essay))
+    found = _ids(api, user_id, top_k=10)
+    assert found[0] == ids["hit"] and ids["answer"] in found

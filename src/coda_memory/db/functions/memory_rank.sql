@@ -23,7 +23,11 @@
 -- gets p_w_sim * p_nb_weight * that hit's fused match added to its relevance, but never more
 -- than just below the hit's: the memory that holds the answer often sits next to the one that
 -- matches the question (the reply to it, the next line of the exchange) and shares no word with
--- the question; the best hit keeps its place. p_nb_seeds = 0: off.
+-- the question; the best hit keeps its place. p_nb_seeds = 0: off. One exception
+-- (p_nb_reply_passes): when the hit asks a question (its last sentence ends with '?'), the
+-- memory right after it in its context is the reply, and a question is not an answer: that
+-- reply's lift is not capped, so it may pass the question (unless the reply is a long memory,
+-- length factor < 1: a long text right after a question is not the short answer to it).
 -- The long-memory factor (p_long_lexemes > 0): a memory of more than p_long_lexemes distinct
 -- words (its tsvector's length) has its match multiplied by (p_long_lexemes / that) ^ p_long_power,
 -- never less than p_long_floor. A long text (an assistant's essay, a pasted page) is near many
@@ -57,10 +61,13 @@ DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean, integer, integer, interval, float8);
--- (and this one: the long-memory factor added three parameters and a result column)
+-- (and these: the long-memory factor added three parameters and a result column, replies one)
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean, integer, integer, interval, float8);
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                    boolean, integer, integer, interval, float8, integer, float8, float8);
 
 CREATE OR REPLACE FUNCTION memory_rank(
     p_query    text,
@@ -87,6 +94,7 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_nb_span  integer DEFAULT 0,
     p_nb_window interval DEFAULT '0',
     p_nb_weight float8 DEFAULT 0,
+    p_nb_reply_passes boolean DEFAULT false,
     -- the long-memory factor; the defaults leave it off (the service passes its settings)
     p_long_lexemes integer DEFAULT 0,
     p_long_power float8 DEFAULT 1,
@@ -102,6 +110,7 @@ DECLARE
     v_near    uuid[];
     v_seed    uuid[];
     v_nb      uuid[];
+    v_reply   boolean[];
 BEGIN
     -- the nearest, best first (with include_archived / include_superseded, also the p_n nearest
     -- of the user's memories in those states, by an exact scan: they are in no search structure)
@@ -119,18 +128,20 @@ BEGIN
         ORDER BY n.distance, n.id);
     IF p_nb_seeds > 0 THEN
         -- each side by the (user_id, created_at, id) index, from the hit outwards
-        SELECT array_agg(l.seed), array_agg(l.nb) INTO v_seed, v_nb
+        SELECT array_agg(l.seed), array_agg(l.nb), array_agg(l.reply) INTO v_seed, v_nb, v_reply
         FROM (
-            SELECT s.id AS seed, n.id AS nb
+            -- reply: the memory right after a hit whose last sentence asks a question
+            SELECT s.id AS seed, n.id AS nb,
+                   p_nb_reply_passes AND n.next AND s.content ~ '\?[^.!]*$' AS reply
             FROM public.memories s
             CROSS JOIN LATERAL (
-                (SELECT m.id FROM public.memories m
+                (SELECT m.id, false AS next FROM public.memories m
                  WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
                    AND m.created_at >= s.created_at - p_nb_window AND (m.created_at, m.id) < (s.created_at, s.id)
                    AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
                  ORDER BY m.created_at DESC, m.id DESC LIMIT p_nb_span)
                 UNION ALL
-                (SELECT m.id FROM public.memories m
+                (SELECT m.id, row_number() OVER (ORDER BY m.created_at, m.id) = 1 AS next FROM public.memories m
                  WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
                    AND m.created_at <= s.created_at + p_nb_window AND (m.created_at, m.id) > (s.created_at, s.id)
                    AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
@@ -214,10 +225,13 @@ BEGIN
         SELECT r.id, r.fused, r.own FROM ranked r ORDER BY r.own DESC, r.sim DESC, r.id LIMIT p_nb_seeds
     ),
     lifts AS (
-        SELECT l.nb, h.fused, h.own FROM unnest(v_seed, v_nb) l(seed, nb) JOIN hits h ON h.id = l.seed
+        SELECT l.nb, l.reply, h.fused, h.own FROM unnest(v_seed, v_nb, v_reply) l(seed, nb, reply) JOIN hits h ON h.id = l.seed
     ),
     lifted AS (
-        SELECT r.*, greatest(r.own, (SELECT max(least(r.own + p_w_sim * p_nb_weight * h.fused, h.own - 1e-9))
+        SELECT r.*, greatest(r.own, (SELECT max(CASE WHEN h.reply AND r.lenf >= 1
+                                                     THEN r.own + p_w_sim * p_nb_weight * h.fused
+                                                     ELSE least(r.own + p_w_sim * p_nb_weight * h.fused, h.own - 1e-9)
+                                                END)
                                      FROM lifts h WHERE h.nb = r.id)) AS rel
         FROM ranked r
     )
@@ -231,7 +245,7 @@ $fn$;
 
 REVOKE ALL ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                   boolean, integer, integer, interval, float8, integer, float8, float8) FROM PUBLIC;
+                                   boolean, integer, integer, interval, float8, boolean, integer, float8, float8) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                       float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                      boolean, integer, integer, interval, float8, integer, float8, float8) TO coda_app;
+                                      boolean, integer, integer, interval, float8, boolean, integer, float8, float8) TO coda_app;
