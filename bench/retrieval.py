@@ -52,6 +52,8 @@ MAP_FILE = REPO / ".local" / "bench-recall-map.json"
 MATCH_ONLY = {"weight_similarity": 1.0, "weight_importance": 0.0, "weight_recency": 0.0}
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("default", {}),
+    # the ranking before neighbouring evidence, the long-memory factor and the reply rule
+    ("before: convex fusion alone", {"neighbour_seeds": 0, "long_memory_lexemes": 0, "neighbour_reply_passes": False}),
     ("pure cosine", {"search_mode": "vector", **MATCH_ONLY}),
     ("BM25 alone", {"fusion": "convex", "fusion_vector_weight": 0.0, **MATCH_ONLY}),
     ("convex a0.5, match only", {"fusion_vector_weight": 0.5, **MATCH_ONLY}),
