@@ -154,7 +154,7 @@ def _reply(u: User, i: int) -> int | None:
 
 def service(a: float = 0.5, pool: int = POOL, seeds: int = 3, span: int = 3, weight: float = 0.3,
             bm25_power: float = 1.0, per_hit: int = 0, long_lexemes: int = 60, long_power: float = 1.0,
-            long_floor: float = 0.25, reply_passes: bool = True) -> Ranker:
+            long_floor: float = 0.25, reply_weight: float = 0.5) -> Ranker:
     """memory_rank.sql: convex fusion; the long-memory factor (long_lexemes = 0: off);
     neighbouring evidence (seeds = 0: off) and its reply rule."""
     def rank(u: User, q: dict[str, Any]) -> np.ndarray:
@@ -176,9 +176,11 @@ def service(a: float = 0.5, pool: int = POOL, seeds: int = 3, span: int = 3, wei
                 best[j].append((rel[at[k]], k))
         for j, ks in best.items():
             for _, k in sorted(ks, reverse=True)[:per_hit or None]:
-                passes = reply_passes and u.asks[j] and _reply(u, j) == k and factor[k] >= 1
-                cap = np.inf if passes else rel[at[j]] - 1e-9
-                lifted[at[k]] = max(lifted[at[k]], min(rel[at[k]] + 0.6 * weight * fused[at[j]], cap))
+                if reply_weight and u.asks[j] and _reply(u, j) == k and factor[k] >= 1:
+                    lift = rel[at[k]] + 0.6 * reply_weight * fused[at[j]]  # the reply: not capped
+                else:
+                    lift = min(rel[at[k]] + 0.6 * weight * fused[at[j]], rel[at[j]] - 1e-9)
+                lifted[at[k]] = max(lifted[at[k]], lift)
         return idx[np.lexsort((-cos[idx], -lifted))]
     return rank
 
@@ -215,11 +217,12 @@ def diversity(lam: float) -> Ranker:
 
 BASELINE = "before: no long-memory factor, replies capped"
 VARIANTS: dict[str, Ranker] = {
-    BASELINE: service(long_lexemes=0, reply_passes=False),
+    BASELINE: service(long_lexemes=0, reply_weight=0),
     "default: long memories from 60 words, power 1, floor 0.25; neighbours of 3 hits, span 3, weight 0.3; "
-    "replies pass": service(),
+    "replies weight 0.5": service(),
     "no long-memory factor": service(long_lexemes=0),
-    "replies capped": service(reply_passes=False),
+    "replies capped": service(reply_weight=0),
+    **{f"replies weight {w}": service(reply_weight=w) for w in (0.3, 0.4, 0.6, 0.7, 1.0)},
     "no neighbours": service(seeds=0),
     **{f"long memories from {n} words, power {p}": service(long_lexemes=n, long_power=p)
        for n in (40, 50, 60, 80, 100) for p in (0.5, 1.0, 2.0) if (n, p) != (60, 1.0)},

@@ -110,8 +110,9 @@ class Settings(BaseSettings):
     neighbour_span: int = Field(3, ge=1, le=20)
     neighbour_window_seconds: float = Field(3600, gt=0, le=31 * 86_400)
     neighbour_weight: float = Field(0.3, ge=0, le=1)
-    # ...except the reply to a hit that asks a question: the memory right after it may pass it
-    neighbour_reply_passes: bool = True
+    # ...except the reply to a hit that asks a question (the short memory right after it):
+    # it gets w_sim * this * the hit's match, not capped, so it may pass the question; 0: off
+    neighbour_reply_weight: float = Field(0.5, ge=0, le=1)
     # the long-memory factor: a memory of more than long_memory_lexemes distinct words has its
     # match multiplied by (long_memory_lexemes / its count) ** long_memory_power, never below
     # long_memory_floor; 0 lexemes: off. Long texts matched many questions loosely and crowded

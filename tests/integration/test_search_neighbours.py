@@ -107,17 +107,33 @@ def test_explain_shows_the_lift_as_its_own_part(api, user_id, chat):
 
 
 def test_the_reply_to_a_question_may_pass_it(api, user_id, settings_env):
-    """A question is not an answer: the memory right after a hit that asks one is not capped
-    (weight 1: a lift large enough to pass the question, which matches the query near-verbatim)."""
-    settings_env(MEMORY_NEIGHBOUR_WEIGHT="1")
+    """A question is not an answer: the memory right after a hit that asks one gets its own,
+    uncapped lift (reply weight 1 here: large enough to pass a question that matches the query
+    near-verbatim)."""
+    settings_env(MEMORY_NEIGHBOUR_REPLY_WEIGHT="1")
     ids = _exchange(api, user_id, QUESTION_HIT, ("answer", ANSWER))
     assert _ids(api, user_id)[:2] == [ids["answer"], ids["hit"]]
-    settings_env(MEMORY_NEIGHBOUR_REPLY_PASSES="false")
+    settings_env(MEMORY_NEIGHBOUR_REPLY_WEIGHT="0", MEMORY_NEIGHBOUR_WEIGHT="1")  # off: capped like any neighbour
     assert _ids(api, user_id)[:2] == [ids["hit"], ids["answer"]]
 
 
+def test_the_replys_lift_is_the_documented_share_of_the_questions_match(api, user_id, settings_env):
+    """relevance + w_sim * reply weight * the question's match (1: the best by meaning and words)."""
+    ids = _exchange(api, user_id, QUESTION_HIT, ("answer", ANSWER))
+
+    def answer() -> dict:
+        results = api.search(query=QUERY, user_id=user_id, top_k=10, explain=True).body["results"]
+        return next(r for r in results if r["id"] == ids["answer"])
+
+    lifted = answer()
+    settings_env(MEMORY_NEIGHBOUR_SEEDS="0")
+    alone = answer()
+    assert lifted["relevance"] == pytest.approx(alone["relevance"] + 0.6 * 0.5 * 1.0, abs=1e-4)
+    assert lifted["explain"]["neighbour"] == pytest.approx(0.6 * 0.5, abs=1e-5)
+
+
 def test_only_the_next_memory_is_the_reply(api, user_id, settings_env):
-    settings_env(MEMORY_NEIGHBOUR_WEIGHT="1")
+    settings_env(MEMORY_NEIGHBOUR_WEIGHT="1", MEMORY_NEIGHBOUR_REPLY_WEIGHT="1")
     ids = _exchange(api, user_id, QUESTION_HIT, ("filler", "Good question, let me look."), ("answer", ANSWER))
     found = _ids(api, user_id, top_k=10)
     assert found.index(ids["hit"]) < found.index(ids["answer"])
@@ -125,7 +141,7 @@ def test_only_the_next_memory_is_the_reply(api, user_id, settings_env):
 
 def test_a_long_reply_does_not_pass_the_question(api, user_id, settings_env):
     """A long text after a question (length factor < 1) is not the short answer to it."""
-    settings_env(MEMORY_NEIGHBOUR_WEIGHT="1")
+    settings_env(MEMORY_NEIGHBOUR_REPLY_WEIGHT="1")
     essay = ANSWER + " " + " ".join(
         f"{word} is one of the things we saw on day {n}." for n, word in enumerate(
             "tiles trams castles viewpoints bakeries pastries fado museums gardens bridges ferries beaches "

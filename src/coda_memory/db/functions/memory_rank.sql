@@ -24,10 +24,11 @@
 -- than just below the hit's: the memory that holds the answer often sits next to the one that
 -- matches the question (the reply to it, the next line of the exchange) and shares no word with
 -- the question; the best hit keeps its place. p_nb_seeds = 0: off. One exception
--- (p_nb_reply_passes): when the hit asks a question (its last sentence ends with '?'), the
--- memory right after it in its context is the reply, and a question is not an answer: that
--- reply's lift is not capped, so it may pass the question (unless the reply is a long memory,
--- length factor < 1: a long text right after a question is not the short answer to it).
+-- (p_nb_reply_weight > 0): when the hit asks a question (its last sentence ends with '?'), the
+-- memory right after it in its context is the reply, and a question is not an answer: the
+-- reply gets p_w_sim * p_nb_reply_weight * the hit's match, not capped, so it may pass the
+-- question (unless the reply is a long memory, length factor < 1: a long text right after a
+-- question is not the short answer to it; it is lifted like any neighbour).
 -- The long-memory factor (p_long_lexemes > 0): a memory of more than p_long_lexemes distinct
 -- words (its tsvector's length) has its match multiplied by (p_long_lexemes / that) ^ p_long_power,
 -- never less than p_long_floor. A long text (an assistant's essay, a pasted page) is near many
@@ -94,7 +95,7 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_nb_span  integer DEFAULT 0,
     p_nb_window interval DEFAULT '0',
     p_nb_weight float8 DEFAULT 0,
-    p_nb_reply_passes boolean DEFAULT false,
+    p_nb_reply_weight float8 DEFAULT 0,
     -- the long-memory factor; the defaults leave it off (the service passes its settings)
     p_long_lexemes integer DEFAULT 0,
     p_long_power float8 DEFAULT 1,
@@ -132,7 +133,7 @@ BEGIN
         FROM (
             -- reply: the memory right after a hit whose last sentence asks a question
             SELECT s.id AS seed, n.id AS nb,
-                   p_nb_reply_passes AND n.next AND s.content ~ '\?[^.!]*$' AS reply
+                   p_nb_reply_weight > 0 AND n.next AND s.content ~ '\?[^.!]*$' AS reply
             FROM public.memories s
             CROSS JOIN LATERAL (
                 (SELECT m.id, false AS next FROM public.memories m
@@ -229,7 +230,7 @@ BEGIN
     ),
     lifted AS (
         SELECT r.*, greatest(r.own, (SELECT max(CASE WHEN h.reply AND r.lenf >= 1
-                                                     THEN r.own + p_w_sim * p_nb_weight * h.fused
+                                                     THEN r.own + p_w_sim * p_nb_reply_weight * h.fused
                                                      ELSE least(r.own + p_w_sim * p_nb_weight * h.fused, h.own - 1e-9)
                                                 END)
                                      FROM lifts h WHERE h.nb = r.id)) AS rel
@@ -245,7 +246,7 @@ $fn$;
 
 REVOKE ALL ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                   boolean, integer, integer, interval, float8, boolean, integer, float8, float8) FROM PUBLIC;
+                                   boolean, integer, integer, interval, float8, float8, integer, float8, float8) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                       float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                      boolean, integer, integer, interval, float8, boolean, integer, float8, float8) TO coda_app;
+                                      boolean, integer, integer, interval, float8, float8, integer, float8, float8) TO coda_app;
