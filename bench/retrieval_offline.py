@@ -154,7 +154,7 @@ def _reply(u: User, i: int) -> int | None:
 
 def service(a: float = 0.5, pool: int = POOL, seeds: int = 3, span: int = 3, weight: float = 0.3,
             bm25_power: float = 1.0, per_hit: int = 0, long_lexemes: int = 60, long_power: float = 1.0,
-            long_floor: float = 0.25, reply_weight: float = 0.5) -> Ranker:
+            long_floor: float = 0.25, reply_weight: float = 0.5, lift_long: bool = False) -> Ranker:
     """memory_rank.sql: convex fusion; the long-memory factor (long_lexemes = 0: off);
     neighbouring evidence (seeds = 0: off) and its reply rule."""
     def rank(u: User, q: dict[str, Any]) -> np.ndarray:
@@ -176,7 +176,9 @@ def service(a: float = 0.5, pool: int = POOL, seeds: int = 3, span: int = 3, wei
                 best[j].append((rel[at[k]], k))
         for j, ks in best.items():
             for _, k in sorted(ks, reverse=True)[:per_hit or None]:
-                if reply_weight and u.asks[j] and _reply(u, j) == k and factor[k] >= 1:
+                if factor[k] < 1 and not lift_long:  # a long memory is not lifted as a neighbour
+                    continue
+                if reply_weight and u.asks[j] and _reply(u, j) == k:
                     lift = rel[at[k]] + 0.6 * reply_weight * fused[at[j]]  # the reply: not capped
                 else:
                     lift = min(rel[at[k]] + 0.6 * weight * fused[at[j]], rel[at[j]] - 1e-9)
@@ -218,8 +220,9 @@ def diversity(lam: float) -> Ranker:
 BASELINE = "before: no long-memory factor, replies capped"
 VARIANTS: dict[str, Ranker] = {
     BASELINE: service(long_lexemes=0, reply_weight=0),
+    "long neighbours lifted too": service(lift_long=True),
     "default: long memories from 60 words, power 1, floor 0.25; neighbours of 3 hits, span 3, weight 0.3; "
-    "replies weight 0.5": service(),
+    "replies weight 0.5; long neighbours not lifted": service(),
     "no long-memory factor": service(long_lexemes=0),
     "replies capped": service(reply_weight=0),
     **{f"replies weight {w}": service(reply_weight=w) for w in (0.3, 0.4, 0.6, 0.7, 1.0)},

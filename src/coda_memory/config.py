@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     candidate_pool: int = Field(50, ge=1, le=1_000)
     # neighbouring evidence: a memory next to one of the best few hits (same context_id, at most
     # neighbour_span before/after it in time, within the window) is lifted toward that hit, never
-    # above it; 0 seeds: off. Measured on LoCoMo and BEAM, see docs/retrieval.md
+    # above it, unless it is a long memory (then not at all); 0 seeds: off. Measured on LoCoMo
+    # and BEAM, see docs/retrieval.md
     neighbour_seeds: int = Field(3, ge=0, le=50)
     neighbour_span: int = Field(3, ge=1, le=20)
     neighbour_window_seconds: float = Field(3600, gt=0, le=31 * 86_400)

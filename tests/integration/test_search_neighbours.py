@@ -151,3 +151,18 @@ def test_a_long_reply_does_not_pass_the_question(api, user_id, settings_env):
     ids = _exchange(api, user_id, QUESTION_HIT, ("answer", essay))
     found = _ids(api, user_id, top_k=10)
     assert found[0] == ids["hit"] and ids["answer"] in found
+
+
+def test_a_long_neighbour_is_not_lifted(api, user_id):
+    """A long text next to a hit (an essay after a line) is not the evidence beside it."""
+    long_answer = ANSWER + " " + " ".join(
+        f"Day {n}: {word}." for n, word in enumerate(
+            "tiles trams castles viewpoints bakeries pastries fado museums gardens bridges ferries beaches "
+            "markets bookshops churches monasteries palaces towers cafes river hills alleys stairs squares "
+            "fountains statues libraries theatres galleries parks harbours lighthouses cliffs caves forests "
+            "vineyards cellars mills farms villages towns cities islands lagoons dunes valleys lakes".split()))
+    ids = _exchange(api, user_id, HIT, ("answer", long_answer))
+    parts = {r["id"]: r["explain"] for r in api.search(query=QUERY, user_id=user_id, top_k=10,
+                                                        explain=True).body["results"]}
+    assert parts[ids["answer"]]["length_factor"] < 1
+    assert parts[ids["answer"]]["neighbour"] == 0.0

@@ -23,12 +23,13 @@
 -- gets p_w_sim * p_nb_weight * that hit's fused match added to its relevance, but never more
 -- than just below the hit's: the memory that holds the answer often sits next to the one that
 -- matches the question (the reply to it, the next line of the exchange) and shares no word with
--- the question; the best hit keeps its place. p_nb_seeds = 0: off. One exception
--- (p_nb_reply_weight > 0): when the hit asks a question (its last sentence ends with '?'), the
--- memory right after it in its context is the reply, and a question is not an answer: the
--- reply gets p_w_sim * p_nb_reply_weight * the hit's match, not capped, so it may pass the
--- question (unless the reply is a long memory, length factor < 1: a long text right after a
--- question is not the short answer to it; it is lifted like any neighbour).
+-- the question; the best hit keeps its place. p_nb_seeds = 0: off. A long memory (length
+-- factor < 1) is never lifted: a long text next to a hit (an assistant's essay after the
+-- user's line) is not the evidence beside it, and lifting it crowded out other statements.
+-- One exception to the cap (p_nb_reply_weight > 0): when the hit asks a question (its last
+-- sentence ends with '?'), the memory right after it in its context is the reply, and a
+-- question is not an answer: the reply gets p_w_sim * p_nb_reply_weight * the hit's match,
+-- not capped, so it may pass the question.
 -- The long-memory factor (p_long_lexemes > 0): a memory of more than p_long_lexemes distinct
 -- words (its tsvector's length) has its match multiplied by (p_long_lexemes / that) ^ p_long_power,
 -- never less than p_long_floor. A long text (an assistant's essay, a pasted page) is near many
@@ -229,11 +230,15 @@ BEGIN
         SELECT l.nb, l.reply, h.fused, h.own FROM unnest(v_seed, v_nb, v_reply) l(seed, nb, reply) JOIN hits h ON h.id = l.seed
     ),
     lifted AS (
-        SELECT r.*, greatest(r.own, (SELECT max(CASE WHEN h.reply AND r.lenf >= 1
-                                                     THEN r.own + p_w_sim * p_nb_reply_weight * h.fused
-                                                     ELSE least(r.own + p_w_sim * p_nb_weight * h.fused, h.own - 1e-9)
-                                                END)
-                                     FROM lifts h WHERE h.nb = r.id)) AS rel
+        SELECT r.*,
+               CASE WHEN r.lenf < 1 THEN r.own  -- a long memory is not lifted as a neighbour
+                    ELSE greatest(r.own, (SELECT max(CASE WHEN h.reply
+                                                          THEN r.own + p_w_sim * p_nb_reply_weight * h.fused
+                                                          ELSE least(r.own + p_w_sim * p_nb_weight * h.fused,
+                                                                     h.own - 1e-9)
+                                                     END)
+                                          FROM lifts h WHERE h.nb = r.id))
+               END AS rel
         FROM ranked r
     )
     SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec, r.rel - r.own, r.lenf, r.memory
