@@ -22,6 +22,7 @@ variant is kept only when it wins on both.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -281,12 +282,46 @@ def cross_validate(results: dict[str, list[dict[str, Any]]], baseline: str = BAS
     return {"picks": dict(picks), "held_out": held_out}
 
 
+def blocks(u: User, size: int) -> Iterator[User]:
+    """``u`` cut into consecutive blocks of ``size`` memories, each with the questions whose
+    evidence lies inside it: an estimate of shorter chats of the same kind (BEAM's 100K and 500K
+    chats are about 200 and 900 messages long; the dev chats are the 1M ones)."""
+    for lo in range(0, len(u.sources), size):
+        keep = np.arange(lo, min(len(u.sources), lo + size))
+        part = copy.copy(u)
+        part.vectors, part.importance, part.age_days = u.vectors[keep], u.importance[keep], u.age_days[keep]
+        part.lexemes, part.asks = u.lexemes[keep], u.asks[keep]
+        part.sources = [u.sources[i] for i in keep]
+        contexts: dict[str, list[int]] = defaultdict(list)
+        for i in keep:
+            if i in u.context_order:
+                contexts[u.context_order[i][0]].append(int(i) - lo)
+        part.contexts = dict(contexts)
+        part.context_order = {i: (c, p) for c, members in contexts.items() for p, i in enumerate(members)}
+        part.questions = []
+        for q in u.questions:
+            held = [i for i, s in enumerate(u.sources) if set(s) & q["evidence"]]
+            if held and lo <= min(held) and max(held) < lo + size:
+                part.questions.append({**q, "cos": q["cos"][keep], "bm25": q["bm25"][keep]})
+        if part.questions:
+            yield part
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = data_arguments(__doc__)
     parser.add_argument("--only", nargs="*", help="only the variants whose name contains one of these")
     parser.add_argument("--baseline", default=BASELINE, help="the variant gains are measured against")
+    parser.add_argument("--blocks", type=int, nargs="*", default=[],
+                        help="also score the BEAM chats cut into blocks of this many messages")
     args = parser.parse_args(argv)
     all_users = list(users(load(args.locomo, args.beam)))
+    for size in args.blocks:
+        parts = [p for u in all_users if u.data_set == "beam" for p in blocks(u, size)]
+        for name, rank in VARIANTS.items():
+            if name in (BASELINE, args.baseline) or not args.only or any(o in name for o in args.only):
+                rows = evaluate(parts, rank)
+                print(f"BEAM in blocks of {size} ({len(parts)} blocks, {len(rows)} questions) | {name} | "
+                      + " | ".join(f"{m} {mean(rows, m):.3f}" for m in (*(f"r@{k}" for k in KS), "hit@10")))
     results = {name: evaluate(all_users, rank) for name, rank in VARIANTS.items()
                if name in (BASELINE, args.baseline) or not args.only or any(o in name for o in args.only)}
     data_sets = sorted({u.data_set for u in all_users})
