@@ -30,6 +30,15 @@ def _store(api, user_id, content, context_id, at):
                       importance=0.5, created_at=at.isoformat()).body["memory_id"]
 
 
+def _long(text):
+    """``text`` and a travel diary after it: more than 60 distinct words (length factor < 1)."""
+    return text + " " + " ".join(f"Day {n}: {word}." for n, word in enumerate(
+        "tiles trams castles viewpoints bakeries pastries fado museums gardens bridges ferries beaches markets "
+        "bookshops churches monasteries palaces towers cafes river hills alleys stairs squares fountains statues "
+        "libraries theatres galleries parks harbours lighthouses cliffs caves forests vineyards cellars mills "
+        "farms villages towns cities islands lagoons dunes valleys lakes".split()))
+
+
 def _exchange(api, user_id, hit, *after):
     """``hit`` and what follows it in one context; distractors in others, hours apart."""
     ids = {"hit": _store(api, user_id, hit, "chat-7", START)}
@@ -142,12 +151,7 @@ def test_only_the_next_memory_is_the_reply(api, user_id, settings_env):
 def test_a_long_reply_does_not_pass_the_question(api, user_id, settings_env):
     """A long text after a question (length factor < 1) is not the short answer to it."""
     settings_env(MEMORY_NEIGHBOUR_REPLY_WEIGHT="1")
-    essay = ANSWER + " " + " ".join(
-        f"{word} is one of the things we saw on day {n}." for n, word in enumerate(
-            "tiles trams castles viewpoints bakeries pastries fado museums gardens bridges ferries beaches "
-            "markets bookshops churches monasteries palaces towers cafes river hills alleys stairs squares "
-            "fountains statues libraries theatres galleries parks harbours lighthouses cliffs caves forests "
-            "vineyards cellars mills farms villages towns cities islands lagoons dunes valleys lakes".split()))
+    essay = _long(ANSWER)
     ids = _exchange(api, user_id, QUESTION_HIT, ("answer", essay))
     found = _ids(api, user_id, top_k=10)
     assert found[0] == ids["hit"] and ids["answer"] in found
@@ -155,12 +159,7 @@ def test_a_long_reply_does_not_pass_the_question(api, user_id, settings_env):
 
 def test_a_long_neighbour_is_not_lifted(api, user_id):
     """A long text next to a hit (an essay after a line) is not the evidence beside it."""
-    long_answer = ANSWER + " " + " ".join(
-        f"Day {n}: {word}." for n, word in enumerate(
-            "tiles trams castles viewpoints bakeries pastries fado museums gardens bridges ferries beaches "
-            "markets bookshops churches monasteries palaces towers cafes river hills alleys stairs squares "
-            "fountains statues libraries theatres galleries parks harbours lighthouses cliffs caves forests "
-            "vineyards cellars mills farms villages towns cities islands lagoons dunes valleys lakes".split()))
+    long_answer = _long(ANSWER)
     ids = _exchange(api, user_id, HIT, ("answer", long_answer))
     parts = {r["id"]: r["explain"] for r in api.search(query=QUERY, user_id=user_id, top_k=10,
                                                         explain=True).body["results"]}
