@@ -86,7 +86,8 @@ def test_short_memories_are_untouched(api, user_id, memories, settings_env):
 
 
 @pytest.mark.parametrize("name,value", [("MEMORY_LONG_MEMORY_LEXEMES", "-1"), ("MEMORY_LONG_MEMORY_POWER", "0"),
-                                        ("MEMORY_LONG_MEMORY_FLOOR", "1.5")])
+                                        ("MEMORY_LONG_MEMORY_FLOOR", "1.5"), ("MEMORY_NEIGHBOUR_REPLY_WEIGHT", "-0.1"),
+                                        ("MEMORY_NEIGHBOUR_REPLY_WEIGHT", "2")])
 def test_bad_settings_are_refused_at_start(name, value, monkeypatch):
     from pydantic import ValidationError
 
