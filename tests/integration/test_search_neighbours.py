@@ -54,8 +54,8 @@ def chat(api, user_id):
     return _exchange(api, user_id, HIT, ("answer", ANSWER))
 
 
-def _results(api, user_id, top_k=4):
-    return api.search(query=QUERY, user_id=user_id, top_k=top_k).body["results"]
+def _results(api, user_id, top_k=4, explain=False):
+    return api.search(query=QUERY, user_id=user_id, top_k=top_k, explain=explain).body["results"]
 
 
 def _ids(api, user_id, top_k=4):
@@ -165,3 +165,29 @@ def test_a_long_neighbour_is_not_lifted(api, user_id):
                                                         explain=True).body["results"]}
     assert parts[ids["answer"]]["length_factor"] < 1
     assert parts[ids["answer"]]["neighbour"] == 0.0
+
+
+def test_without_a_context_the_memories_stored_around_a_hit_are_its_neighbours(api, user_id):
+    """Memories stored one after another without a context_id (an agent saving a conversation
+    line by line) count as one conversation, within the window."""
+    hit = _store(api, user_id, HIT, None, START)
+    answer = _store(api, user_id, ANSWER, None, START + timedelta(seconds=30))
+    later = _store(api, user_id, ANSWER + " (confirmed)", None, START + timedelta(hours=2))
+    in_a_context = _store(api, user_id, "Reserved a table at the Alfama guesthouse.", "chat-1",
+                          START + timedelta(seconds=20))
+    for i, text in enumerate(DISTRACTORS):
+        _store(api, user_id, text, f"chat-{i + 2}", START + timedelta(hours=3 + i))
+    parts = {r["id"]: r["explain"]["neighbour"] for r in _results(api, user_id, 10, explain=True)}
+    assert parts[answer] > 0
+    assert parts.get(later, 0.0) == 0.0 and parts.get(in_a_context, 0.0) == 0.0
+    assert hit in parts
+
+
+def test_without_a_context_memories_stored_at_the_same_instant_are_not_neighbours(api, user_id):
+    """A batch stored at one instant has no order to read an exchange from."""
+    hit = _store(api, user_id, HIT, None, START)
+    answer = _store(api, user_id, ANSWER, None, START)
+    for i, text in enumerate(DISTRACTORS):
+        _store(api, user_id, text, f"chat-{i}", START + timedelta(hours=3 + i))
+    parts = {r["id"]: r["explain"]["neighbour"] for r in _results(api, user_id, 10, explain=True)}
+    assert hit in parts and parts.get(answer, 0.0) == 0.0

@@ -138,18 +138,20 @@ BEGIN
             FROM public.memories s
             CROSS JOIN LATERAL (
                 (SELECT m.id, false AS next FROM public.memories m
-                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
+                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id IS NOT DISTINCT FROM s.context_id
                    AND m.created_at >= s.created_at - p_nb_window AND (m.created_at, m.id) < (s.created_at, s.id)
+                   AND (s.context_id IS NOT NULL OR m.created_at < s.created_at)
                    AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
                  ORDER BY m.created_at DESC, m.id DESC LIMIT p_nb_span)
                 UNION ALL
                 (SELECT m.id, row_number() OVER (ORDER BY m.created_at, m.id) = 1 AS next FROM public.memories m
-                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
+                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id IS NOT DISTINCT FROM s.context_id
                    AND m.created_at <= s.created_at + p_nb_window AND (m.created_at, m.id) > (s.created_at, s.id)
+                   AND (s.context_id IS NOT NULL OR m.created_at > s.created_at)
                    AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
                  ORDER BY m.created_at, m.id LIMIT p_nb_span)
             ) n
-            WHERE s.user_id = v_user AND s.context_id IS NOT NULL
+            WHERE s.user_id = v_user
               AND s.id = ANY(v_near[1:p_nb_seeds] || p_t_ids[1:p_nb_seeds])
         ) l;
     END IF;
