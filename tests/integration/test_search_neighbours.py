@@ -25,8 +25,8 @@ DISTRACTORS = [
 START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 
-def _store(api, user_id, content, context_id, at):
-    return api.ingest(user_id=user_id, content=content, content_type="conversation", context_id=context_id,
+def _store(api, user_id, content, context_id, at, content_type="conversation"):
+    return api.ingest(user_id=user_id, content=content, content_type=content_type, context_id=context_id,
                       importance=0.5, created_at=at.isoformat()).body["memory_id"]
 
 
@@ -167,9 +167,9 @@ def test_a_long_neighbour_is_not_lifted(api, user_id):
     assert parts[ids["answer"]]["neighbour"] == 0.0
 
 
-def test_without_a_context_the_memories_stored_around_a_hit_are_its_neighbours(api, user_id):
-    """Memories stored one after another without a context_id (an agent saving a conversation
-    line by line) count as one conversation, within the window."""
+def test_without_a_context_the_lines_stored_around_a_hit_are_its_neighbours(api, user_id):
+    """Lines of conversation stored one after another without a context_id (an agent saving a
+    conversation line by line) count as one conversation, within the window."""
     hit = _store(api, user_id, HIT, None, START)
     answer = _store(api, user_id, ANSWER, None, START + timedelta(seconds=30))
     later = _store(api, user_id, ANSWER + " (confirmed)", None, START + timedelta(hours=2))
@@ -187,6 +187,16 @@ def test_without_a_context_memories_stored_at_the_same_instant_are_not_neighbour
     """A batch stored at one instant has no order to read an exchange from."""
     hit = _store(api, user_id, HIT, None, START)
     answer = _store(api, user_id, ANSWER, None, START)
+    for i, text in enumerate(DISTRACTORS):
+        _store(api, user_id, text, f"chat-{i}", START + timedelta(hours=3 + i))
+    parts = {r["id"]: r["explain"]["neighbour"] for r in _results(api, user_id, 10, explain=True)}
+    assert hit in parts and parts.get(answer, 0.0) == 0.0
+
+
+def test_without_a_context_facts_are_not_neighbours(api, user_id):
+    """Facts an agent saves in a burst are unrelated: only lines of conversation are read as an exchange."""
+    hit = _store(api, user_id, HIT, None, START, content_type="fact")
+    answer = _store(api, user_id, ANSWER, None, START + timedelta(seconds=30), content_type="fact")
     for i, text in enumerate(DISTRACTORS):
         _store(api, user_id, text, f"chat-{i}", START + timedelta(hours=3 + i))
     parts = {r["id"]: r["explain"]["neighbour"] for r in _results(api, user_id, 10, explain=True)}

@@ -7,7 +7,9 @@
 --   t       the lexical candidates, in rank order
 --   q       the query's lexemes with their IDF and the user's mean length (hybrid only)
 --   v_nb    neighbouring evidence (p_nb_seeds > 0): the memories next to one of the best
---           p_nb_seeds of either list (the same context_id, at most p_nb_span before and after
+--           p_nb_seeds of either list (the same context_id; or, for lines of conversation
+--           (content_type) without one, not stored at the same instant, where a batch has no
+--           order to read an exchange from; at most p_nb_span before and after
 --           it in created_at order, within p_nb_window of it), v_seed the memory each is next to
 --   c       their union, and those neighbours
 --   scored  the candidates' rows, fetched by primary key, every filter and expiry applied again
@@ -140,14 +142,16 @@ BEGIN
                 (SELECT m.id, false AS next FROM public.memories m
                  WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id IS NOT DISTINCT FROM s.context_id
                    AND m.created_at >= s.created_at - p_nb_window AND (m.created_at, m.id) < (s.created_at, s.id)
-                   AND (s.context_id IS NOT NULL OR m.created_at < s.created_at)
+                   AND (s.context_id IS NOT NULL OR (m.created_at < s.created_at AND m.content_type = 'conversation'
+                                                     AND s.content_type = 'conversation'))
                    AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
                  ORDER BY m.created_at DESC, m.id DESC LIMIT p_nb_span)
                 UNION ALL
                 (SELECT m.id, row_number() OVER (ORDER BY m.created_at, m.id) = 1 AS next FROM public.memories m
                  WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id IS NOT DISTINCT FROM s.context_id
                    AND m.created_at <= s.created_at + p_nb_window AND (m.created_at, m.id) > (s.created_at, s.id)
-                   AND (s.context_id IS NOT NULL OR m.created_at > s.created_at)
+                   AND (s.context_id IS NOT NULL OR (m.created_at > s.created_at AND m.content_type = 'conversation'
+                                                     AND s.content_type = 'conversation'))
                    AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
                  ORDER BY m.created_at, m.id LIMIT p_nb_span)
             ) n
