@@ -70,6 +70,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("neighbours span 2", {"neighbour_span": 2}),
     ("neighbours weight 0.2", {"neighbour_weight": 0.2}),
     ("neighbours weight 0.5", {"neighbour_weight": 0.5}),
+    ("neighbours of 3 hits", {"neighbour_seeds": 3}),
     ("neighbours of 5 hits", {"neighbour_seeds": 5}),
     ("neighbours of 10 hits", {"neighbour_seeds": 10}),
     ("replies capped below their question", {"neighbour_reply_weight": 0}),

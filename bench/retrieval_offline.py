@@ -153,7 +153,7 @@ def _reply(u: User, i: int) -> int | None:
     return members[p + 1] if p + 1 < len(members) else None
 
 
-def service(a: float = 0.5, pool: int = POOL, seeds: int = 3, span: int = 3, weight: float = 0.3,
+def service(a: float = 0.5, pool: int = POOL, seeds: int = 4, span: int = 3, weight: float = 0.3,
             bm25_power: float = 1.0, per_hit: int = 0, long_lexemes: int = 60, long_power: float = 1.0,
             long_floor: float = 0.25, reply_weight: float = 0.5, lift_long: bool = False) -> Ranker:
     """memory_rank.sql: convex fusion; the long-memory factor (long_lexemes = 0: off);
@@ -218,11 +218,12 @@ def diversity(lam: float) -> Ranker:
     return rank
 
 
-BASELINE = "before: no long-memory factor, replies capped"
+BASELINE = "before: neighbours of 3 hits, no long-memory factor, replies capped"
 VARIANTS: dict[str, Ranker] = {
-    BASELINE: service(long_lexemes=0, reply_weight=0),
+    BASELINE: service(seeds=3, long_lexemes=0, reply_weight=0, lift_long=True),
+    "convex fusion alone": service(seeds=0, long_lexemes=0, reply_weight=0),
     "long neighbours lifted too": service(lift_long=True),
-    "default: long memories from 60 words, power 1, floor 0.25; neighbours of 3 hits, span 3, weight 0.3; "
+    "default: long memories from 60 words, power 1, floor 0.25; neighbours of 4 hits, span 3, weight 0.3; "
     "replies weight 0.5; long neighbours not lifted": service(),
     "no long-memory factor": service(long_lexemes=0),
     "replies capped": service(reply_weight=0),
@@ -233,7 +234,7 @@ VARIANTS: dict[str, Ranker] = {
     "long-memory floor 0.5": service(long_floor=0.5),
     "long-memory factor, no floor": service(long_floor=0.0),
     **{f"neighbours of {n} hits, span {s}, weight {w}": service(seeds=n, span=s, weight=w)
-       for n in (3, 5, 10) for s in (1, 2, 3) for w in (0.2, 0.3, 0.5) if (n, s, w) != (3, 3, 0.3)},
+       for n in (3, 4, 5, 10) for s in (1, 2, 3) for w in (0.2, 0.3, 0.5) if (n, s, w) != (4, 3, 0.3)},
     **{f"convex a={a}, no neighbours": service(a=a, seeds=0) for a in (0.3, 0.55, 0.6, 0.65, 0.7)},
     **{f"convex a={a} + neighbours": service(a=a) for a in (0.55, 0.6, 0.65)},
     "pool 25, no neighbours": service(pool=25, seeds=0),

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     # neighbour_span before/after it in time, within the window) is lifted toward that hit, never
     # above it, unless it is a long memory (then not at all); 0 seeds: off. Measured on LoCoMo
     # and BEAM, see docs/retrieval.md
-    neighbour_seeds: int = Field(3, ge=0, le=50)
+    neighbour_seeds: int = Field(4, ge=0, le=50)
     neighbour_span: int = Field(3, ge=1, le=20)
     neighbour_window_seconds: float = Field(3600, gt=0, le=31 * 86_400)
     neighbour_weight: float = Field(0.3, ge=0, le=1)
