@@ -65,13 +65,17 @@ DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean, integer, integer, interval, float8);
--- (and these: the long-memory factor added three parameters and a result column, replies one)
+-- (and these: the long-memory factor added three parameters and a result column, replies one,
+-- first a flag, then a weight)
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean, integer, integer, interval, float8);
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean, integer, integer, interval, float8, integer, float8, float8);
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                    boolean, integer, integer, interval, float8, boolean, integer, float8, float8);
 
 CREATE OR REPLACE FUNCTION memory_rank(
     p_query    text,
