@@ -52,6 +52,8 @@ MAP_FILE = REPO / ".local" / "bench-recall-map.json"
 MATCH_ONLY = {"weight_similarity": 1.0, "weight_importance": 0.0, "weight_recency": 0.0}
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("default", {}),
+    # the ranking before neighbouring evidence, the long-memory factor and the reply rule
+    ("before: convex fusion alone", {"neighbour_seeds": 0, "long_memory_lexemes": 0, "neighbour_reply_weight": 0}),
     ("pure cosine", {"search_mode": "vector", **MATCH_ONLY}),
     ("BM25 alone", {"fusion": "convex", "fusion_vector_weight": 0.0, **MATCH_ONLY}),
     ("convex a0.5, match only", {"fusion_vector_weight": 0.5, **MATCH_ONLY}),
@@ -68,8 +70,10 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("neighbours span 2", {"neighbour_span": 2}),
     ("neighbours weight 0.2", {"neighbour_weight": 0.2}),
     ("neighbours weight 0.5", {"neighbour_weight": 0.5}),
+    ("neighbours of 3 hits", {"neighbour_seeds": 3}),
     ("neighbours of 5 hits", {"neighbour_seeds": 5}),
     ("neighbours of 10 hits", {"neighbour_seeds": 10}),
+    ("replies capped below their question", {"neighbour_reply_weight": 0}),
     # the long-memory factor (MEMORY_LONG_MEMORY_*): off, and its settings one at a time
     ("no long-memory factor", {"long_memory_lexemes": 0}),
     ("long memories from 40 words", {"long_memory_lexemes": 40}),

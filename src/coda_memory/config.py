@@ -105,11 +105,15 @@ class Settings(BaseSettings):
     candidate_pool: int = Field(50, ge=1, le=1_000)
     # neighbouring evidence: a memory next to one of the best few hits (same context_id, at most
     # neighbour_span before/after it in time, within the window) is lifted toward that hit, never
-    # above it; 0 seeds: off. Measured on LoCoMo and BEAM, see docs/retrieval.md
-    neighbour_seeds: int = Field(3, ge=0, le=50)
+    # above it, unless it is a long memory (then not at all); 0 seeds: off. Measured on LoCoMo
+    # and BEAM, see docs/retrieval.md
+    neighbour_seeds: int = Field(4, ge=0, le=50)
     neighbour_span: int = Field(3, ge=1, le=20)
     neighbour_window_seconds: float = Field(3600, gt=0, le=31 * 86_400)
     neighbour_weight: float = Field(0.3, ge=0, le=1)
+    # ...except the reply to a hit that asks a question (the short memory right after it):
+    # it gets w_sim * this * the hit's match, not capped, so it may pass the question; 0: off
+    neighbour_reply_weight: float = Field(0.5, ge=0, le=1)
     # the long-memory factor: a memory of more than long_memory_lexemes distinct words has its
     # match multiplied by (long_memory_lexemes / its count) ** long_memory_power, never below
     # long_memory_floor; 0 lexemes: off. Long texts matched many questions loosely and crowded

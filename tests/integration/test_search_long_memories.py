@@ -74,10 +74,12 @@ def test_the_factor_is_the_documented_one(api, user_id, memories, settings_env, 
 
 
 def test_short_memories_are_untouched(api, user_id, memories, settings_env):
-    """Every memory of at most the threshold keeps factor 1 and the same scores as with it off."""
+    """Every memory of at most the threshold keeps factor 1 and the same scores as with it off
+    (neighbouring evidence off: these lines, stored one after another, are neighbours)."""
+    settings_env(MEMORY_NEIGHBOUR_SEEDS="0")
     on = {r["id"]: r["explain"] for r in _results(api, user_id) if r["id"] != memories["essay"]}
     assert on and all(parts["length_factor"] == 1.0 for parts in on.values())
-    settings_env(MEMORY_LONG_MEMORY_LEXEMES="0")
+    settings_env(MEMORY_NEIGHBOUR_SEEDS="0", MEMORY_LONG_MEMORY_LEXEMES="0")
     off = {r["id"]: r["explain"] for r in _results(api, user_id) if r["id"] != memories["essay"]}
     for memory_id, parts in on.items():
         # match is divided by the best of each list over the candidates: the essay's own
@@ -86,7 +88,8 @@ def test_short_memories_are_untouched(api, user_id, memories, settings_env):
 
 
 @pytest.mark.parametrize("name,value", [("MEMORY_LONG_MEMORY_LEXEMES", "-1"), ("MEMORY_LONG_MEMORY_POWER", "0"),
-                                        ("MEMORY_LONG_MEMORY_FLOOR", "1.5")])
+                                        ("MEMORY_LONG_MEMORY_FLOOR", "1.5"), ("MEMORY_NEIGHBOUR_REPLY_WEIGHT", "-0.1"),
+                                        ("MEMORY_NEIGHBOUR_REPLY_WEIGHT", "2")])
 def test_bad_settings_are_refused_at_start(name, value, monkeypatch):
     from pydantic import ValidationError
 

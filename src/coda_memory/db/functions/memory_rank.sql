@@ -7,7 +7,9 @@
 --   t       the lexical candidates, in rank order
 --   q       the query's lexemes with their IDF and the user's mean length (hybrid only)
 --   v_nb    neighbouring evidence (p_nb_seeds > 0): the memories next to one of the best
---           p_nb_seeds of either list (the same context_id, at most p_nb_span before and after
+--           p_nb_seeds of either list (the same context_id; or, for lines of conversation
+--           (content_type) without one, not stored at the same instant, where a batch has no
+--           order to read an exchange from; at most p_nb_span before and after
 --           it in created_at order, within p_nb_window of it), v_seed the memory each is next to
 --   c       their union, and those neighbours
 --   scored  the candidates' rows, fetched by primary key, every filter and expiry applied again
@@ -23,7 +25,13 @@
 -- gets p_w_sim * p_nb_weight * that hit's fused match added to its relevance, but never more
 -- than just below the hit's: the memory that holds the answer often sits next to the one that
 -- matches the question (the reply to it, the next line of the exchange) and shares no word with
--- the question; the best hit keeps its place. p_nb_seeds = 0: off.
+-- the question; the best hit keeps its place. p_nb_seeds = 0: off. A long memory (length
+-- factor < 1) is never lifted: a long text next to a hit (an assistant's essay after the
+-- user's line) is not the evidence beside it, and lifting it crowded out other statements.
+-- One exception to the cap (p_nb_reply_weight > 0): when the hit asks a question (its last
+-- sentence ends with '?'), the memory right after it in its context is the reply, and a
+-- question is not an answer: the reply gets p_w_sim * p_nb_reply_weight * the hit's match,
+-- not capped, so it may pass the question.
 -- The long-memory factor (p_long_lexemes > 0): a memory of more than p_long_lexemes distinct
 -- words (its tsvector's length) has its match multiplied by (p_long_lexemes / that) ^ p_long_power,
 -- never less than p_long_floor. A long text (an assistant's essay, a pasted page) is near many
@@ -57,10 +65,17 @@ DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean, integer, integer, interval, float8);
--- (and this one: the long-memory factor added three parameters and a result column)
+-- (and these: the long-memory factor added three parameters and a result column, replies one,
+-- first a flag, then a weight)
 DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                     float8, float8, float8, integer, float8, float8, integer, float8, boolean,
                                     boolean, integer, integer, interval, float8);
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                    boolean, integer, integer, interval, float8, integer, float8, float8);
+DROP FUNCTION IF EXISTS memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
+                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
+                                    boolean, integer, integer, interval, float8, boolean, integer, float8, float8);
 
 CREATE OR REPLACE FUNCTION memory_rank(
     p_query    text,
@@ -87,6 +102,7 @@ CREATE OR REPLACE FUNCTION memory_rank(
     p_nb_span  integer DEFAULT 0,
     p_nb_window interval DEFAULT '0',
     p_nb_weight float8 DEFAULT 0,
+    p_nb_reply_weight float8 DEFAULT 0,
     -- the long-memory factor; the defaults leave it off (the service passes its settings)
     p_long_lexemes integer DEFAULT 0,
     p_long_power float8 DEFAULT 1,
@@ -102,6 +118,7 @@ DECLARE
     v_near    uuid[];
     v_seed    uuid[];
     v_nb      uuid[];
+    v_reply   boolean[];
 BEGIN
     -- the nearest, best first (with include_archived / include_superseded, also the p_n nearest
     -- of the user's memories in those states, by an exact scan: they are in no search structure)
@@ -119,24 +136,30 @@ BEGIN
         ORDER BY n.distance, n.id);
     IF p_nb_seeds > 0 THEN
         -- each side by the (user_id, created_at, id) index, from the hit outwards
-        SELECT array_agg(l.seed), array_agg(l.nb) INTO v_seed, v_nb
+        SELECT array_agg(l.seed), array_agg(l.nb), array_agg(l.reply) INTO v_seed, v_nb, v_reply
         FROM (
-            SELECT s.id AS seed, n.id AS nb
+            -- reply: the memory right after a hit whose last sentence asks a question
+            SELECT s.id AS seed, n.id AS nb,
+                   p_nb_reply_weight > 0 AND n.next AND s.content ~ '\?[^.!]*$' AS reply
             FROM public.memories s
             CROSS JOIN LATERAL (
-                (SELECT m.id FROM public.memories m
-                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
+                (SELECT m.id, false AS next FROM public.memories m
+                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id IS NOT DISTINCT FROM s.context_id
                    AND m.created_at >= s.created_at - p_nb_window AND (m.created_at, m.id) < (s.created_at, s.id)
+                   AND (s.context_id IS NOT NULL OR (m.created_at < s.created_at AND m.content_type = 'conversation'
+                                                     AND s.content_type = 'conversation'))
                    AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
                  ORDER BY m.created_at DESC, m.id DESC LIMIT p_nb_span)
                 UNION ALL
-                (SELECT m.id FROM public.memories m
-                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id = s.context_id
+                (SELECT m.id, row_number() OVER (ORDER BY m.created_at, m.id) = 1 AS next FROM public.memories m
+                 WHERE m.user_id = v_user AND NOT m.deleted AND m.context_id IS NOT DISTINCT FROM s.context_id
                    AND m.created_at <= s.created_at + p_nb_window AND (m.created_at, m.id) > (s.created_at, s.id)
+                   AND (s.context_id IS NOT NULL OR (m.created_at > s.created_at AND m.content_type = 'conversation'
+                                                     AND s.content_type = 'conversation'))
                    AND public.memory_shown(m, p_archived, p_superseded) AND public.memory_visible(m, p_filters)
                  ORDER BY m.created_at, m.id LIMIT p_nb_span)
             ) n
-            WHERE s.user_id = v_user AND s.context_id IS NOT NULL
+            WHERE s.user_id = v_user
               AND s.id = ANY(v_near[1:p_nb_seeds] || p_t_ids[1:p_nb_seeds])
         ) l;
     END IF;
@@ -214,11 +237,18 @@ BEGIN
         SELECT r.id, r.fused, r.own FROM ranked r ORDER BY r.own DESC, r.sim DESC, r.id LIMIT p_nb_seeds
     ),
     lifts AS (
-        SELECT l.nb, h.fused, h.own FROM unnest(v_seed, v_nb) l(seed, nb) JOIN hits h ON h.id = l.seed
+        SELECT l.nb, l.reply, h.fused, h.own FROM unnest(v_seed, v_nb, v_reply) l(seed, nb, reply) JOIN hits h ON h.id = l.seed
     ),
     lifted AS (
-        SELECT r.*, greatest(r.own, (SELECT max(least(r.own + p_w_sim * p_nb_weight * h.fused, h.own - 1e-9))
-                                     FROM lifts h WHERE h.nb = r.id)) AS rel
+        SELECT r.*,
+               CASE WHEN r.lenf < 1 THEN r.own  -- a long memory is not lifted as a neighbour
+                    ELSE greatest(r.own, (SELECT max(CASE WHEN h.reply
+                                                          THEN r.own + p_w_sim * p_nb_reply_weight * h.fused
+                                                          ELSE least(r.own + p_w_sim * p_nb_weight * h.fused,
+                                                                     h.own - 1e-9)
+                                                     END)
+                                          FROM lifts h WHERE h.nb = r.id))
+               END AS rel
         FROM ranked r
     )
     SELECT r.id, r.sim, r.rel, r.fused, r.lex, r.imp, r.rec, r.rel - r.own, r.lenf, r.memory
@@ -231,7 +261,7 @@ $fn$;
 
 REVOKE ALL ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                    float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                   boolean, integer, integer, interval, float8, integer, float8, float8) FROM PUBLIC;
+                                   boolean, integer, integer, interval, float8, float8, integer, float8, float8) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory_rank(text, halfvec, integer, search_filters, uuid[], float8[], text, float8, float8,
                                       float8, float8, float8, integer, float8, float8, integer, float8, boolean,
-                                      boolean, integer, integer, interval, float8, integer, float8, float8) TO coda_app;
+                                      boolean, integer, integer, interval, float8, float8, integer, float8, float8) TO coda_app;
