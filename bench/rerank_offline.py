@@ -3,10 +3,9 @@ embedding model's own token vectors, applied to the best candidates of the servi
 
     python -m bench.rerank_offline [--locomo DIR] [--beam DIR]
 
-The service's default ranking is reproduced in NumPy on the scores :mod:`bench.retrieval_offline`
-caches (convex fusion over the 50 nearest and the 50 best by BM25, neighbouring evidence, the
-long-memory factor on each memory's count of distinct lexemes, read once from the benchmark
-database and cached beside the scores). For every question the best N of that ranking are
+The service's default ranking is :mod:`bench.retrieval_offline`'s NumPy copy of it, on the
+scores that module caches (convex fusion over the 50 nearest and the 50 best by BM25, the
+long-memory factor, neighbouring evidence and the reply rule). For every question the best N of that ranking are
 reranked: the query and each candidate run through the int8 ONNX MiniLM once more
 (``Embedder.token_vectors``: its last hidden state per token, the first 256 tokens of a
 memory, as for its vector), and a candidate scores the mean over the query's tokens of their
@@ -25,8 +24,6 @@ and for BEAM messages of 400 words or more, beside the CPU time of embedding the
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import re
 import sys
@@ -39,7 +36,7 @@ import numpy as np
 import bench.retrieval_offline as offline
 from bench.retrieval import KS, TOP_K, data_arguments
 from bench.retrieval_data import Conversation, load
-from bench.retrieval_offline import CACHE, User, _candidates, _neighbours, mean
+from bench.retrieval_offline import CACHE, User, mean, service_scores
 from coda_memory.embedder import Embedder, load_embedder
 
 #: English function words: a query word among them carries no content of its own
@@ -52,52 +49,9 @@ themselves then there these they this those through to too under until up very w
 while who whom why will with would you your yours yourself yourselves s t d ll m re ve
 """.split())
 _WORD = re.compile(r"\w")
-LONG_LEXEMES, LONG_POWER, LONG_FLOOR = 60, 1.0, 0.25  # the service's long-memory factor (config)
 MAX_N = 50  # candidates reranked at most (the variants take the first 20, 30 or 50)
 SCORES = CACHE.parent / "bench-rerank-scores"
-
-
-def lexeme_counts(u: User) -> np.ndarray:
-    """length(search_vector) of each live memory, in the cache's order (read once, cached)."""
-    path = CACHE / f"{u.name}.lexemes.json"
-    if not path.is_file():
-        import psycopg
-
-        from bench.common import BENCH_PG_DIR
-        from bench.retrieval import DATABASE
-        from local.services import start_postgres
-
-        pg = start_postgres(BENCH_PG_DIR, database=DATABASE)
-        os.environ.setdefault("DATABASE_URL", pg.app_url)
-        with psycopg.connect(pg.admin_url, autocommit=True) as conn:
-            rows = conn.execute("""SELECT length(search_vector) FROM memories m
-                                   WHERE user_id = %s AND memory_searchable(m) ORDER BY created_at, id""",
-                                (u.name,)).fetchall()
-        path.write_text(json.dumps([r[0] for r in rows]))
-    counts = np.array(json.loads(path.read_text()), dtype=float)
-    assert len(counts) == len(u.vectors), u.name
-    return np.maximum(counts, 1)
-
-
-def service_ranking(u: User, q: dict[str, Any], lenf: np.ndarray, a: float = 0.5, pool: int = offline.POOL,
-                    seeds: int = 3, span: int = 3, weight: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """memory_rank.sql's order and relevance (lifted), the long-memory factor included."""
-    cos, bm25 = q["cos"], q["bm25"]
-    nearest, lexical, idx = _candidates(u, cos, bm25, pool)
-    firsts = dict.fromkeys([*nearest[:seeds].tolist(), *lexical[:seeds].tolist()])
-    links = [(j, k) for j in firsts for k in _neighbours(u, j, span)]
-    idx = np.union1d(idx, np.array([k for _, k in links], dtype=int))
-    c, b = np.maximum(cos[idx], 0), bm25[idx]
-    fused = (a * c / (c.max() or 1) + (1 - a) * b / (b.max() or 1)) * lenf[idx]
-    rel = 0.6 * fused + 0.3 * u.importance[idx] + 0.1 / (1 + u.age_days[idx] * 0.01)
-    at = {int(k): n for n, k in enumerate(idx)}
-    hits = set(idx[np.lexsort((-cos[idx], -rel))[:seeds]].tolist())
-    lifted = rel.copy()
-    for j, k in links:
-        if j in hits:
-            lifted[at[k]] = max(lifted[at[k]], min(rel[at[k]] + 0.6 * weight * fused[at[j]], rel[at[j]] - 1e-9))
-    order = np.lexsort((-cos[idx], -lifted))
-    return idx[order], lifted[order]
+default_ranking = service_scores()
 
 
 def content_tokens(tokens: list[str]) -> np.ndarray:
@@ -108,10 +62,6 @@ def content_tokens(tokens: list[str]) -> np.ndarray:
     return mask if mask.any() else np.ones(len(tokens), dtype=bool)
 
 
-def _lengths_factor(u: User) -> np.ndarray:
-    return np.maximum(LONG_FLOOR, np.minimum(1.0, (LONG_LEXEMES / lexeme_counts(u)) ** LONG_POWER))
-
-
 def token_scores(conv: Conversation, u: User, embedder: Embedder) -> list[dict[str, Any]]:
     """Per question: the service's order and relevance, and for each of its best MAX_N the best
     cosine of every query token to one of the memory's tokens (cached)."""
@@ -119,11 +69,10 @@ def token_scores(conv: Conversation, u: User, embedder: Embedder) -> list[dict[s
     if path.is_file():
         return pickle.loads(path.read_bytes())  # our own cache file
     text = {item["source_id"]: item["content"] for item in conv.items}
-    lenf = _lengths_factor(u)
     memo: dict[int, tuple[list[str], np.ndarray]] = {}
     out = []
     for q in u.questions:
-        order, relevance = service_ranking(u, q, lenf)
+        order, relevance = default_ranking(u, q)
         q_tokens, q_vectors = embedder.token_vectors(q["question"])
         best = []
         for i in order[:MAX_N].tolist():

@@ -153,12 +153,20 @@ def _reply(u: User, i: int) -> int | None:
     return members[p + 1] if p + 1 < len(members) else None
 
 
-def service(a: float = 0.5, pool: int = POOL, seeds: int = 4, span: int = 3, weight: float = 0.3,
-            bm25_power: float = 1.0, per_hit: int = 0, long_lexemes: int = 60, long_power: float = 1.0,
-            long_floor: float = 0.25, reply_weight: float = 0.5, lift_long: bool = False) -> Ranker:
+def service(**settings: Any) -> Ranker:
+    """memory_rank.sql's order (:func:`service_scores` with these settings)."""
+    scored = service_scores(**settings)
+    return lambda u, q: scored(u, q)[0]
+
+
+def service_scores(a: float = 0.5, pool: int = POOL, seeds: int = 4, span: int = 3, weight: float = 0.3,
+                   bm25_power: float = 1.0, per_hit: int = 0, long_lexemes: int = 60, long_power: float = 1.0,
+                   long_floor: float = 0.25, reply_weight: float = 0.5, lift_long: bool = False
+                   ) -> Callable[[User, dict[str, Any]], tuple[np.ndarray, np.ndarray]]:
     """memory_rank.sql: convex fusion; the long-memory factor (long_lexemes = 0: off);
-    neighbouring evidence (seeds = 0: off) and its reply rule."""
-    def rank(u: User, q: dict[str, Any]) -> np.ndarray:
+    neighbouring evidence (seeds = 0: off) and its reply rule. The ranked memories and their
+    relevance (the lifts included), best first."""
+    def rank(u: User, q: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         cos, bm25 = q["cos"], q["bm25"] ** bm25_power
         factor = _long_factor(u, long_lexemes, long_power, long_floor)
         nearest, lexical, idx = _candidates(u, cos, bm25, pool)
@@ -184,7 +192,8 @@ def service(a: float = 0.5, pool: int = POOL, seeds: int = 4, span: int = 3, wei
                 else:
                     lift = min(rel[at[k]] + 0.6 * weight * fused[at[j]], rel[at[j]] - 1e-9)
                 lifted[at[k]] = max(lifted[at[k]], lift)
-        return idx[np.lexsort((-cos[idx], -lifted))]
+        order = np.lexsort((-cos[idx], -lifted))
+        return idx[order], lifted[order]
     return rank
 
 
