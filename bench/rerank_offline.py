@@ -1,7 +1,7 @@
 """A heavier, opt-in reranking measured offline: late interaction (ColBERT-style MaxSim) over the
 embedding model's own token vectors, applied to the best candidates of the service's ranking.
 
-    python -m bench.rerank_offline [--locomo DIR] [--beam DIR]
+    OPENBLAS_NUM_THREADS=1 python -m bench.rerank_offline [--locomo DIR] [--beam DIR] [--no-cost]
 
 The service's default ranking is :mod:`bench.retrieval_offline`'s NumPy copy of it, on the
 scores that module caches (convex fusion over the 50 nearest and the 50 best by BM25, the
@@ -15,26 +15,28 @@ content words weighted by their IDF over the N candidates), N, and the weight w 
 
 Cross-validation by conversation, both data sets at once, as in :mod:`bench.retrieval_offline`:
 each conversation is held out in turn, the variant whose smaller gain over the service's
-ranking across the two data sets is largest on the other conversations is chosen and scored on
-the held-out one; once choosing by recall@10, once by recall@1. Then the CPU time the reranking
+ranking across the two data sets (then their sum) is largest on the other conversations is
+chosen and scored on the held-out one; once choosing by recall@10, once by recall@1. Then the CPU time the reranking
 adds per candidate (one onnxruntime thread; the model pass and the scoring), for LoCoMo turns
 and for BEAM messages of 400 words or more, beside the CPU time of embedding the same texts
-(``embed_one``, what a memory's vector costs) in the same run.
+(``embed_one``, what a memory's vector costs) in the same run. Without OPENBLAS_NUM_THREADS=1,
+NumPy's BLAS threads keep spinning after each MaxSim product and the model pass that follows
+costs twice the CPU (measured: 165 against 83 ms per long candidate).
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import sys
 import time
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
 import bench.retrieval_offline as offline
-from bench.retrieval import KS, TOP_K, data_arguments
+from bench.retrieval import KS, data_arguments
 from bench.retrieval_data import Conversation, load
 from bench.retrieval_offline import CACHE, User, mean, service_scores
 from coda_memory.embedder import Embedder, load_embedder
@@ -116,32 +118,10 @@ METRICS = (*(f"r@{k}" for k in KS), "hit@10")
 
 def evaluate(data: list[tuple[User, list[dict[str, Any]]]], variant: tuple[str, int, float] | None
              ) -> list[dict[str, Any]]:
-    rows = []
-    for u, scored in data:
-        for q, row in zip(u.questions, scored, strict=True):
-            top = (row["order"] if variant is None else reranked(row, *variant))[:TOP_K]
-            scores = {f"r@{k}": len(q["evidence"] & {s for i in top[:k] for s in u.sources[i]}) / len(q["evidence"])
-                      for k in KS}
-            rows.append({"data_set": u.data_set, "conversation": u.name, "category": q["category"], **scores,
-                         "hit@10": float(scores["r@10"] > 0)})
-    return rows
-
-
-def cross_validate(results: dict[str, list[dict[str, Any]]], metric: str) -> tuple[dict[str, int], list[dict]]:
-    """offline.cross_validate, choosing by ``metric``."""
-    convs = sorted({(r["data_set"], r["conversation"]) for r in results[BASELINE]})
-    data_sets = sorted({ds for ds, _ in convs})
-    picks: dict[str, int] = defaultdict(int)
-    held_out: list[dict[str, Any]] = []
-    for _, held in convs:
-        def gain(name: str, held: str = held) -> float:
-            return min(mean([r for r in results[name] if r["data_set"] == ds and r["conversation"] != held], metric)
-                       - mean([r for r in results[BASELINE] if r["data_set"] == ds and r["conversation"] != held],
-                              metric) for ds in data_sets)
-        best = max(results, key=gain)
-        picks[best] += 1
-        held_out += [r for r in results[best] if r["conversation"] == held]
-    return dict(picks), held_out
+    """offline.evaluate of the service's order (variant None) or of the reranked one."""
+    rows = {id(q): row for u, scored in data for q, row in zip(u.questions, scored, strict=True)}
+    return offline.evaluate([u for u, _ in data], lambda u, q: rows[id(q)]["order"] if variant is None
+                            else reranked(rows[id(q)], *variant))
 
 
 def _line(rows: list[dict[str, Any]]) -> str:
@@ -158,7 +138,8 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
         print(f"| {name} | " + " | ".join(_line([r for r in results[name] if r["data_set"] == ds])
                                           for ds in data_sets) + " |")
     for metric in ("r@10", "r@1"):
-        picks, held = cross_validate(results, metric)
+        cv = offline.cross_validate(results, BASELINE, metric)
+        picks, held = cv["picks"], cv["held_out"]
         print(f"\ncross-validation by conversation, chosen by {metric}: {picks}")
         for ds in data_sets:
             mine = [r for r in held if r["data_set"] == ds]
@@ -190,7 +171,8 @@ def cost(convs: list[Conversation], embedder: Embedder, repeats: int = 3) -> Non
                 embedder.embed_one(t)
             embeds.append((time.process_time() - started) * 1000 / len(texts))
         words = np.median([len(t.split()) for t in texts])
-        print(f"cost {label} (median {words:.0f} words, {len(texts)} texts, {repeats} runs): "
+        print(f"cost {label} (median {words:.0f} words, {len(texts)} texts, {repeats} runs, "
+              f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}): "
               + ", ".join(f"{ms:.1f}" for ms in runs) + " ms CPU per candidate (embed_one of the same texts: "
               + ", ".join(f"{ms:.1f}" for ms in embeds) + " ms)")
 
@@ -201,11 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     convs = load(args.locomo, args.beam)
     embedder = load_embedder(threads=1, parallel=1)
+    if not args.no_cost:
+        # first: with the scores of every variant in memory, Python's garbage collector walks
+        # them on every allocation-heavy loop and doubled the figures
+        cost(convs, embedder)
     data = [(u, token_scores(c, u, embedder)) for c, u in zip(convs, offline.users(convs), strict=True)]
     results = {BASELINE: evaluate(data, None), **{name: evaluate(data, v) for name, v in VARIANTS.items()}}
     report(results)
-    if not args.no_cost:
-        cost(convs, embedder)
     return 0
 
 

@@ -273,14 +273,17 @@ def mean(rows: list[dict[str, Any]], metric: str = "r@10") -> float:
     return float(np.mean([r[metric] for r in rows])) if rows else 0.0
 
 
-def cross_validate(results: dict[str, list[dict[str, Any]]], baseline: str = BASELINE) -> dict[str, Any]:
+def cross_validate(results: dict[str, list[dict[str, Any]]], baseline: str = BASELINE,
+                   metric: str = "r@10") -> dict[str, Any]:
+    """Each conversation held out in turn, the variant chosen on the others by ``metric``."""
     convs = sorted({(r["data_set"], r["conversation"]) for r in results[baseline]})
     chosen: dict[str, list[dict[str, Any]]] = defaultdict(list)
     picks: dict[str, int] = defaultdict(int)
     for _, held in convs:
         def gain(name: str, held: str = held) -> tuple[float, float]:
-            gains = [mean([r for r in results[name] if r["data_set"] == ds and r["conversation"] != held])
-                     - mean([r for r in results[baseline] if r["data_set"] == ds and r["conversation"] != held])
+            gains = [mean([r for r in results[name] if r["data_set"] == ds and r["conversation"] != held], metric)
+                     - mean([r for r in results[baseline] if r["data_set"] == ds and r["conversation"] != held],
+                            metric)
                      for ds in ("locomo", "beam")]
             # the smaller gain, then the sum: a change that cannot touch one data set (a
             # LoCoMo turn is never a long memory) still has to win on the other
